@@ -1,0 +1,371 @@
+"""What a provider adapter implements. Public through `paygate.adapter`.
+
+An adapter is a `Provider` subclass registered in the ``paygate.providers`` entry-point
+group. It describes its capabilities and idempotency policies, validates requests
+without I/O, and returns sans-I/O flows (see `paygate._flow`) for each operation. The
+core drives those flows; the adapter never performs I/O itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import ipaddress
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from ._errors import ConfigurationError, NotSupported
+from ._flow import Flow, Reply
+from ._models import (
+    Capabilities,
+    Charge,
+    ChargeStatus,
+    PaymentMethod,
+    PayoutBalance,
+    Refund,
+)
+from ._money import Money
+
+if TYPE_CHECKING:
+    from .sandbox._emulator import Emulator
+
+__all__ = [
+    "CancelRequest",
+    "CaptureRequest",
+    "ChargeRef",
+    "ChargeRequest",
+    "OpContext",
+    "Operation",
+    "OperationPolicy",
+    "ParsedEvent",
+    "Provider",
+    "ProviderSettings",
+    "RefundRequest",
+    "RetryDecision",
+    "check_base_url",
+    "derive_key",
+]
+
+PAYGATE_NAMESPACE = uuid.UUID("5b0e3a8c-2f7d-5c1e-9a64-706179676174")
+
+
+class Operation(enum.StrEnum):
+    """Mutating operations that go through the idempotency store."""
+
+    CHARGE = "charge"
+    REFUND = "refund"
+    CANCEL = "cancel"
+    CAPTURE = "capture"
+
+
+@dataclass(frozen=True, slots=True)
+class OperationPolicy:
+    """How a provider protects one operation against duplicates.
+
+    key: how the provider deduplicates a re-sent request: ``"header"`` (an
+        ``Idempotency-Key``), ``"body"`` (a field such as Pokepay's ``request_id``) or
+        ``"none"``.
+    key_window: how long the provider remembers a key (None: for ever).
+    lookup: the flow `Provider.lookup` can tell whether a possibly-sent request
+        created the object.
+    """
+
+    key: str = "none"
+    key_window: timedelta | None = None
+    lookup: bool = False
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the provider deduplicates by key."""
+        return self.key != "none"
+
+
+class ProviderSettings(BaseModel):
+    """Base of every provider's account settings (validated from the config file).
+
+    Secrets are `pydantic.SecretStr`. ``base_url`` must be https, except on loopback
+    (the sandbox). ``tls_verify=false`` is refused unless ``allow_insecure_tls`` is set
+    too, and then a warning is logged on every load.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    timeout: float = 30.0
+    ca_bundle: Path | None = None
+    tls_verify: bool = True
+    allow_insecure_tls: bool = False
+
+
+def check_base_url(url: str, *, key: str = "base_url") -> str:
+    """Refuse plain http except on a loopback host (the local sandbox).
+
+    >>> check_base_url("http://127.0.0.1:8000/payjp")
+    'http://127.0.0.1:8000/payjp'
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return url.rstrip("/")
+    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
+        return url.rstrip("/")
+    raise ConfigurationError("must be an https URL (plain http only on loopback)", key=key)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def derive_key(merchant_key: str, *, scope: str = "", max_len: int = 64, alphabet: str = "") -> str:
+    """A provider idempotency key derived deterministically from the merchant's key.
+
+    The same merchant key always gives the same provider key, so a retry after a crash
+    sends what the first attempt sent. Keys that fit are kept readable; longer ones are
+    shortened with a hash suffix. ``alphabet="alnum"`` restricts to ``[A-Za-z0-9_-]``.
+
+    >>> derive_key("order-1042", scope="charge")
+    'pg-charge-order-1042'
+    """
+    base = f"pg-{scope}-{merchant_key}" if scope else f"pg-{merchant_key}"
+    if alphabet == "alnum":
+        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in base)
+    if len(base) <= max_len and base.isascii():
+        return base
+    digest = base64.b32encode(hashlib.sha256(f"{scope}\0{merchant_key}".encode()).digest())
+    tail = digest.decode().rstrip("=").lower()[:26]
+    head_len = max(0, max_len - len(tail) - 1)
+    head = "".join(ch for ch in base if ch.isascii() and (ch.isalnum() or ch in "-_"))[:head_len]
+    return f"{head}-{tail}" if head else tail[:max_len]
+
+
+@dataclass(frozen=True, slots=True)
+class OpContext:
+    """What a flow may know about the operation it runs for.
+
+    ``recovering`` is True when an earlier attempt with the same idempotency key may have
+    reached the provider (a crash, a lost response). ``now`` and ``new_uuid`` come from
+    injected sources so flows stay deterministic under test.
+    """
+
+    account: str
+    provider: str
+    idempotency_key: str | None = None
+    charge_id: str | None = None
+    recovering: bool = False
+    now: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+    new_uuid: Callable[[], uuid.UUID] = uuid.uuid4
+
+    def provider_key(self, scope: str = "", *, max_len: int = 64, alphabet: str = "") -> str:
+        """`derive_key` of this operation's merchant key."""
+        if self.idempotency_key is None:
+            raise ValueError("operation has no idempotency key")
+        return derive_key(self.idempotency_key, scope=scope, max_len=max_len, alphabet=alphabet)
+
+    def key_uuid(self, scope: str = "") -> uuid.UUID:
+        """A UUIDv5 derived from the account, scope and merchant key (Pokepay request_id)."""
+        if self.idempotency_key is None:
+            raise ValueError("operation has no idempotency key")
+        return uuid.uuid5(PAYGATE_NAMESPACE, f"{self.account}\0{scope}\0{self.idempotency_key}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """A validated charge request as a flow sees it."""
+
+    amount: Money
+    method: PaymentMethod
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRef:
+    """What paygate knows of an existing charge: enough for a flow to address it."""
+
+    charge_id: str
+    provider_ref: str
+    method: str
+    amount: Money | None = None
+    created_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """Refund ``amount`` (None: everything refundable) of ``charge``."""
+
+    charge: ChargeRef
+    amount: Money | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """Cancel (void) ``charge``."""
+
+    charge: ChargeRef
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    """Capture ``amount`` (None: all) of an authorised ``charge``."""
+
+    charge: ChargeRef
+    amount: Money | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """A provider's verdict on a reply: retry it (after ``after`` seconds, if given)."""
+
+    retry: bool
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    """A webhook event as the adapter understood it, before the core records it.
+
+    ``type`` is the normalised paygate event type (see `paygate.Event`). ``charge`` is a
+    fresh `Charge` when the adapter fetched one (providers that sign nothing).
+    """
+
+    provider_event_type: str
+    type: str
+    provider_event_id: str | None = None
+    provider_ref: str | None = None
+    status: ChargeStatus | None = None
+    amount: Money | None = None
+    occurred_at: datetime | None = None
+    charge: Charge | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """Base class of provider adapters.
+
+    Subclasses set the class attributes and implement the flows they support; the
+    defaults raise `NotSupported`. One instance serves one configured account.
+
+    Example (a third-party adapter)::
+
+        class AcmePay(Provider):
+            name = "acmepay"
+            settings_model = AcmeSettings
+            policies = {Operation.CHARGE: OperationPolicy(key="header")}
+
+            def capabilities(self) -> Capabilities: ...
+            def charge(self, req, ctx): ...
+    """
+
+    name: ClassVar[str]
+    display_name: ClassVar[str] = ""
+    settings_model: ClassVar[type[ProviderSettings]]
+    policies: ClassVar[Mapping[Operation, OperationPolicy]] = {}
+
+    def __init__(self, settings: ProviderSettings, *, account: str) -> None:
+        self.settings = settings
+        self.account = account
+
+    # -- description ---------------------------------------------------------------
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this account can do."""
+
+    def policy(self, operation: Operation) -> OperationPolicy:
+        """The idempotency policy of ``operation`` (no key, no lookup by default)."""
+        return self.policies.get(operation, OperationPolicy())
+
+    def http_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for the account's httpx client (``cert``, ``verify``)."""
+        opts: dict[str, Any] = {}
+        if self.settings.ca_bundle is not None:
+            opts["verify"] = str(self.settings.ca_bundle)
+        if not self.settings.tls_verify:
+            if not self.settings.allow_insecure_tls:
+                raise ConfigurationError(
+                    "tls_verify=false needs allow_insecure_tls=true as well", key="tls_verify"
+                )
+            opts["verify"] = False
+        return opts
+
+    @classmethod
+    def emulator(cls) -> type[Emulator] | None:
+        """The sandbox emulator class of this provider, if it ships one."""
+        return None
+
+    # -- validation (pure, before any I/O) --------------------------------------------
+
+    def validate_charge(self, req: ChargeRequest) -> None:  # noqa: B027
+        """Raise `InvalidRequest` when the provider would refuse ``req``."""
+
+    # -- flows ----------------------------------------------------------------------
+
+    def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
+        """Create a charge."""
+        raise NotSupported("charge", provider=self.name)
+
+    def lookup_charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """Find the charge a possibly-sent `charge` flow created (None: not created)."""
+        raise NotSupported("lookup", provider=self.name)
+
+    def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
+        """Fetch the charge's current state from the provider."""
+        raise NotSupported("status", provider=self.name)
+
+    def wait_status(self, ref: ChargeRef, ctx: OpContext, timeout: float) -> Flow[Charge] | None:
+        """A server-side long poll, when the provider has one (None otherwise)."""
+        return None
+
+    def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
+        """Refund (part of) a charge."""
+        raise NotSupported("refund", provider=self.name)
+
+    def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
+        """Cancel a charge that is not paid yet (or void an authorisation)."""
+        raise NotSupported("cancel", provider=self.name)
+
+    def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
+        """Capture an authorised charge."""
+        raise NotSupported("capture", provider=self.name)
+
+    def payout_balance(self, ctx: OpContext) -> Flow[PayoutBalance]:
+        """What the provider will pay out."""
+        raise NotSupported("payout_balance", provider=self.name)
+
+    # -- replies and webhooks --------------------------------------------------------
+
+    def classify(self, reply: Reply) -> RetryDecision | None:
+        """Provider-specific retry verdict (e.g. a "try again" code sent as HTTP 400).
+
+        None: use the generic rule (429 and 5xx are retried, honouring Retry-After).
+        """
+        return None
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `WebhookVerificationError` unless the delivery is authentic."""
+        raise NotSupported("webhooks", provider=self.name)
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, ctx: OpContext
+    ) -> Flow[Sequence[ParsedEvent]]:
+        """Normalise a verified delivery; may fetch the object when the body is unsigned."""
+        raise NotSupported("webhooks", provider=self.name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} account={self.account!r}>"

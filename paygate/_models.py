@@ -1,0 +1,421 @@
+"""Public data models. All frozen; provider wire models stay inside each provider."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from ._money import Money
+
+__all__ = [
+    "Capabilities",
+    "Card",
+    "Charge",
+    "ChargeStatus",
+    "DisplayQR",
+    "Event",
+    "Failure",
+    "Konbini",
+    "KonbiniSlip",
+    "MethodCapabilities",
+    "NextAction",
+    "PaymentMethod",
+    "PayoutBalance",
+    "PayoutItem",
+    "PosLine",
+    "PosSale",
+    "Product",
+    "QRCode",
+    "Redirect",
+    "Refund",
+    "RefundStatus",
+    "Wallet",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChargeStatus(enum.StrEnum):
+    """Where a charge stands. Only an explicit provider terminal state maps to a terminal
+    status, and a terminal status never goes back."""
+
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+    @property
+    def is_terminal(self) -> bool:
+        """No further change is possible except refunds of a succeeded charge."""
+        return self in _FINAL
+
+    @property
+    def is_final(self) -> bool:
+        """The payment outcome is known (it may still be refunded)."""
+        return self in _FINAL or self in _PAID
+
+    def can_become(self, new: ChargeStatus) -> bool:
+        """Whether a transition from ``self`` to ``new`` is a move forward.
+
+        >>> ChargeStatus.SUCCEEDED.can_become(ChargeStatus.PENDING)
+        False
+        >>> ChargeStatus.REQUIRES_ACTION.can_become(ChargeStatus.SUCCEEDED)
+        True
+        """
+        if new == self:
+            return False
+        if self in _FINAL:
+            return False
+        if self in _PAID:
+            return new in _PAID and _RANK[new] > _RANK[self]
+        return _RANK[new] > _RANK[self]
+
+
+_RANK: dict[ChargeStatus, int] = {
+    ChargeStatus.PENDING: 0,
+    ChargeStatus.REQUIRES_ACTION: 1,
+    ChargeStatus.AUTHORIZED: 2,
+    ChargeStatus.SUCCEEDED: 3,
+    ChargeStatus.PARTIALLY_REFUNDED: 4,
+    ChargeStatus.REFUNDED: 5,
+    ChargeStatus.FAILED: 3,
+    ChargeStatus.CANCELED: 3,
+    ChargeStatus.EXPIRED: 3,
+}
+_FINAL = frozenset(
+    {ChargeStatus.FAILED, ChargeStatus.CANCELED, ChargeStatus.EXPIRED, ChargeStatus.REFUNDED}
+)
+_PAID = frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED, ChargeStatus.REFUNDED})
+
+
+class RefundStatus(enum.StrEnum):
+    """Where a refund stands."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# --------------------------------------------------------------------------- methods
+
+Metadata = Mapping[str, str]
+
+
+class Card(_Frozen):
+    """A card payment (PAY.JP, UnivaPay cards).
+
+    Give exactly one of ``token`` (from the provider's JS tokeniser) or ``customer``
+    (a stored customer's default card). ``capture=False`` authorises only.
+
+    >>> Card(token="tok_success")
+    Card(capture=True, three_d_secure=False)
+    """
+
+    type: Literal["card"] = Field(default="card", repr=False)
+    token: str | None = Field(default=None, repr=False)
+    customer: str | None = Field(default=None, repr=False)
+    capture: bool = True
+    three_d_secure: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Card:
+        if (self.token is None) == (self.customer is None):
+            raise ValueError("give exactly one of token or customer")
+        return self
+
+
+class Konbini(_Frozen):
+    """A convenience-store payment slip (UnivaPay).
+
+    Personal data (name, phone, e-mail) never appears in reprs.
+
+    >>> Konbini(store="family_mart", customer_name="テスト 太郎", phone="0364413400")
+    Konbini(store='family_mart', expires_in=None)
+    """
+
+    type: Literal["konbini"] = Field(default="konbini", repr=False)
+    store: str
+    customer_name: str = Field(repr=False, min_length=1)
+    phone: str = Field(repr=False, min_length=1)
+    email: str | None = Field(default=None, repr=False)
+    expires_in: timedelta | None = None
+
+
+class QRCode(_Frozen):
+    """A QR code the customer scans (elepay EasyQR, Pokepay Cashtray).
+
+    >>> QRCode(expires_in=timedelta(minutes=10))
+    QRCode(expires_in=datetime.timedelta(seconds=600), return_url=None)
+    """
+
+    type: Literal["qr"] = Field(default="qr", repr=False)
+    expires_in: timedelta | None = None
+    return_url: str | None = None
+
+
+class Product(_Frozen):
+    """A product line passed to providers that take one (Pokepay, elepay items)."""
+
+    name: str = Field(min_length=1)
+    unit_price: StrictInt
+    quantity: StrictInt = 1
+    code: str | None = None
+
+
+class Wallet(_Frozen):
+    """A payment from a customer's prepaid wallet (Pokepay).
+
+    >>> Wallet(customer_id="c1")
+    Wallet(private_money_id=None, products=())
+    """
+
+    type: Literal["wallet"] = Field(default="wallet", repr=False)
+    customer_id: str = Field(repr=False)
+    private_money_id: str | None = None
+    products: tuple[Product, ...] = ()
+
+
+class PosLine(_Frozen):
+    """One line of a POS sale."""
+
+    product_id: str | None = None
+    name: str | None = None
+    unit_price: StrictInt
+    quantity: StrictInt = 1
+
+    @property
+    def total(self) -> int:
+        """``unit_price * quantity``."""
+        return self.unit_price * self.quantity
+
+
+class PosSale(_Frozen):
+    """A sale registered in a POS under the app's own payment method (Smaregi).
+
+    >>> PosSale(store_id="1", terminal_id="1", lines=(PosLine(unit_price=500, quantity=2),))
+    PosSale(store_id='1', terminal_id='1', slip_number=None, card_company=None)
+    """
+
+    type: Literal["pos"] = Field(default="pos", repr=False)
+    store_id: str
+    terminal_id: str
+    lines: tuple[PosLine, ...] = Field(min_length=1, repr=False)
+    slip_number: str | None = None
+    card_company: str | None = None
+    memo: str | None = Field(default=None, repr=False)
+
+
+PaymentMethod = Annotated[Card | Konbini | QRCode | Wallet | PosSale, Field(discriminator="type")]
+
+# ----------------------------------------------------------------------- next actions
+
+
+class KonbiniSlip(_Frozen):
+    """Pay at the store: ``payment_number`` at ``store`` before ``expires_at``.
+
+    ``issued`` is False until the provider has issued the slip; the other fields are
+    then still None.
+    """
+
+    type: Literal["konbini_slip"] = "konbini_slip"
+    store: str
+    issued: bool = True
+    payment_number: str | None = None
+    confirmation_number: str | None = None
+    url: str | None = None
+    expires_at: datetime | None = None
+
+
+class DisplayQR(_Frozen):
+    """Show the QR code behind ``url`` to the customer until ``expires_at``."""
+
+    type: Literal["display_qr"] = "display_qr"
+    url: str
+    expires_at: datetime | None = None
+
+
+class Redirect(_Frozen):
+    """Send the customer to ``url`` (3-D Secure, a wallet app, ...)."""
+
+    type: Literal["redirect"] = "redirect"
+    url: str
+    return_url: str | None = None
+
+
+NextAction = Annotated[KonbiniSlip | DisplayQR | Redirect, Field(discriminator="type")]
+
+
+class Failure(_Frozen):
+    """Why a charge failed, in the provider's own words."""
+
+    code: str | None = None
+    message: str | None = None
+
+
+class Charge(_Frozen):
+    """A charge, the same shape for every provider.
+
+    ``id`` is paygate's stable id (derived from the account and idempotency key);
+    ``provider_ref`` is the provider's reference. ``raw`` holds the provider's object as an
+    escape hatch and never appears in reprs.
+    """
+
+    id: str
+    account: str
+    provider: str
+    provider_ref: str
+    method: str
+    status: ChargeStatus
+    amount: Money
+    amount_refunded: Money
+    amount_captured: Money | None = None
+    next_action: NextAction | None = None
+    failure: Failure | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
+
+    @field_validator("raw", mode="before")
+    @classmethod
+    def _raw_dict(cls, value: Any) -> Any:
+        return dict(value) if isinstance(value, Mapping) else value
+
+    @property
+    def paid(self) -> bool:
+        """True once money moved (succeeded, partly or fully refunded)."""
+        return self.status in _PAID
+
+    @property
+    def refundable(self) -> Money:
+        """What may still be refunded."""
+        if not self.paid:
+            return Money.zero(self.amount.currency)
+        captured = self.amount_captured or self.amount
+        return captured - self.amount_refunded
+
+
+class Refund(_Frozen):
+    """A refund of (part of) a charge."""
+
+    id: str
+    charge_id: str
+    account: str
+    provider: str
+    provider_ref: str
+    amount: Money
+    status: RefundStatus
+    reason: str | None = None
+    created_at: datetime
+    raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
+
+
+# --------------------------------------------------------------------------- payouts
+
+
+class PayoutItem(_Frozen):
+    """One line of a payout balance: a statement line, a ledger entry, a wallet balance."""
+
+    kind: str
+    description: str | None = None
+    amount: Money
+    state: str | None = None
+    reference: str | None = None
+    due_date: date | None = None
+
+
+class PayoutBalance(_Frozen):
+    """What the provider will pay out, and when.
+
+    ``collecting``: accruing, not yet fixed. ``scheduled``: fixed and due to be paid on
+    ``next_payout_date``. ``owed``: what the merchant owes the provider (a claim).
+    """
+
+    account: str
+    provider: str
+    currency: str
+    collecting: Money
+    scheduled: Money
+    owed: Money
+    next_payout_date: date | None = None
+    next_payout_amount: Money | None = None
+    items: tuple[PayoutItem, ...] = ()
+    as_of: datetime
+    raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
+
+
+# ----------------------------------------------------------------------- capabilities
+
+RefundKind = Literal["none", "full", "partial"]
+
+
+class MethodCapabilities(_Frozen):
+    """What one payment method supports at one provider."""
+
+    method: str
+    refund: RefundKind = "none"
+    multiple_refunds: bool = False
+    cancel: bool = False
+    capture: bool = False
+    refund_alternative: str | None = None
+    cancel_alternative: str | None = None
+
+
+class Capabilities(_Frozen):
+    """Machine-readable description of what an account's provider can do.
+
+    >>> caps = gw.capabilities("card")  # doctest: +SKIP
+    >>> caps.methods["card"].refund
+    'partial'
+    """
+
+    provider: str
+    methods: Mapping[str, MethodCapabilities]
+    currencies: tuple[str, ...] = ("JPY",)
+    min_amount: int | None = None
+    max_amount: int | None = None
+    payout_balance: bool = False
+    webhooks: bool = False
+    webhook_auth: Literal["token", "refetch", "none"] = "none"
+    long_poll: bool = False
+
+    def method(self, name: str) -> MethodCapabilities | None:
+        """Capabilities of ``name`` or None when the method is not offered."""
+        return self.methods.get(name)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class Event(_Frozen):
+    """A normalised webhook event.
+
+    ``type`` is one of ``charge.succeeded``, ``charge.failed``, ``charge.expired``,
+    ``charge.canceled``, ``charge.updated``, ``charge.refunded``, ``refund.succeeded``,
+    ``refund.failed``, ``payout.balance_fixed``, ``payout.updated`` or ``provider.other``.
+    """
+
+    id: str
+    type: str
+    account: str
+    provider: str
+    provider_event_id: str | None = None
+    provider_event_type: str
+    charge_id: str | None = None
+    provider_ref: str | None = None
+    status: ChargeStatus | None = None
+    amount: Money | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime
+    duplicate: bool = False
+    raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)

@@ -1,0 +1,1 @@
+"""paygate adapter for payjp (in progress)."""

@@ -1,0 +1,1 @@
+"""paygate adapter for pokepay (in progress)."""

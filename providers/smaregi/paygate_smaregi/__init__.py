@@ -1,0 +1,1 @@
+"""paygate adapter for smaregi (in progress)."""

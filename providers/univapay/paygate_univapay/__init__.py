@@ -1,0 +1,1 @@
+"""paygate adapter for univapay (in progress)."""
