@@ -133,7 +133,22 @@ class CachePut:
     value: Any
 
 
-Effect = Union[Call, CacheGet, CachePut]  # noqa: UP007  (runtime alias)
+@dataclass(frozen=True, slots=True)
+class StoreCall:
+    """Core only: call ``Store.<method>(**kwargs)`` and receive its result."""
+
+    method: str
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Core only: wait ``seconds`` (backoff between polls)."""
+
+    seconds: float
+
+
+Effect = Union[Call, CacheGet, CachePut, StoreCall, Sleep]  # noqa: UP007  (runtime alias)
 Flow = Generator[Effect, Any, T]
 
 
@@ -172,9 +187,11 @@ def drive(
                     continue
             elif isinstance(effect, CacheGet):
                 result = store.get(effect.key)
-            else:
+            elif isinstance(effect, CachePut):
                 store[effect.key] = effect.value
                 result = None
+            else:
+                raise TypeError(f"drive() cannot run core effect {effect!r}")
             effect = flow.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]

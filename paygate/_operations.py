@@ -1,0 +1,726 @@
+"""The gateway's operations as flows: idempotency, recovery and tracking, written once.
+
+Each operation wraps a provider flow with the store effects that make it exactly-once:
+
+1. ``begin`` records the intent before any I/O (conflict, in-progress and replay are
+   decided here, atomically, by the store);
+2. when an earlier attempt may have reached the provider, the provider's declared
+   policy decides: look the object up, re-send inside the key window, or stop with
+   `OutcomeUnknown` and keep the record for reconciliation;
+3. the result is recorded in the charge tracker, then stored for replay.
+
+The drivers run these flows exactly like provider flows, so the policy exists once for
+sync and async.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ._adapter import (
+    CancelRequest,
+    CaptureRequest,
+    ChargeRef,
+    ChargeRequest,
+    OpContext,
+    Operation,
+    OperationPolicy,
+    ParsedEvent,
+    Provider,
+    RefundRequest,
+)
+from ._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    MalformedResponse,
+    NotFound,
+    NotSupported,
+    OutcomeUnknown,
+    PaygateError,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ._flow import Flow, Sleep, StoreCall, TransportFailure
+from ._models import Charge, ChargeStatus, Event, PayoutBalance, Refund
+from ._money import Money
+from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate, ClaimOutcome
+
+T = TypeVar("T")
+
+# Outcomes the provider decided: replaying them is the truthful answer.
+_DEFINITIVE = (PaymentDeclined, ProviderRejected, IdempotencyConflict)
+# Nothing was created: the key may start afresh.
+_NOTHING_HAPPENED = (
+    AuthenticationError,
+    PermissionDenied,
+    NotFound,
+    InvalidRequest,
+    NotSupported,
+    ConfigurationError,
+    RateLimited,
+)
+# The provider may have acted: keep the record as unknown.
+_AMBIGUOUS = (ProviderUnavailable, MalformedResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What the operations take from their gateway."""
+
+    owner: str
+    clock: Callable[[], datetime]
+    lease: timedelta
+    new_uuid: Callable[[], Any]
+
+
+def _digest(*parts: str) -> str:
+    raw = hashlib.sha256("\0".join(parts).encode()).digest()
+    return base64.b32encode(raw).decode().rstrip("=").lower()[:26]
+
+
+def charge_id_for(account: str, key: str) -> str:
+    """paygate's stable charge id: the same account and key always give the same id."""
+    return f"ch_{_digest(account, 'charge', key)}"
+
+
+def refund_id_for(account: str, key: str) -> str:
+    """paygate's stable refund id."""
+    return f"re_{_digest(account, 'refund', key)}"
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A hash of the request; personal data is hashed, never stored in clear."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def store_key(account: str, operation: str, key: str) -> str:
+    """The store key of one merchant idempotency key."""
+    return f"{account}\x1f{operation}\x1f{key}"
+
+
+def ref_of(record: ChargeRecord) -> ChargeRef:
+    """What a flow needs to address a tracked charge."""
+    raw = (record.charge_json or {}).get("raw") or {}
+    return ChargeRef(
+        charge_id=record.charge_id,
+        provider_ref=record.provider_ref,
+        method=record.method,
+        amount=Money(amount=record.amount, currency=record.currency),
+        created_at=record.created_at,
+        raw=raw if isinstance(raw, Mapping) else {},
+    )
+
+
+def update_of(charge: Charge, source: Any, observed_at: datetime) -> ChargeUpdate:
+    """A tracker update from a charge the provider returned."""
+    return ChargeUpdate(
+        charge_id=charge.id,
+        account=charge.account,
+        provider=charge.provider,
+        provider_ref=charge.provider_ref,
+        method=charge.method,
+        status=charge.status,
+        amount=charge.amount.amount,
+        currency=charge.amount.currency,
+        amount_refunded=charge.amount_refunded.amount,
+        observed_at=observed_at,
+        source=source,
+        charge_json=charge.model_dump(mode="json"),
+    )
+
+
+def view(charge: Charge, record: ChargeRecord) -> Charge:
+    """The charge as paygate's record sees it: a stale provider answer never wins."""
+    if record.status == charge.status and record.amount_refunded == charge.amount_refunded.amount:
+        return charge
+    return charge.model_copy(
+        update={
+            "status": record.status,
+            "amount_refunded": Money(amount=record.amount_refunded, currency=record.currency),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _begin(
+    env: Env, key: str, *, account: str, operation: str, fp: str, charge_id: str | None
+) -> Flow[Begin]:
+    begin: Begin = yield StoreCall(
+        "begin",
+        {
+            "key": key,
+            "account": account,
+            "operation": operation,
+            "fingerprint": fp,
+            "owner": env.owner,
+            "lease": env.lease,
+            "now": env.clock(),
+            "charge_id": charge_id,
+        },
+    )
+    if begin.outcome is BeginOutcome.CONFLICT:
+        raise IdempotencyConflict(
+            f"idempotency key already used for a different {operation} request"
+        )
+    if begin.outcome is BeginOutcome.IN_PROGRESS:
+        raise IdempotencyInProgress(
+            f"another worker is running this {operation} right now; retry with the same key"
+        )
+    return begin
+
+
+def _replayed(begin: Begin) -> dict[str, Any]:
+    record = begin.record
+    if record.state == "failed":
+        raise PaygateError.from_dict(record.result or {})
+    if record.result is None:  # pragma: no cover - store invariant
+        raise OutcomeUnknown("stored record has no result")
+    return record.result
+
+
+def _mutate(
+    env: Env,
+    key: str,
+    policy: OperationPolicy,
+    ctx: OpContext,
+    begin: Begin,
+    create: Callable[[], Flow[T]],
+    lookup: Callable[[], Flow[T | None]] | None,
+) -> Flow[T]:
+    """Run ``create`` exactly once at the provider, whatever failed before."""
+    if begin.recovering:
+        if lookup is not None:
+            try:
+                found = yield from lookup()
+            except (TransportFailure, PaygateError) as exc:
+                yield from _unknown(
+                    env, key, f"lookup failed while recovering: {type(exc).__name__}"
+                )
+                raise OutcomeUnknown(
+                    "an earlier attempt may have reached the provider and the lookup failed; "
+                    "retry later with the same key",
+                    provider=ctx.provider,
+                ) from None
+            if found is not None:
+                return found
+        elif not policy.keyed:
+            yield from _unknown(env, key, "earlier attempt unresolved; provider has no lookup")
+            raise OutcomeUnknown(
+                "an earlier attempt may have reached the provider, which offers neither an "
+                "idempotency key nor a lookup; run `paygate reconcile`",
+                provider=ctx.provider,
+            )
+        elif (
+            policy.key_window is not None
+            and begin.record.created_at + policy.key_window < env.clock()
+        ):
+            yield from _unknown(env, key, "provider key window passed")
+            raise OutcomeUnknown(
+                "the provider's idempotency window for this key has passed; "
+                "run `paygate reconcile`",
+                provider=ctx.provider,
+            )
+    try:
+        return (yield from create())
+    except TransportFailure as exc:
+        if not exc.sent:
+            yield StoreCall("release", {"key": key, "owner": env.owner})
+            raise ProviderUnavailable(
+                f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
+            ) from None
+        if lookup is not None:
+            # The request may have been processed: ask before anything is re-sent.
+            try:
+                found = yield from lookup()
+            except (TransportFailure, PaygateError):
+                found = None
+                checked = False
+            else:
+                checked = True
+            if found is not None:
+                return found
+            if checked:
+                try:
+                    return (yield from create())
+                except TransportFailure:
+                    pass
+        elif policy.keyed:
+            try:
+                return (yield from create())
+            except TransportFailure:
+                pass
+        yield from _unknown(env, key, f"transport failure after sending: {exc}")
+        raise OutcomeUnknown(
+            "the request may have reached the provider and no answer came back; "
+            "retry later with the same key or run `paygate reconcile`",
+            provider=ctx.provider,
+        ) from None
+    except _DEFINITIVE as exc:
+        yield StoreCall("fail", {"key": key, "owner": env.owner, "error": exc.to_dict()})
+        raise
+    except _AMBIGUOUS as exc:
+        yield from _unknown(
+            env, key, f"{type(exc).__name__}: {exc.provider_code or exc.http_status}"
+        )
+        raise
+    except _NOTHING_HAPPENED:
+        yield StoreCall("release", {"key": key, "owner": env.owner})
+        raise
+    except BaseException:
+        # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
+        yield from _unknown(env, key, "unexpected error")
+        raise
+
+
+def _unknown(env: Env, key: str, detail: str) -> Flow[None]:
+    yield StoreCall("mark_unknown", {"key": key, "owner": env.owner, "detail": detail})
+
+
+def _read(flow: Flow[T], provider: str) -> Flow[T]:
+    """Run a read-only flow; a transport failure becomes `ProviderUnavailable`."""
+    try:
+        return (yield from flow)
+    except TransportFailure as exc:
+        raise ProviderUnavailable(
+            f"could not get an answer from the provider ({exc})", provider=provider, retryable=True
+        ) from None
+
+
+def _record(env: Env, charge: Charge, source: str) -> Flow[ChargeRecord]:
+    record: ChargeRecord = yield StoreCall(
+        "record_charge", {"update": update_of(charge, source, env.clock()), "now": env.clock()}
+    )
+    return record
+
+
+def _tracked(account: str, charge_id: str) -> Flow[ChargeRecord]:
+    record: ChargeRecord | None = yield StoreCall("get_charge", {"charge_id": charge_id})
+    if record is None or record.account != account:
+        raise InvalidRequest(
+            f"unknown charge {charge_id!r} for account {account!r}", param="charge_id"
+        )
+    return record
+
+
+def _ctx(
+    provider: Provider,
+    env: Env,
+    *,
+    key: str | None,
+    charge_id: str | None,
+    recovering: bool = False,
+) -> OpContext:
+    return OpContext(
+        account=provider.account,
+        provider=provider.name,
+        idempotency_key=key,
+        charge_id=charge_id,
+        recovering=recovering,
+        now=env.clock,
+        new_uuid=env.new_uuid,
+    )
+
+
+# ------------------------------------------------------------------------- operations
+
+
+def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[Charge]:
+    """Create a charge exactly once for ``key``."""
+    account = provider.account
+    charge_id = charge_id_for(account, key)
+    skey = store_key(account, Operation.CHARGE, key)
+    fp = fingerprint(
+        {
+            "amount": req.amount.amount,
+            "currency": req.amount.currency,
+            "method": req.method.model_dump(mode="json"),
+            "description": req.description,
+            "metadata": dict(req.metadata),
+        }
+    )
+    begin = yield from _begin(
+        env, skey, account=account, operation="charge", fp=fp, charge_id=charge_id
+    )
+    if begin.outcome is BeginOutcome.REPLAY:
+        return Charge.model_validate(_replayed(begin))
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    policy = provider.policy(Operation.CHARGE)
+    result = yield from _mutate(
+        env,
+        skey,
+        policy,
+        ctx,
+        begin,
+        lambda: provider.charge(req, ctx),
+        (lambda: provider.lookup_charge(req, ctx)) if policy.lookup else None,
+    )
+    record = yield from _record(env, result, "response")
+    result = view(result, record)
+    yield StoreCall(
+        "complete",
+        {
+            "key": skey,
+            "owner": env.owner,
+            "result": result.model_dump(mode="json"),
+            "provider_ref": result.provider_ref,
+        },
+    )
+    return result
+
+
+def status(provider: Provider, env: Env, charge_id: str) -> Flow[Charge]:
+    """Fetch the charge from the provider and fold it into the record."""
+    record = yield from _tracked(provider.account, charge_id)
+    fresh = yield from _read(
+        provider.status(ref_of(record), _ctx(provider, env, key=None, charge_id=charge_id)),
+        provider.name,
+    )
+    updated = yield from _record(env, fresh, "poll")
+    return view(fresh, updated)
+
+
+def wait(
+    provider: Provider, env: Env, charge_id: str, timeout: float, *, monotonic: Callable[[], float]
+) -> Flow[Charge]:
+    """Poll (or long-poll) until the charge leaves pending / requires_action, or timeout."""
+    deadline = monotonic() + timeout
+    current = yield from status(provider, env, charge_id)
+    delay = 1.0
+    waiting = {ChargeStatus.PENDING, ChargeStatus.REQUIRES_ACTION}
+    while current.status in waiting:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            break
+        record = yield from _tracked(provider.account, charge_id)
+        ctx = _ctx(provider, env, key=None, charge_id=charge_id)
+        long_poll = provider.wait_status(ref_of(record), ctx, min(remaining, 60.0))
+        if long_poll is not None:
+            fresh = yield from _read(long_poll, provider.name)
+            updated = yield from _record(env, fresh, "poll")
+            current = view(fresh, updated)
+            continue
+        yield Sleep(min(delay, remaining))
+        delay = min(delay * 2, 15.0)
+        current = yield from status(provider, env, charge_id)
+    return current
+
+
+def refund(
+    provider: Provider, env: Env, charge_id: str, amount: Money | None, reason: str | None, key: str
+) -> Flow[Refund]:
+    """Refund exactly once for ``key``; the checks happen before any provider call."""
+    account = provider.account
+    record = yield from _tracked(account, charge_id)
+    caps = provider.capabilities().method(record.method)
+    if caps is None or caps.refund == "none":
+        raise NotSupported(
+            f"refund of a {record.method} charge",
+            provider=provider.name,
+            alternative=caps.refund_alternative if caps else None,
+        )
+    if record.status not in (ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED):
+        # The record may be behind the provider (a missed webhook): ask once.
+        yield from status(provider, env, charge_id)
+        record = yield from _tracked(account, charge_id)
+    if amount is not None and amount.currency != record.currency:
+        raise InvalidRequest(
+            f"refund currency {amount.currency} differs from the charge's {record.currency}",
+            param="amount",
+        )
+    refundable = record.amount - record.amount_refunded
+    skey = store_key(account, Operation.REFUND, key)
+    fp = fingerprint(
+        {"charge": charge_id, "amount": None if amount is None else amount.amount, "reason": reason}
+    )
+    begin = yield from _begin(
+        env, skey, account=account, operation="refund", fp=fp, charge_id=charge_id
+    )
+    if begin.outcome is BeginOutcome.REPLAY:
+        return Refund.model_validate(_replayed(begin))
+    try:
+        if record.status not in (ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED):
+            raise InvalidRequest(
+                f"charge is {record.status.value}, not refundable", param="charge_id"
+            )
+        if amount is not None and amount.amount <= 0:
+            raise InvalidRequest("refund amount must be positive", param="amount")
+        if amount is not None and amount.amount > refundable:
+            raise InvalidRequest(
+                f"refund amount exceeds the refundable {refundable}", param="amount"
+            )
+        if caps.refund == "full" and amount is not None and amount.amount != record.amount:
+            raise NotSupported(
+                "partial refund",
+                provider=provider.name,
+                reason=f"{provider.name} refunds {record.method} charges only in full",
+                alternative="refund without an amount (the whole charge)",
+            )
+        if not caps.multiple_refunds and record.amount_refunded > 0:
+            raise NotSupported(
+                "a second refund", provider=provider.name, reason="only one refund per charge"
+            )
+    except PaygateError:
+        yield StoreCall("release", {"key": skey, "owner": env.owner})
+        raise
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
+    result = yield from _mutate(
+        env,
+        skey,
+        provider.policy(Operation.REFUND),
+        ctx,
+        begin,
+        lambda: provider.refund(req, ctx),
+        None,
+    )
+    result = result.model_copy(
+        update={"id": refund_id_for(account, key), "charge_id": charge_id, "account": account}
+    )
+    refunded = min(record.amount, record.amount_refunded + result.amount.amount)
+    new_status = (
+        ChargeStatus.REFUNDED if refunded >= record.amount else ChargeStatus.PARTIALLY_REFUNDED
+    )
+    yield StoreCall(
+        "record_charge",
+        {
+            "update": ChargeUpdate(
+                charge_id=charge_id,
+                account=account,
+                provider=provider.name,
+                provider_ref=record.provider_ref,
+                method=record.method,
+                status=new_status,
+                amount=record.amount,
+                currency=record.currency,
+                amount_refunded=refunded,
+                observed_at=env.clock(),
+                source="response",
+                charge_json=record.charge_json,
+                note=f"refund {result.id}",
+            ),
+            "now": env.clock(),
+        },
+    )
+    yield StoreCall(
+        "complete",
+        {
+            "key": skey,
+            "owner": env.owner,
+            "result": result.model_dump(mode="json"),
+            "provider_ref": result.provider_ref,
+        },
+    )
+    return result
+
+
+def _state_change(
+    provider: Provider,
+    env: Env,
+    charge_id: str,
+    key: str,
+    operation: Operation,
+    payload: Mapping[str, Any],
+    make: Callable[[ChargeRef, OpContext], Flow[Charge]],
+) -> Flow[Charge]:
+    account = provider.account
+    record = yield from _tracked(account, charge_id)
+    skey = store_key(account, operation, key)
+    begin = yield from _begin(
+        env,
+        skey,
+        account=account,
+        operation=operation.value,
+        fp=fingerprint({"charge": charge_id, **payload}),
+        charge_id=charge_id,
+    )
+    if begin.outcome is BeginOutcome.REPLAY:
+        return Charge.model_validate(_replayed(begin))
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    ref = ref_of(record)
+    result = yield from _mutate(
+        env, skey, provider.policy(operation), ctx, begin, lambda: make(ref, ctx), None
+    )
+    updated = yield from _record(env, result, "response")
+    result = view(result, updated)
+    yield StoreCall(
+        "complete",
+        {
+            "key": skey,
+            "owner": env.owner,
+            "result": result.model_dump(mode="json"),
+            "provider_ref": result.provider_ref,
+        },
+    )
+    return result
+
+
+def cancel(provider: Provider, env: Env, charge_id: str, key: str) -> Flow[Charge]:
+    """Cancel an unpaid charge (or void an authorisation) exactly once."""
+    record = yield from _tracked(provider.account, charge_id)
+    caps = provider.capabilities().method(record.method)
+    if caps is None or not caps.cancel:
+        raise NotSupported(
+            f"cancel of a {record.method} charge",
+            provider=provider.name,
+            alternative=caps.cancel_alternative if caps else None,
+        )
+    return (
+        yield from _state_change(
+            provider,
+            env,
+            charge_id,
+            key,
+            Operation.CANCEL,
+            {},
+            lambda ref, ctx: provider.cancel(CancelRequest(charge=ref), ctx),
+        )
+    )
+
+
+def capture(
+    provider: Provider, env: Env, charge_id: str, amount: Money | None, key: str
+) -> Flow[Charge]:
+    """Capture an authorised charge exactly once."""
+    record = yield from _tracked(provider.account, charge_id)
+    caps = provider.capabilities().method(record.method)
+    if caps is None or not caps.capture:
+        raise NotSupported(f"capture of a {record.method} charge", provider=provider.name)
+    if amount is not None:
+        if amount.currency != record.currency:
+            raise InvalidRequest("capture currency differs from the charge's", param="amount")
+        if not 0 < amount.amount <= record.amount:
+            raise InvalidRequest(
+                "capture amount must be between 1 and the authorised amount", param="amount"
+            )
+    return (
+        yield from _state_change(
+            provider,
+            env,
+            charge_id,
+            key,
+            Operation.CAPTURE,
+            {"amount": None if amount is None else amount.amount},
+            lambda ref, ctx: provider.capture(CaptureRequest(charge=ref, amount=amount), ctx),
+        )
+    )
+
+
+def payout_balance(provider: Provider, env: Env) -> Flow[PayoutBalance]:
+    """What the provider will pay out."""
+    return (
+        yield from _read(
+            provider.payout_balance(_ctx(provider, env, key=None, charge_id=None)), provider.name
+        )
+    )
+
+
+def event_id_of(parsed: ParsedEvent, body: bytes) -> str:
+    """The provider's event id, or a content hash where the provider gives none."""
+    if parsed.provider_event_id:
+        return parsed.provider_event_id
+    return "sha256:" + hashlib.sha256(body + parsed.provider_event_type.encode()).hexdigest()
+
+
+def webhook(
+    provider: Provider, env: Env, headers: Mapping[str, str], body: bytes
+) -> Flow[list[tuple[Event, str, bool]]]:
+    """Verify, normalise, deduplicate and record a delivery.
+
+    Returns each event with its dedup id and whether this worker claimed it (and must
+    run the handlers, then finish or release it).
+    """
+    provider.verify_webhook(headers, body)
+    ctx = _ctx(provider, env, key=None, charge_id=None)
+    parsed: Sequence[ParsedEvent] = yield from _read(
+        provider.parse_webhook(headers, body, ctx), provider.name
+    )
+    out: list[tuple[Event, str, bool]] = []
+    account = provider.account
+    for item in parsed:
+        event_id = event_id_of(item, body)
+        claim: ClaimOutcome = yield StoreCall(
+            "claim_event",
+            {
+                "account": account,
+                "event_id": event_id,
+                "owner": env.owner,
+                "lease": env.lease,
+                "now": env.clock(),
+            },
+        )
+        if claim is ClaimOutcome.BUSY:
+            raise IdempotencyInProgress("this event is being processed by another worker")
+        record: ChargeRecord | None = None
+        if item.provider_ref:
+            record = yield StoreCall(
+                "find_charge", {"account": account, "provider_ref": item.provider_ref}
+            )
+        status_ = item.status
+        if claim is ClaimOutcome.NEW and record is not None:
+            if item.charge is not None:
+                fresh = item.charge.model_copy(update={"id": record.charge_id, "account": account})
+                record = yield from _record(env, fresh, "webhook")
+            elif item.status is not None:
+                record = yield StoreCall(
+                    "record_charge",
+                    {
+                        "update": ChargeUpdate(
+                            charge_id=record.charge_id,
+                            account=account,
+                            provider=provider.name,
+                            provider_ref=record.provider_ref,
+                            method=record.method,
+                            status=item.status,
+                            amount=record.amount,
+                            currency=record.currency,
+                            amount_refunded=record.amount_refunded,
+                            observed_at=item.occurred_at or env.clock(),
+                            source="webhook",
+                            charge_json=record.charge_json,
+                        ),
+                        "now": env.clock(),
+                    },
+                )
+            status_ = record.status if record is not None else status_
+        event = Event(
+            id=f"ev_{_digest(account, event_id)}",
+            type=item.type,
+            account=account,
+            provider=provider.name,
+            provider_event_id=item.provider_event_id,
+            provider_event_type=item.provider_event_type,
+            charge_id=record.charge_id if record is not None else None,
+            provider_ref=item.provider_ref,
+            status=status_,
+            amount=item.amount,
+            occurred_at=item.occurred_at,
+            received_at=env.clock(),
+            duplicate=claim is ClaimOutcome.DONE,
+            raw=item.raw,
+        )
+        out.append((event, event_id, claim is ClaimOutcome.NEW))
+    return out
+
+
+def settle_events(env: Env, account: str, event_ids: Sequence[str], ok: bool) -> Flow[None]:
+    """Finish (handlers succeeded) or release (they failed) claimed events."""
+    for event_id in event_ids:
+        yield StoreCall(
+            "finish_event" if ok else "release_event",
+            {"account": account, "event_id": event_id, "owner": env.owner},
+        )
