@@ -25,8 +25,9 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# Japanese phone numbers: 10-11 digits, optionally split by hyphens, or +81 forms.
-_PHONE = re.compile(r"(?<![\w-])(?:\+?81[- ]?)?0?\d{1,4}-?\d{2,4}-?\d{3,4}(?![\w-])")
+# Japanese phone numbers: a leading 0 (or +81), 10-11 digits, optionally split by
+# hyphens. Unix timestamps and amounts do not start with 0, so they are left alone.
+_PHONE = re.compile(r"(?<![\w.-])(?:\+81[- ]?|0)\d{1,4}-?\d{1,4}-?\d{3,4}(?![\w-])")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
@@ -81,5 +82,5 @@ def redact(text: str) -> str:
 
 def _phone_mask(match: re.Match[str]) -> str:
     digits = sum(ch.isdigit() for ch in match.group(0))
-    # Amounts and ids are digit runs too; only phone-length runs are masked.
+    # Only phone-length runs are masked (with +81 the country code adds two digits).
     return _MASK if 10 <= digits <= 13 else match.group(0)
