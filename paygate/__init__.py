@@ -1,5 +1,6 @@
 """paygate: one payment API for Japanese merchants."""
 
+from ._config import load_config
 from ._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -43,10 +44,13 @@ from ._models import (
     RefundStatus,
     Wallet,
 )
+from ._gateway import AsyncGateway, Gateway
 from ._money import Money
+from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
+    "AsyncGateway",
     "AuthenticationError",
     "Capabilities",
     "Card",
@@ -56,6 +60,7 @@ __all__ = [
     "DisplayQR",
     "Event",
     "Failure",
+    "Gateway",
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "InvalidRequest",
@@ -85,7 +90,9 @@ __all__ = [
     "Redirect",
     "Refund",
     "RefundStatus",
+    "RetryPolicy",
     "Wallet",
     "WebhookVerificationError",
     "__version__",
+    "load_config",
 ]

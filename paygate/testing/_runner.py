@@ -20,8 +20,11 @@ class BlockingAsyncGateway:
     def __init__(self, gateway: AsyncGateway) -> None:
         self.gateway = gateway
         self._runner = asyncio.Runner()
+        self._closed = False
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("gateway", "_runner", "_closed"):
+            raise AttributeError(name)
         attr = getattr(self.gateway, name)
         if name == "webhooks":
             return _BlockingWebhooks(attr, self._runner)
@@ -30,7 +33,10 @@ class BlockingAsyncGateway:
         return attr
 
     def close(self) -> None:
-        """Close the gateway and the loop."""
+        """Close the gateway and the loop (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self._runner.run(self.gateway.aclose())
         self._runner.close()
 
@@ -41,6 +47,8 @@ class _BlockingWebhooks:
         self._runner = runner
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_webhooks", "_runner"):
+            raise AttributeError(name)
         attr = getattr(self._webhooks, name)
         if asyncio.iscoroutinefunction(attr):
             return _blocking(attr, self._runner)

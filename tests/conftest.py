@@ -1,0 +1,84 @@
+"""Shared fixtures for the core tests: the fakepay provider served by the sandbox host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from paygate import AsyncGateway, Gateway
+from paygate._redact import forget_secrets
+from paygate._registry import register_provider
+from paygate._retry import RetryPolicy
+from paygate.sandbox import running
+from paygate.testing import BlockingAsyncGateway
+from tests.fakepay import FakeEmulator, FakeProvider
+
+register_provider(FakeProvider)
+
+
+@pytest.fixture(scope="session")
+def fake_sandbox_session() -> Iterator[Any]:
+    with running(emulators=[FakeEmulator]) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def fake_sandbox(fake_sandbox_session: Any) -> Any:
+    fake_sandbox_session.reset()
+    fake_sandbox_session.clear_faults()
+    return fake_sandbox_session
+
+
+@pytest.fixture
+def fake_emulator(fake_sandbox: Any) -> FakeEmulator:
+    emulator = fake_sandbox.host.emulators["fakepay"]
+    assert isinstance(emulator, FakeEmulator)
+    return emulator
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fake_config(fake_sandbox: Any) -> Callable[..., dict[str, Any]]:
+    def config(mode: str = "keyed", **extra: Any) -> dict[str, Any]:
+        table = {**fake_sandbox.account_settings("fakepay"), "mode": mode, **extra}
+        return {"store": "memory://", "accounts": {"fake": table}}
+
+    return config
+
+
+@pytest.fixture
+def gateway_factory(
+    fake_config: Callable[..., dict[str, Any]], driver: str
+) -> Iterator[Callable[..., Any]]:
+    """``gateway_factory(store=..., mode=...)``: a fakepay gateway on the chosen driver."""
+    made: list[Any] = []
+
+    def make(
+        store: Any = "memory://", mode: str = "keyed", retry: RetryPolicy | None = None
+    ) -> Any:
+        policy = retry or RetryPolicy.no_wait()
+        gw: Any
+        if driver == "async":
+            gw = BlockingAsyncGateway(
+                AsyncGateway.from_config(fake_config(mode), store=store, retry=policy)
+            )
+        else:
+            gw = Gateway.from_config(fake_config(mode), store=store, retry=policy)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_secrets() -> Iterator[None]:
+    yield
+    forget_secrets()
