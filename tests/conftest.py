@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fakepay import FakeEmulator, FakeProvider
 
 from paygate import AsyncGateway, Gateway
 from paygate._redact import forget_secrets
@@ -13,7 +14,6 @@ from paygate._registry import register_provider
 from paygate._retry import RetryPolicy
 from paygate.sandbox import running
 from paygate.testing import BlockingAsyncGateway
-from tests.fakepay import FakeEmulator, FakeProvider
 
 register_provider(FakeProvider)
 
@@ -82,3 +82,11 @@ def gateway_factory(
 def _no_leftover_secrets() -> Iterator[None]:
     yield
     forget_secrets()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str | None:
+    """The test PostgreSQL server (``PAYGATE_TEST_POSTGRES_URL``), or None."""
+    import os
+
+    return os.environ.get("PAYGATE_TEST_POSTGRES_URL") or None

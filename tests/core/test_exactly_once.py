@@ -137,7 +137,8 @@ def test_without_key_or_lookup_the_outcome_stays_unknown(
         card_charge(again, "order-7")
     assert len(fake_emulator.charges) == 1
     record = again.store.get("fake\x1fcharge\x1forder-7")
-    assert record is not None and record.state == "unknown"
+    assert record is not None
+    assert record.state == "unknown"
 
 
 def test_unsafe_create_is_not_retried_on_5xx(

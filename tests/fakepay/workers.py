@@ -1,0 +1,30 @@
+"""Worker functions for multi-process tests (importable by spawned children)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paygate import Card, Gateway, IdempotencyInProgress, Money, RetryPolicy
+
+
+def charge_once(gw: Any, key: str) -> str:
+    """Charge ¥1,200 with ``key``; the provider ref, or "in_progress"."""
+    try:
+        charge = gw.charge(
+            "fake", amount=Money.jpy(1200), method=Card(token="tok"), idempotency_key=key
+        )
+    except IdempotencyInProgress:
+        return "in_progress"
+    return str(charge.provider_ref)
+
+
+def process_worker(config: dict[str, Any], store: str, key: str, start: Any, out: Any) -> None:
+    """One process of a same-key storm."""
+    from paygate._registry import register_provider
+
+    from . import FakeProvider
+
+    register_provider(FakeProvider)
+    with Gateway.from_config(config, store=store, retry=RetryPolicy.no_wait()) as gw:
+        start.wait()
+        out.put(charge_once(gw, key))
