@@ -1,0 +1,194 @@
+"""Serve an ASGI app with uvicorn in a background thread, on a port bound up front."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp
+
+from .._adapter import is_loopback
+from .._errors import ConfigurationError
+from ._faults import DroppedConnectionFilter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._client import Sandbox
+    from ._emulator import Emulator
+
+__all__ = ["ServerThread", "running", "serve_app"]
+
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 10.0
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on ``host:port`` in a daemon thread.
+
+    The socket is bound in the constructor, so `url` is known (also for ``port=0``)
+    before the server starts; `start` returns once uvicorn accepts connections and
+    `stop` asks it to exit and joins the thread.
+
+    Example::
+
+        with ServerThread(app) as server:
+            httpx.get(server.url + "/health")
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP given explicitly: asyncio sets TCP_NODELAY on accepted connections
+        # only when the protocol says TCP, and without it every keep-alive request waits
+        # out a delayed ACK (~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self.host = host
+        self.port: int = sock.getsockname()[1]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        self.url = f"http://{shown}:{self.port}"
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # leave the process's logging configuration alone
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            ws="none",
+            timeout_graceful_shutdown=3,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._run, name=f"paygate-sandbox-{self.port}", daemon=True
+        )
+        self._failure: BaseException | None = None
+        _install_log_filter()
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # SystemExit from a failed startup included
+            self._failure = exc
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server thread is still running."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start serving and wait until the server is up."""
+        self._thread.start()
+        waiter = threading.Event()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self._socket.close()
+                raise RuntimeError(f"the sandbox server failed to start ({self._failure!r})")
+            if waited > _START_TIMEOUT:
+                self.stop()
+                raise RuntimeError("the sandbox server did not start in time")
+            waiter.wait(0.002)
+            waited += 0.002
+
+    def stop(self) -> None:
+        """Ask the server to exit and wait for its thread."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(_STOP_TIMEOUT)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(_STOP_TIMEOUT)
+        self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_filter_lock = threading.Lock()
+_filter_installed = False
+
+
+def _install_log_filter() -> None:
+    global _filter_installed
+    with _filter_lock:
+        if not _filter_installed:
+            logging.getLogger("uvicorn.error").addFilter(DroppedConnectionFilter())
+            _filter_installed = True
+
+
+@contextmanager
+def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve any ASGI app on loopback for the duration of the block; yields its URL.
+
+    Handy for a webhook receiver in tests::
+
+        with serve_app(receiver) as url:
+            sandbox.set_webhook_url(url + "/hooks")
+    """
+    with ServerThread(app, host=host, port=port) as server:
+        yield server.url
+
+
+@contextmanager
+def running(
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    webhook_url: str | None = None,
+    providers: Iterable[str] | None = None,
+    emulators: Iterable[type[Emulator]] | None = None,
+    allow_remote: bool = False,
+) -> Iterator[Sandbox]:
+    """Run the sandbox in this process, on loopback, for the duration of the block.
+
+    Serves every installed provider's emulator (or only ``providers``, or the given
+    ``emulators`` classes) with uvicorn in a background thread, on an ephemeral port
+    unless ``port`` is given, and yields a `Sandbox` client bound to it.
+
+    Example::
+
+        from paygate.sandbox import running
+
+        with running() as sandbox:
+            settings = sandbox.account_settings("payjp")
+            ...
+            sandbox.advance(timedelta(days=1))
+    """
+    from ._client import Sandbox
+    from ._host import SandboxHost
+
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigurationError(
+            "the sandbox serves fixed, published credentials; serve it on loopback only "
+            "(or pass allow_remote=True)",
+            key="host",
+        )
+    sandbox_host = SandboxHost(emulators, providers=providers, webhook_url=webhook_url)
+    server = ServerThread(sandbox_host.app, host=host, port=port)
+    sandbox_host.url = server.url
+    with server, Sandbox(server.url, host=sandbox_host) as client:
+        yield client
