@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 
@@ -14,3 +17,50 @@ def register(app: typer.Typer) -> None:
         from .._version import __version__
 
         typer.echo(__version__)
+
+    @app.command()
+    def providers() -> None:
+        """Installed provider adapters and what they can do."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ._matrix import capability_rows
+
+        table = Table(title="paygate providers")
+        for column in (
+            "provider",
+            "method",
+            "refund",
+            "cancel",
+            "capture",
+            "payout",
+            "webhooks",
+            "sandbox",
+        ):
+            table.add_column(column)
+        for row in capability_rows():
+            table.add_row(*row)
+        Console().print(table)
+
+    config = typer.Typer(help="Configuration tools.")
+    app.add_typer(config, name="config")
+
+    @config.command("check")
+    def check(file: Annotated[Path, typer.Argument(help="paygate TOML file")]) -> None:
+        """Validate a config file: providers exist, credentials present, methods offered."""
+        from rich.console import Console
+
+        from .._config import load_config
+        from .._errors import ConfigurationError
+
+        console = Console()
+        try:
+            cfg = load_config(file)
+        except ConfigurationError as exc:
+            console.print(f"[red]invalid[/red]: {exc}")
+            raise typer.Exit(1) from None
+        console.print(f"[green]ok[/green]: store {cfg.store.split('://')[0]}://…")
+        for name, acct in cfg.accounts.items():
+            console.print(
+                f"  account [bold]{name}[/bold]: {acct.provider.name} ({', '.join(acct.methods)})"
+            )
