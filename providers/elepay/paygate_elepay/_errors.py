@@ -1,0 +1,195 @@
+"""elepay's ``errorCode`` catalogue and how each code maps onto paygate's error tree.
+
+elepay prefixes its codes by who has to act: ``M`` (merchant / request: fix the call),
+``U`` (user / transaction: the payer's side, such as a declined card) and ``S`` (system:
+elepay or the payment provider failed). Every ``M`` code is sent as HTTP 400, including
+the rate limit ``M005000`` and the authentication failures, so the mapping goes by code,
+never by status alone. Older endpoints still answer with numeric codes (``10101`` card
+declined, ``10108`` already refunded, ...), which are mapped too.
+
+The error body is not specified by the OpenAPI documents. The adapter reads
+``errorCode`` first, then a string ``code``, then a numeric ``code``, and the
+``message``; the emulator answers ``{"code": 400, "errorCode": "M002007", "message":
+"..."}`` (an assumption: elepay's docs name the ``errorCode`` values but show no body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from paygate import (
+    AuthenticationError,
+    NotFound,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from paygate.adapter import Reply
+
+__all__ = [
+    "CATALOGUE",
+    "ErrorInfo",
+    "error_from_reply",
+    "error_info",
+    "read_error",
+]
+
+PROVIDER: Final = "elepay"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """One documented code: the paygate class, elepay's HTTP status and message."""
+
+    cls: type[ProviderError]
+    http_status: int
+    message: str
+    retryable: bool | None = None
+
+
+def _m(cls: type[ProviderError], message: str, retryable: bool | None = None) -> ErrorInfo:
+    return ErrorInfo(cls, 400, message, retryable)
+
+
+CATALOGUE: Final[Mapping[str, ErrorInfo]] = {
+    # account and payment method set-up
+    "M001000": _m(PermissionDenied, "There are problems with setting up the account."),
+    "M001001": _m(ProviderRejected, "The payment method is not valid."),
+    "M001002": _m(ProviderRejected, "The payment method is incorrect."),
+    "M001003": _m(ProviderRejected, "Terminal payment is not valid."),
+    "M001004": _m(ProviderRejected, "This payment method does not support authorization."),
+    # request content
+    "M002001": _m(ProviderRejected, "Required parameters are missing."),
+    "M002002": _m(ProviderRejected, "The value of the parameter provided is incorrect."),
+    "M002003": _m(NotFound, "The requested resource does not exist."),
+    "M002004": _m(ProviderRejected, "The resource already exists."),
+    "M002005": _m(ProviderRejected, "Unsupported operation."),
+    "M002006": _m(ProviderRejected, "The created resource exceeds the limit."),
+    "M002007": _m(ProviderRejected, "The order number has already been paid."),
+    "M002009": _m(ProviderRejected, "This currency is not supported."),
+    "M002010": _m(
+        ProviderRejected, "This payment method does not support multiple authorizations."
+    ),
+    "M002012": _m(ProviderRejected, "The terminal of this readerId is not valid."),
+    "M003000": _m(ProviderRejected, "The call method provided is incorrect."),
+    # credentials
+    "M004001": _m(AuthenticationError, "The API key provided is invalid."),
+    "M004002": _m(AuthenticationError, "Required authentication parameters are missing."),
+    "M004003": _m(PermissionDenied, "The requested operation is not allowed."),
+    # rate limit: HTTP 400, not 429
+    "M005000": _m(RateLimited, "There have been too many requests in a short period of time."),
+    # object state
+    "M006000": _m(ProviderRejected, "The current status is invalid."),
+    "M006001": _m(ProviderRejected, "Another operation is currently in progress.", retryable=True),
+    "M006002": _m(ProviderRejected, "The requested operation has already been completed."),
+    "M006003": _m(ProviderRejected, "The code has already been paid or cancelled."),
+    "M006004": _m(ProviderRejected, "This code has already expired."),
+    # legacy numeric codes still returned by the API
+    "10001": ErrorInfo(PermissionDenied, 400, "This service is inactive."),
+    "10002": ErrorInfo(PermissionDenied, 400, "This payment method is inactive."),
+    "10003": ErrorInfo(ProviderRejected, 400, "Invalid payment method."),
+    "10101": ErrorInfo(PaymentDeclined, 400, "Credit card was declined."),
+    "10102": ErrorInfo(ProviderRejected, 400, "Invalid amount."),
+    "10108": ErrorInfo(ProviderRejected, 400, "The charge is already refunded."),
+    "10109": ErrorInfo(ProviderRejected, 400, "Not captured, refused refund."),
+}
+
+# Codes not in the catalogue fall back on their category letter.
+_BY_PREFIX: Final[Mapping[str, tuple[type[ProviderError], str]]] = {
+    "M": (ProviderRejected, "elepay refused the request"),
+    "U": (PaymentDeclined, "the payment was refused on the payer's side"),
+    "S": (ProviderUnavailable, "elepay or the payment provider failed"),
+}
+
+
+def error_info(code: str) -> ErrorInfo | None:
+    """The catalogue entry of ``code`` (None when undocumented)."""
+    return CATALOGUE.get(code)
+
+
+def read_error(reply: Reply) -> tuple[str | None, str | None]:
+    """``(errorCode, message)`` from an error reply, tolerant of the body shape."""
+    try:
+        body: Any = reply.json()
+    except ProviderError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code: Any = body.get("errorCode")
+    if not isinstance(code, str) or not code:
+        raw = body.get("code")
+        # ``code`` is either the HTTP status (emulator, legacy REST errors) or a
+        # legacy numeric / string error code.
+        if isinstance(raw, str) and raw:
+            code = raw
+        elif isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1000:
+            code = str(raw)
+        else:
+            code = None
+    message = body.get("message")
+    return code, message if isinstance(message, str) else None
+
+
+def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
+    """The typed error for a non-2xx reply; keeps elepay's code, message and status.
+
+    ``action`` says what was attempted (``"create the code"``); it must hold no
+    personal data.
+    """
+    code, provider_message = read_error(reply)
+    info = error_info(code) if code else None
+    retry_after: float | None = None
+    if info is not None:
+        cls: type[ProviderError] = info.cls
+        text = info.message.rstrip(".")
+        retryable = info.retryable
+    elif code and code[0] in _BY_PREFIX:
+        cls, text = _BY_PREFIX[code[0]]
+        retryable = None
+    else:
+        cls, text = _by_status(reply.status)
+        retryable = None
+    if cls is RateLimited:
+        retry_after = _retry_after(reply)
+    message = f"elepay could not {action}: {text}"
+    kw: dict[str, Any] = {
+        "provider": PROVIDER,
+        "provider_code": code,
+        "provider_message": provider_message,
+        "http_status": reply.status,
+        "request_id": reply.header("x-request-id"),
+    }
+    if retryable is not None:
+        kw["retryable"] = retryable
+    if cls is RateLimited:
+        return RateLimited(message, retry_after=retry_after, **kw)
+    return cls(message, **kw)
+
+
+def _by_status(status: int) -> tuple[type[ProviderError], str]:
+    if status == 401:
+        return AuthenticationError, "credentials refused"
+    if status == 403:
+        return PermissionDenied, "operation not allowed"
+    if status == 404:
+        return NotFound, "no such object"
+    if status == 429:
+        return RateLimited, "too many requests"
+    if status >= 500:
+        return ProviderUnavailable, f"elepay answered HTTP {status}"
+    return ProviderRejected, f"elepay answered HTTP {status}"
+
+
+def _retry_after(reply: Reply) -> float | None:
+    value = reply.header("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

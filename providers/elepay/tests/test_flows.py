@@ -1,0 +1,400 @@
+"""Flow tests: the sans-I/O flows driven (no sockets) against the in-process emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import pytest
+
+from paygate import (
+    ChargeStatus,
+    DisplayQR,
+    IdempotencyConflict,
+    InvalidRequest,
+    Money,
+    NotFound,
+    ProviderRejected,
+    QRCode,
+    RateLimited,
+    RefundStatus,
+)
+from paygate.adapter import (
+    CancelRequest,
+    ChargeRef,
+    ChargeRequest,
+    RefundRequest,
+    Retry,
+    drive,
+)
+from paygate_elepay._emulator import SECRET_KEY
+from paygate_elepay._wire import to_millis
+
+
+def qr_request(amount: int = 1200, **kw):
+    method = QRCode(expires_in=kw.pop("expires_in", None), return_url=kw.pop("return_url", None))
+    return ChargeRequest(amount=Money.jpy(amount), method=method, **kw)
+
+
+def ref_of(charge):
+    return ChargeRef(
+        charge_id=charge.id,
+        provider_ref=charge.provider_ref,
+        method="qr",
+        amount=charge.amount,
+        raw=charge.raw,
+    )
+
+
+def create(provider, sandbox, make_ctx, cache, key="order-1042", **kw):
+    return drive(provider.charge(qr_request(**kw), make_ctx(key)), sandbox.respond, cache)
+
+
+def test_charge_creates_a_code_with_display_qr(provider, sandbox, make_ctx, clock):
+    cache: dict = {}
+    charge = create(
+        provider,
+        sandbox,
+        make_ctx,
+        cache,
+        description="Coffee",
+        metadata={"shop": "shibuya"},
+        expires_in=timedelta(minutes=5),
+        return_url="https://shop.example.com/paid",
+    )
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert charge.id == "pgch_order-1042"
+    assert charge.provider == "elepay"
+    assert charge.provider_ref.startswith("code:cd_")
+    assert charge.amount == Money.jpy(1200)
+    assert charge.amount_refunded == Money.jpy(0)
+    assert isinstance(charge.next_action, DisplayQR)
+    assert charge.next_action.url.startswith("http://127.0.0.1/elepay/easyqr/cd_")
+    assert charge.next_action.expires_at == clock.now() + timedelta(minutes=5)
+    assert charge.created_at == clock.now()
+
+    (call,) = sandbox.calls
+    assert call.method == "POST"
+    assert call.url == "http://127.0.0.1/elepay/codes"
+    assert call.retry is Retry.KEYED
+    assert call.step == "codes.create"
+    assert call.headers["Content-Type"] == "application/json;charset=utf-8"
+    token = base64.b64encode(f"{SECRET_KEY}:".encode()).decode()
+    assert call.headers["Authorization"] == f"Basic {token}"
+    body = json.loads(call.content)
+    assert body == {
+        "orderNo": "pg-code-order-1042",
+        "amount": 1200,
+        "currency": "JPY",
+        "description": "Coffee",
+        "frontUrl": "https://shop.example.com/paid",
+        "expiryDuration": 5,
+        "metadata": {"shop": "shibuya"},
+    }
+    code_id = charge.provider_ref.partition(":")[2]
+    assert cache == {
+        "elepay:qr:order:pg-code-order-1042": {
+            "codeId": code_id,
+            "createTime": to_millis(clock.now()),
+        }
+    }
+
+
+def test_order_no_is_derived_and_bounded(provider, sandbox, make_ctx):
+    key = "ご注文/" + "x" * 80
+    charge = create(provider, sandbox, make_ctx, {}, key=key)
+    body = json.loads(sandbox.calls[0].content)
+    assert len(body["orderNo"]) <= 50
+    assert all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in body["orderNo"])
+    # Same merchant key, same orderNo (a retry after a crash sends what the first sent).
+    sandbox.calls.clear()
+    create(provider, sandbox, make_ctx, {}, key=key)
+    assert json.loads(sandbox.calls[0].content)["orderNo"] == body["orderNo"]
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+
+
+def test_default_front_url_and_expiry_from_settings(sandbox, make_ctx, settings):
+    from paygate_elepay import ElepayProvider
+
+    custom = settings.model_copy(
+        update={"front_url": "https://shop.example.com/done", "expiry_minutes": 15}
+    )
+    provider = ElepayProvider(custom, account="qr")
+    drive(provider.charge(qr_request(), make_ctx()), sandbox.respond, {})
+    body = json.loads(sandbox.calls[0].content)
+    assert body["frontUrl"] == "https://shop.example.com/done"
+    assert body["expiryDuration"] == 15
+
+
+def test_status_follows_the_payment(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    ref = ref_of(charge)
+    fresh = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert fresh.status is ChargeStatus.REQUIRES_ACTION
+    assert sandbox.calls[-1].retry is Retry.SAFE
+
+    sandbox.pay(charge.provider_ref, "linepay")
+    paid = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert paid.status is ChargeStatus.SUCCEEDED
+    assert paid.next_action is None
+    assert paid.amount_captured == Money.jpy(1200)
+    assert paid.raw["charge"]["paymentMethod"] == "linepay"
+    assert paid.provider_ref == charge.provider_ref
+
+
+def test_code_expires_on_the_sandbox_clock(provider, sandbox, make_ctx, clock):
+    charge = create(provider, sandbox, make_ctx, {}, expires_in=timedelta(minutes=3))
+    clock.advance(timedelta(minutes=2, seconds=59))
+    assert drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond).status is (
+        ChargeStatus.REQUIRES_ACTION
+    )
+    clock.advance(timedelta(seconds=1))
+    expired = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    assert expired.status is ChargeStatus.EXPIRED
+    assert expired.next_action is None
+
+
+def test_failed_attempt_keeps_the_code_waiting(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    code_id = charge.provider_ref.partition(":")[2]
+    sandbox.control("fail_payment", code_id=code_id, payment_method="paypay")
+    after = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    assert after.status is ChargeStatus.REQUIRES_ACTION
+    assert sandbox.deliveries == []  # elepay sends nothing for a failure
+
+
+def test_cancel_closes_the_code_and_is_repeatable(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    req = CancelRequest(charge=ref_of(charge))
+    canceled = drive(provider.cancel(req, make_ctx("order-1042-cancel")), sandbox.respond)
+    assert canceled.status is ChargeStatus.CANCELED
+    delete = next(c for c in sandbox.calls if c.method == "DELETE")
+    assert delete.step == "codes.close"
+    assert delete.content is None
+    again = drive(provider.cancel(req, make_ctx("order-1042-cancel")), sandbox.respond)
+    assert again.status is ChargeStatus.CANCELED
+
+
+def test_cancel_of_an_expired_code_reports_expired(provider, sandbox, make_ctx, clock):
+    charge = create(provider, sandbox, make_ctx, {})
+    clock.advance(timedelta(minutes=10))
+    result = drive(
+        provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), sandbox.respond
+    )
+    assert result.status is ChargeStatus.EXPIRED
+
+
+def test_cancel_of_a_paid_code_is_refused_with_elepays_code(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    with pytest.raises(ProviderRejected) as info:
+        drive(provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), sandbox.respond)
+    assert info.value.provider_code == "M006003"
+    assert info.value.http_status == 400
+
+
+def test_partial_and_multiple_refunds(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    ref = ref_of(charge)
+
+    first = drive(
+        provider.refund(
+            RefundRequest(charge=ref, amount=Money.jpy(200), reason="damaged"),
+            make_ctx("order-1042-r1"),
+        ),
+        sandbox.respond,
+    )
+    assert first.status is RefundStatus.SUCCEEDED
+    assert first.amount == Money.jpy(200)
+    assert first.charge_id == "pgch_order-1042-r1"
+    assert first.reason == "damaged"
+    post = sandbox.calls[-1]
+    assert post.retry is Retry.UNSAFE
+    assert post.step == "refunds.create"
+    assert json.loads(post.content) == {
+        "amount": 200,
+        "currency": "JPY",
+        "reason": "damaged",
+        "metadata": {"paygateRefundKey": "pg-refund-order-1042-r1"},
+    }
+    partly = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert partly.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert partly.amount_refunded == Money.jpy(200)
+
+    rest = drive(
+        provider.refund(RefundRequest(charge=ref), make_ctx("order-1042-r2")), sandbox.respond
+    )
+    assert rest.amount == Money.jpy(1000)
+    done = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert done.status is ChargeStatus.REFUNDED
+    assert done.amount_refunded == Money.jpy(1200)
+    assert done.refundable == Money.jpy(0)
+
+
+def test_refund_more_than_refundable_is_refused_before_posting(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    with pytest.raises(InvalidRequest) as info:
+        drive(
+            provider.refund(
+                RefundRequest(charge=ref_of(charge), amount=Money.jpy(1201)), make_ctx("r")
+            ),
+            sandbox.respond,
+        )
+    assert info.value.param == "amount"
+    assert all(c.method == "GET" for c in sandbox.calls[1:])
+
+
+def test_refund_of_an_unpaid_code_is_refused(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    with pytest.raises(InvalidRequest):
+        drive(provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), sandbox.respond)
+
+
+def test_pending_refund_then_completion(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    sandbox.control("refund_mode", mode="pending")
+    refund = drive(
+        provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), sandbox.respond
+    )
+    assert refund.status is RefundStatus.PENDING
+    still = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    assert still.status is ChargeStatus.SUCCEEDED
+    sandbox.control("complete_refund", refund_id=refund.provider_ref)
+    done = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    assert done.status is ChargeStatus.REFUNDED
+
+
+def test_recovering_refund_finds_the_earlier_one(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    req = RefundRequest(charge=ref_of(charge), amount=Money.jpy(300))
+    first = drive(provider.refund(req, make_ctx("order-1042-r1")), sandbox.respond)
+    sandbox.calls.clear()
+    again = drive(provider.refund(req, make_ctx("order-1042-r1", recovering=True)), sandbox.respond)
+    assert again.provider_ref == first.provider_ref
+    assert [c.step for c in sandbox.calls] == ["codes.get", "refunds.list"]
+    assert len(sandbox.emulator.charges[first.raw["chargeId"]].refunds) == 1
+
+
+def test_recovering_refund_sends_when_nothing_was_created(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    req = RefundRequest(charge=ref_of(charge), amount=Money.jpy(300))
+    refund = drive(
+        provider.refund(req, make_ctx("order-1042-r9", recovering=True)), sandbox.respond
+    )
+    assert [c.step for c in sandbox.calls[-3:]] == ["codes.get", "refunds.list", "refunds.create"]
+    assert refund.amount == Money.jpy(300)
+
+
+def test_lookup_finds_the_code_through_the_cache(provider, sandbox, make_ctx):
+    cache: dict = {}
+    charge = create(provider, sandbox, make_ctx, cache)
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, cache)
+    assert found is not None
+    assert found.provider_ref == charge.provider_ref
+    assert found.status is ChargeStatus.REQUIRES_ACTION
+
+
+def test_lookup_without_cache_scans_the_charge_list(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    for i in range(3):  # other orders' charges around it
+        other = create(provider, sandbox, make_ctx, {}, key=f"other-{i}")
+        sandbox.pay(other.provider_ref)
+    cache: dict = {}
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, cache)
+    assert found is not None
+    assert found.status is ChargeStatus.SUCCEEDED
+    assert found.provider_ref.startswith("charge:ch_")
+    assert found.raw["orderNo"] == "pg-code-order-1042"
+    listing = next(c for c in sandbox.calls if c.step == "charges.list")
+    assert "dateField=create_time" in listing.url
+    assert cache["elepay:qr:order:pg-code-order-1042"]["chargeId"] == found.raw["id"]
+
+
+def test_lookup_pages_through_the_charge_list(provider, sandbox, make_ctx, settings):
+    from paygate_elepay import ElepayProvider
+
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    sandbox.clock.advance(timedelta(seconds=1))
+    for i in range(100):
+        other = create(provider, sandbox, make_ctx, {}, key=f"later-{i}")
+        sandbox.pay(other.provider_ref)
+    sandbox.calls.clear()
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, {})
+    assert found is not None
+    pages = [c for c in sandbox.calls if c.step == "charges.list"]
+    assert len(pages) == 2
+    assert "offset=100" in pages[1].url
+
+    narrow = ElepayProvider(settings.model_copy(update={"lookup_max_pages": 1}), account="qr")
+    assert drive(narrow.lookup_charge(qr_request(), make_ctx()), sandbox.respond, {}) is None
+
+
+def test_lookup_of_a_never_sent_charge_is_none(provider, sandbox, make_ctx):
+    assert (
+        drive(provider.lookup_charge(qr_request(), make_ctx("never")), sandbox.respond, {}) is None
+    )
+
+
+def test_already_paid_order_number_recovers_the_charge(provider, sandbox, make_ctx):
+    cache: dict = {}
+    charge = create(provider, sandbox, make_ctx, cache)
+    sandbox.pay(charge.provider_ref)
+    # A retry of the same merchant request after the payment: elepay says M002007.
+    again = create(provider, sandbox, make_ctx, cache)
+    assert again.status is ChargeStatus.SUCCEEDED
+    assert again.provider_ref == charge.provider_ref
+    # Even with the cache lost, the charge list finds it.
+    lost = create(provider, sandbox, make_ctx, {})
+    assert lost.status is ChargeStatus.SUCCEEDED
+    assert lost.raw["orderNo"] == "pg-code-order-1042"
+
+
+def test_already_paid_order_number_with_another_amount_conflicts(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    sandbox.pay(charge.provider_ref)
+    with pytest.raises(IdempotencyConflict):
+        create(provider, sandbox, make_ctx, {}, amount=999)
+
+
+def test_recovering_charge_uses_the_cached_code(provider, sandbox, make_ctx):
+    cache: dict = {}
+    charge = create(provider, sandbox, make_ctx, cache)
+    sandbox.calls.clear()
+    again = drive(provider.charge(qr_request(), make_ctx(recovering=True)), sandbox.respond, cache)
+    assert again.provider_ref == charge.provider_ref
+    assert [c.step for c in sandbox.calls] == ["codes.get"]
+    assert len(sandbox.emulator.codes) == 1
+
+
+def test_rate_limit_reply_is_classified_retryable(provider, sandbox, make_ctx):
+    sandbox.control("rate_limit", count=1)
+    with pytest.raises(RateLimited) as info:
+        create(provider, sandbox, make_ctx, {})
+    assert info.value.provider_code == "M005000"
+    assert info.value.http_status == 400
+    assert info.value.retryable
+
+
+def test_status_of_unknown_code_is_not_found(provider, sandbox, make_ctx):
+    ref = ChargeRef(charge_id="x", provider_ref="code:cd_missing", method="qr")
+    with pytest.raises(NotFound) as info:
+        drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert info.value.provider_code == "M002003"
+
+
+def test_status_of_a_charge_ref(provider, sandbox, make_ctx):
+    charge = create(provider, sandbox, make_ctx, {})
+    result = sandbox.pay(charge.provider_ref)
+    ref = ChargeRef(charge_id="x", provider_ref=f"charge:{result['chargeId']}", method="qr")
+    fresh = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    assert fresh.status is ChargeStatus.SUCCEEDED
+    refund = drive(provider.refund(RefundRequest(charge=ref), make_ctx("r")), sandbox.respond)
+    assert refund.amount == Money.jpy(1200)
