@@ -20,6 +20,7 @@ from ._errors import (
     RateLimited,
     WebhookVerificationError,
 )
+from ._gateway import AsyncGateway, Gateway
 from ._models import (
     Capabilities,
     Card,
@@ -44,7 +45,6 @@ from ._models import (
     RefundStatus,
     Wallet,
 )
-from ._gateway import AsyncGateway, Gateway
 from ._money import Money
 from ._retry import RetryPolicy
 from ._version import __version__

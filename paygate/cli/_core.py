@@ -42,6 +42,13 @@ def register(app: typer.Typer) -> None:
             table.add_row(*row)
         Console().print(table)
 
+    @app.command()
+    def demo() -> None:
+        """Run every provider's real flows end to end against the built-in sandbox."""
+        from ._demo import run_demo
+
+        raise typer.Exit(run_demo())
+
     config = typer.Typer(help="Configuration tools.")
     app.add_typer(config, name="config")
 

@@ -1,0 +1,161 @@
+"""``paygate demo``: the real flows, end to end, against the built-in sandbox.
+
+Starts the sandbox in-process, configures one account per installed provider against
+it with a SQLite store in a temporary folder, and runs each provider's demo script
+(`paygate.sandbox.Emulator.demo`). Every step is a real call through `Gateway`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+T = TypeVar("T")
+
+BUILT_IN = ("pokepay", "univapay", "elepay", "payjp", "smaregi")
+
+
+@dataclass
+class Row:
+    provider: str
+    operation: str
+    status: str
+    ids: str
+    millis: float | None
+    ok: bool
+
+
+@dataclass
+class Demo:
+    """What a provider's demo script gets: the gateway, the sandbox, and `step`."""
+
+    gateway: Any
+    sandbox: Any
+    provider: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def account(self) -> str:
+        """The account configured for this provider."""
+        return self.provider
+
+    def step(
+        self, operation: str, fn: Callable[[], T], *, expect: Callable[[T], bool] | None = None
+    ) -> T:
+        """Run one step, time it and record a row; re-raises failures (the script stops)."""
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except Exception as exc:
+            self.rows.append(
+                Row(
+                    self.provider,
+                    operation,
+                    f"error: {type(exc).__name__}",
+                    str(exc)[:80],
+                    None,
+                    False,
+                )
+            )
+            raise
+        millis = (time.perf_counter() - started) * 1000
+        ok = expect(result) if expect is not None else True
+        self.rows.append(Row(self.provider, operation, _status(result), _ids(result), millis, ok))
+        if not ok:
+            raise AssertionError(f"{operation}: unexpected result")
+        return result
+
+
+def _status(result: Any) -> str:
+    status = getattr(result, "status", None)
+    if status is not None:
+        return str(getattr(status, "value", status))
+    if result.__class__.__name__ == "PayoutBalance":
+        return f"collecting {result.collecting}, scheduled {result.scheduled}"
+    return "ok"
+
+
+def _ids(result: Any) -> str:
+    parts = []
+    for name in ("id", "provider_ref"):
+        value = getattr(result, name, None)
+        if value:
+            parts.append(str(value))
+    action = getattr(result, "next_action", None)
+    if action is not None:
+        parts.append(action.type)
+    return " · ".join(parts)[:60]
+
+
+def run_demo(console: Console | None = None, providers: list[str] | None = None) -> int:
+    """Run the demo; returns the process exit code (0: every step passed)."""
+    from .._gateway import Gateway
+    from .._registry import provider_classes
+    from ..sandbox import running
+
+    console = console or Console()
+    installed = provider_classes()
+    wanted = providers or [name for name in BUILT_IN]
+    rows: list[Row] = []
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="paygate-demo-") as tmp, running() as sandbox:
+        store = f"sqlite:///{Path(tmp) / 'paygate.db'}"
+        accounts = sandbox.accounts()
+        config = {"store": store, "accounts": {n: accounts[n] for n in wanted if n in accounts}}
+        kind = store.split("://", maxsplit=1)[0]
+        console.print(
+            f"[bold]paygate demo[/bold]: sandbox at {sandbox.url}, {kind} store (temporary)"
+        )
+        with Gateway.from_config(config) as gw:
+            for name in wanted:
+                if name not in installed:
+                    rows.append(Row(name, "—", "adapter not installed", "", None, True))
+                    continue
+                if name not in accounts:
+                    rows.append(Row(name, "—", "no sandbox emulator", "", None, True))
+                    continue
+                demo = Demo(gateway=gw, sandbox=sandbox, provider=name)
+                emulator = sandbox.host.emulators[name]
+                try:
+                    emulator.demo(demo)
+                except NotImplementedError:
+                    demo.rows.append(Row(name, "—", "no demo script yet", "", None, True))
+                except Exception:
+                    failures += 1
+                else:
+                    failures += sum(1 for r in demo.rows if not r.ok)
+                rows.extend(demo.rows)
+                _print_table(console, name, demo.rows)
+    _summary(console, rows, failures)
+    return 1 if failures else 0
+
+
+def _print_table(console: Console, provider: str, rows: list[Row]) -> None:
+    table = Table(title=provider, title_justify="left", expand=False)
+    for column in ("operation", "status", "ids", "latency"):
+        table.add_column(column)
+    for row in rows:
+        style = "" if row.ok else "red"
+        latency = f"{row.millis:.1f} ms" if row.millis is not None else ""
+        table.add_row(row.operation, row.status, row.ids, latency, style=style)
+    console.print(table)
+
+
+def _summary(console: Console, rows: list[Row], failures: int) -> None:
+    steps = [r for r in rows if r.millis is not None]
+    providers = sorted({r.provider for r in steps})
+    if failures:
+        console.print(f"[red bold]{failures} provider demo(s) failed[/red bold]")
+    else:
+        total = sum(r.millis or 0 for r in steps)
+        console.print(
+            f"[green bold]all {len(steps)} steps passed[/green bold] across "
+            f"{len(providers)} providers ({', '.join(providers)}) in {total:.0f} ms of calls"
+        )
