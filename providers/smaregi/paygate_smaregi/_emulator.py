@@ -1,0 +1,836 @@
+"""The Smaregi emulator of the local sandbox.
+
+Served under ``/smaregi``: the ID host under ``/smaregi/id`` and the API host under
+``/smaregi/api`` (so ``id_base_url = <sandbox>/smaregi/id`` and
+``base_url = <sandbox>/smaregi/api``).
+
+What it does as documented (see docs/providers/smaregi.md for sources):
+
+* ``POST /id/app/{contract_id}/token``: client credentials with HTTP Basic auth (the
+  ``Basic {...}`` brace form some clients send is accepted), a form body, requested
+  scopes checked against the app's; ``expires_in`` 3600.
+* Bearer check on every API call (401 problem JSON); a token lacking the operation's
+  scope gets 403 problem JSON.
+* One app payment method per (client id, contract): a second POST answers 403 with the
+  exact message reported by developers.
+* Transactions: create (numbers must be JSON strings; ``subtotal`` must equal the sum of
+  the detail lines; required fields), get, list (a bare array; a range filter is
+  required; ranges over 31 days refused; ``limit``/``page``/``sort``) and cancel
+  (``cancelDivision`` becomes 1).
+* Problem-JSON errors ``{"type": "about:blank", "title", "detail", "status"}``.
+
+What it assumes where the facts are uncertain:
+
+* O-S1: the app payment method API lives at ``/{contract_id}/pos/app_payment_methods``
+  (``/app_payment_method`` is served too); GET answers a bare array; the object has
+  ``appPaymentMethodId``, ``appId``, ``appName``, ``paymentMethodId``,
+  ``paymentMethodName`` (defaults to the app's name), ``appPaymentCode``, ``status``,
+  ``insDateTime``, ``updDateTime``. There is no DELETE (as on the real sandbox); the
+  control action ``delete_payment_method`` does what Smaregi cannot.
+* O-S2: a ``depositOthers`` request item is ``{paymentMethodId, depositOthers}`` (the
+  amount; ``amount`` is accepted too); ``slipNumber`` / ``cardCompany`` are read at head
+  level or from the item, and stored at head level.
+* O-S3: rate limiting is off by default (tests run many calls within one second); the
+  ``rate_limit`` control sets per-second read and write quotas per (app, contract), on
+  the sandbox clock, answered with 429 and ``Retry-After: 1``. Token calls do not count.
+* O-S6: POST /transactions answers 200 with the created transaction head.
+* O-S7: no duplicate protection on ``terminalTranId``: a re-sent sale is a second sale.
+* O-S8: cancel answers 200 ``{"message": "取消が完了しました"}``; cancelling a voided sale
+  answers 400 problem JSON.
+* Validation messages are the emulator's own wording (``<field>: <reason>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from paygate.sandbox import ControlError, Emulator, EmulatorContext, LedgerEntry
+
+from ._wire import ALREADY_REGISTERED, JST, format_jst
+
+__all__ = ["SmaregiEmulator"]
+
+READ = "pos.transactions:read"
+WRITE = "pos.transactions:write"
+_NUMBER = re.compile(r"^-?[0-9]{1,10}$")
+_TERMINAL = re.compile(r"^[1-9][0-9]{0,8}$")
+_MAX = 999_999_999
+_HEAD_DIVISIONS = {"1", "2", "3", "4", "5", "6", "7", "13", "14"}
+_RANGES = (
+    "transaction_head_id",
+    "transaction_date_time",
+    "terminal_tran_date_time",
+    "sum_date",
+    "upd_date_time",
+)
+_RANGE_FIELDS = {
+    "transaction_head_id": "transactionHeadId",
+    "transaction_date_time": "transactionDateTime",
+    "terminal_tran_date_time": "terminalTranDateTime",
+    "sum_date": "sumDate",
+    "upd_date_time": "updDateTime",
+}
+
+
+@dataclass
+class _App:
+    client_id: str
+    client_secret: str
+    app_id: str
+    app_name: str
+    scopes: frozenset[str]
+    contracts: frozenset[str]
+
+
+@dataclass
+class _Token:
+    client_id: str
+    contract_id: str
+    scopes: frozenset[str]
+    expires_at: datetime
+
+
+@dataclass
+class _Stats:
+    token_requests: int = 0
+    app_payment_method_posts: int = 0
+    app_payment_methods_created: int = 0
+    transactions_created: int = 0
+
+
+@dataclass
+class _Contract:
+    stores: dict[str, str]
+    # (client id) -> the app payment method object
+    app_methods: dict[str, dict[str, str]] = field(default_factory=dict)
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    details: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+
+class _Refusal(Exception):
+    """A request the emulated API refuses (turned into problem JSON)."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    429: "Too Many Requests",
+}
+
+
+def problem(status: int, detail: str, *, title: str | None = None, **headers: str) -> Response:
+    """An RFC 7807-style Smaregi error."""
+    body = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "detail": detail,
+        "status": status,
+    }
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+class SmaregiEmulator(Emulator):
+    """Stateful emulator of Smaregi's ID host and POS transactions API.
+
+    Fixed test credentials (also from `credentials`): client id
+    ``pgsbx_smaregi_client``, secret ``pgsbx_smaregi_secret_7c1e94a2``, contract id
+    ``sb_pgsandbox``, store ``1`` (terminals ``1`` and ``2``) and store ``2``.
+    """
+
+    name: ClassVar[str] = "smaregi"
+
+    CLIENT_ID: ClassVar[str] = "pgsbx_smaregi_client"
+    CLIENT_SECRET: ClassVar[str] = "pgsbx_smaregi_secret_7c1e94a2"  # noqa: S105 (public test value)
+    APP_ID: ClassVar[str] = "9001"
+    APP_NAME: ClassVar[str] = "paygate sandbox app"
+    CONTRACT_ID: ClassVar[str] = "sb_pgsandbox"
+    STORE_ID: ClassVar[str] = "1"
+    TERMINAL_ID: ClassVar[str] = "1"
+    SCOPES: ClassVar[tuple[str, ...]] = (READ, WRITE, "pos.products:read")
+    TOKEN_LIFETIME: ClassVar[int] = 3600
+
+    def __init__(self, ctx: EmulatorContext) -> None:
+        super().__init__(ctx)
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything; seed the test app, contract and stores."""
+        self._apps: dict[str, _App] = {
+            self.CLIENT_ID: _App(
+                client_id=self.CLIENT_ID,
+                client_secret=self.CLIENT_SECRET,
+                app_id=self.APP_ID,
+                app_name=self.APP_NAME,
+                scopes=frozenset(self.SCOPES),
+                contracts=frozenset({self.CONTRACT_ID}),
+            )
+        }
+        self._contracts: dict[str, _Contract] = {
+            self.CONTRACT_ID: _Contract(stores={"1": "paygate 本店", "2": "paygate 二号店"})
+        }
+        self._tokens: dict[str, _Token] = {}
+        self._stats = _Stats()
+        self._next_head_id = 1001
+        self._next_payment_method_id = 101
+        self._next_app_payment_method_id = 1
+        self._limits: dict[str, int | None] = {"read": None, "write": None}
+        self._hits: dict[tuple[str, str, str, int], int] = {}
+
+    def credentials(self) -> dict[str, Any]:
+        """The fixed test credentials and seed ids."""
+        return {
+            "client_id": self.CLIENT_ID,
+            "client_secret": self.CLIENT_SECRET,
+            "contract_id": self.CONTRACT_ID,
+            "app_name": self.APP_NAME,
+            "scopes": list(self.SCOPES),
+            "store_id": self.STORE_ID,
+            "terminal_id": self.TERMINAL_ID,
+            "base_url": f"{self.base_url}/api",
+            "id_base_url": f"{self.base_url}/id",
+        }
+
+    def account_settings(self) -> dict[str, Any]:
+        """A paygate account pointing at this emulator."""
+        return {
+            "provider": "smaregi",
+            "client_id": self.CLIENT_ID,
+            "client_secret": self.CLIENT_SECRET,
+            "contract_id": self.CONTRACT_ID,
+            "base_url": f"{self.base_url}/api",
+            "id_base_url": f"{self.base_url}/id",
+            "store_id": self.STORE_ID,
+            "terminal_id": self.TERMINAL_ID,
+        }
+
+    def ledger(self) -> list[LedgerEntry]:
+        """Every registered sale, keyed by its terminalTranId."""
+        entries = []
+        for contract in self._contracts.values():
+            for tran in contract.transactions.values():
+                canceled = tran["cancelDivision"] == "1"
+                total = int(tran["total"])
+                entries.append(
+                    LedgerEntry(
+                        kind="transaction",
+                        id=tran["transactionHeadId"],
+                        key=tran["terminalTranId"],
+                        amount=total,
+                        refunded=total if canceled else 0,
+                        status="canceled" if canceled else "registered",
+                    )
+                )
+        return entries
+
+    # -- routes -----------------------------------------------------------------------
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """ID host under ``/id``, API host under ``/api``."""
+        pos = "/api/{contract_id}/pos"
+        return [
+            Route("/id/app/{contract_id}/token", self._token, methods=["POST"]),
+            Route(f"{pos}/app_payment_methods", self._app_methods, methods=["GET", "POST"]),
+            # O-S1: the singular spelling from another description of the API.
+            Route(f"{pos}/app_payment_method", self._app_methods, methods=["GET", "POST"]),
+            Route(f"{pos}/app_payment_methods/{{pm_id}}", self._app_method, methods=["GET"]),
+            Route(f"{pos}/transactions", self._transactions, methods=["GET", "POST"]),
+            Route(f"{pos}/transactions/{{head_id}}", self._transaction, methods=["GET"]),
+            Route(f"{pos}/transactions/{{head_id}}/cancel", self._cancel, methods=["POST"]),
+        ]
+
+    # -- token --------------------------------------------------------------------------
+
+    @staticmethod
+    def _oauth_error(status: int, error: str, description: str) -> Response:
+        body = {
+            "type": "about:blank",
+            "title": _TITLES.get(status, "Error"),
+            "detail": description,
+            "status": status,
+            "error": error,
+            "error_description": description,
+        }
+        headers = {"WWW-Authenticate": 'Basic realm="smaregi"'} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _basic_client(self, request: Request) -> _App | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        value = value.strip()
+        # Some production clients copy the placeholder braces of the docs literally.
+        if value.startswith("{") and value.endswith("}"):
+            value = value[1:-1]
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        client_id, sep, secret = decoded.partition(":")
+        app = self._apps.get(client_id)
+        if not sep or app is None or not secrets.compare_digest(secret, app.client_secret):
+            return None
+        return app
+
+    async def _token(self, request: Request) -> Response:
+        contract_id = request.path_params["contract_id"]
+        self._stats.token_requests += 1
+        app = self._basic_client(request)
+        if app is None:
+            return self._oauth_error(401, "invalid_client", "クライアント認証に失敗しました。")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return self._oauth_error(
+                400, "invalid_request", "Content-Type は application/x-www-form-urlencoded です。"
+            )
+        form = urllib.parse.parse_qs((await request.body()).decode(), keep_blank_values=True)
+        grant = form.get("grant_type", [""])[0]
+        if grant != "client_credentials":
+            return self._oauth_error(
+                400, "unsupported_grant_type", "grant_type は client_credentials です。"
+            )
+        if contract_id not in self._contracts or contract_id not in app.contracts:
+            return self._oauth_error(400, "invalid_grant", "契約が見つかりません。")
+        requested = frozenset(form.get("scope", [""])[0].split())
+        if not requested:
+            return self._oauth_error(400, "invalid_scope", "scope を指定してください。")
+        if not requested <= app.scopes:
+            missing = " ".join(sorted(requested - app.scopes))
+            return self._oauth_error(
+                400, "invalid_scope", f"アプリに許可されていないスコープです: {missing}"
+            )
+        value = secrets.token_urlsafe(32)
+        self._tokens[value] = _Token(
+            client_id=app.client_id,
+            contract_id=contract_id,
+            scopes=requested,
+            expires_at=self.now + timedelta(seconds=self.TOKEN_LIFETIME),
+        )
+        return JSONResponse(
+            {
+                "access_token": value,
+                "token_type": "Bearer",
+                "expires_in": self.TOKEN_LIFETIME,
+                "scope": " ".join(sorted(requested)),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    # -- API guard ----------------------------------------------------------------------
+
+    def _guard(self, request: Request, scope: str, kind: str) -> tuple[_App, _Contract]:
+        """Bearer check, scope check and rate limit; raises `_Refusal`."""
+        contract_id = request.path_params["contract_id"]
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        token = self._tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        if token is None or token.contract_id != contract_id:
+            raise _Refusal(401, "アクセストークンが不正です。")
+        if self.now >= token.expires_at:
+            del self._tokens[value.strip()]
+            raise _Refusal(401, "アクセストークンの有効期限が切れています。")
+        if scope not in token.scopes:
+            raise _Refusal(403, f"スコープが不足しています: {scope}")
+        contract = self._contracts.get(contract_id)
+        if contract is None:
+            raise _Refusal(404, "契約が見つかりません。")
+        limit = self._limits.get(kind)
+        if limit is not None:
+            second = int(self.now.timestamp())
+            key = (token.client_id, contract_id, kind, second)
+            # Only the current second matters; older counters are dropped as time moves.
+            self._hits = {k: v for k, v in self._hits.items() if k[3] == second}
+            count = self._hits.get(key, 0)
+            if count >= limit:
+                raise _Refusal(
+                    429, "リクエスト数が上限を超えました。しばらくしてから再度お試しください。"
+                )
+            self._hits[key] = count + 1
+        return self._apps[token.client_id], contract
+
+    @staticmethod
+    def _refused(exc: _Refusal) -> Response:
+        headers: dict[str, str] = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="smaregi"'
+        if exc.status == 429:
+            headers["Retry-After"] = "1"
+        return problem(exc.status, exc.detail, title=exc.title, **headers)
+
+    @staticmethod
+    async def _json_object(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise _Refusal(400, "リクエストボディが JSON ではありません。") from None
+        if not isinstance(data, dict):
+            raise _Refusal(400, "リクエストボディはオブジェクトです。")
+        return data
+
+    # -- app payment method -------------------------------------------------------------
+
+    async def _app_methods(self, request: Request) -> Response:
+        write = request.method == "POST"
+        try:
+            app, contract = self._guard(
+                request, WRITE if write else READ, "write" if write else "read"
+            )
+            if not write:
+                existing = contract.app_methods.get(app.client_id)
+                return JSONResponse([existing] if existing else [])
+            self._stats.app_payment_method_posts += 1
+            body = await self._json_object(request)
+            if app.client_id in contract.app_methods:
+                return problem(403, ALREADY_REGISTERED)
+            name = body.get("paymentMethodName", app.app_name)
+            if not isinstance(name, str) or not 1 <= len(name) <= 85:
+                raise _Refusal(400, "paymentMethodName: 1〜85文字の文字列です。")
+            code = body.get("appPaymentCode", "")
+            if not isinstance(code, str) or len(code) > 20:
+                raise _Refusal(400, "appPaymentCode: 20文字以内の文字列です。")
+            status = body.get("status", "1")
+            if status not in ("0", "1"):
+                raise _Refusal(400, "status: 0 または 1 です。")
+        except _Refusal as exc:
+            return self._refused(exc)
+        stamp = format_jst(self.now)
+        method = {
+            "appPaymentMethodId": str(self._next_app_payment_method_id),
+            "appId": app.app_id,
+            "appName": app.app_name,
+            "paymentMethodId": str(self._next_payment_method_id),
+            "paymentMethodName": name,
+            "appPaymentCode": code,
+            "status": status,
+            "insDateTime": stamp,
+            "updDateTime": stamp,
+        }
+        self._next_app_payment_method_id += 1
+        self._next_payment_method_id += 1
+        contract.app_methods[app.client_id] = method
+        self._stats.app_payment_methods_created += 1
+        return JSONResponse(method)
+
+    async def _app_method(self, request: Request) -> Response:
+        try:
+            app, contract = self._guard(request, READ, "read")
+        except _Refusal as exc:
+            return self._refused(exc)
+        existing = contract.app_methods.get(app.client_id)
+        if existing is None or existing["appPaymentMethodId"] != request.path_params["pm_id"]:
+            return problem(404, "指定されたIDのリソースが見つかりません")
+        return JSONResponse(existing)
+
+    # -- transactions -------------------------------------------------------------------
+
+    async def _transactions(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._create(request)
+        try:
+            _, contract = self._guard(request, READ, "read")
+            rows = self._search(contract, request.query_params)
+        except _Refusal as exc:
+            return self._refused(exc)
+        return JSONResponse(rows)
+
+    async def _create(self, request: Request) -> Response:
+        try:
+            _, contract = self._guard(request, WRITE, "write")
+            body = await self._json_object(request)
+            head, details = self._check_sale(contract, body)
+        except _Refusal as exc:
+            return self._refused(exc)
+        head_id = str(self._next_head_id)
+        self._next_head_id += 1
+        now = format_jst(self.now)
+        head["transactionHeadId"] = head_id
+        head["transactionDateTime"] = now
+        head["updDateTime"] = now
+        for item in head["depositOthers"]:
+            item["transactionHeadId"] = head_id
+        contract.transactions[head_id] = head
+        contract.details[head_id] = [{**d, "transactionHeadId": head_id} for d in details]
+        self._stats.transactions_created += 1
+        return JSONResponse(self._present(contract, head_id, details=False))
+
+    def _check_sale(
+        self, contract: _Contract, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        def number(source: Mapping[str, Any], key: str, path: str, *, required: bool) -> int:
+            value = source.get(key)
+            if value is None:
+                if required:
+                    raise _Refusal(400, f"{path}: 必須項目です。")
+                return 0
+            if not isinstance(value, str):
+                raise _Refusal(400, f"{path}: 文字列で指定してください。")
+            if not _NUMBER.match(value) or abs(int(value)) > _MAX:
+                raise _Refusal(400, f"{path}: -999999999〜999999999の整数です。")
+            return int(value)
+
+        def text(key: str, *, required: bool, max_len: int) -> str | None:
+            value = body.get(key)
+            if value is None:
+                if required:
+                    raise _Refusal(400, f"{key}: 必須項目です。")
+                return None
+            if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+                raise _Refusal(400, f"{key}: {max_len}文字以内の文字列です。")
+            return value
+
+        division = text("transactionHeadDivision", required=True, max_len=2)
+        if division not in _HEAD_DIVISIONS:
+            raise _Refusal(400, "transactionHeadDivision: 許可されていない値です。")
+        cancel = text("cancelDivision", required=False, max_len=1) or "0"
+        if cancel not in ("0", "1"):
+            raise _Refusal(400, "cancelDivision: 0 または 1 です。")
+        subtotal = number(body, "subtotal", "subtotal", required=True)
+        total = number(body, "total", "total", required=True)
+        store_id = text("storeId", required=True, max_len=9)
+        if store_id not in contract.stores:
+            raise _Refusal(400, "storeId: 指定された店舗が存在しません。")
+        terminal_id = text("terminalId", required=True, max_len=9)
+        if not _TERMINAL.match(terminal_id or ""):
+            raise _Refusal(400, "terminalId: 形式が不正です。")
+        tran_id = text("terminalTranId", required=True, max_len=10)
+        when = text("terminalTranDateTime", required=True, max_len=32)
+        try:
+            parsed = datetime.fromisoformat(when or "")
+        except ValueError:
+            raise _Refusal(400, "terminalTranDateTime: 日時の形式が不正です。") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=JST)
+        memo = text("memo", required=False, max_len=1000)
+
+        raw_details = body.get("details")
+        if not isinstance(raw_details, list) or not raw_details:
+            raise _Refusal(400, "details: 必須項目です。")
+        details: list[dict[str, str]] = []
+        line_sum = 0
+        for i, raw in enumerate(raw_details):
+            path = f"details[{i}]"
+            if not isinstance(raw, dict):
+                raise _Refusal(400, f"{path}: オブジェクトです。")
+            number(raw, "transactionDetailId", f"{path}.transactionDetailId", required=True)
+            if raw.get("transactionDetailDivision") not in ("1", "2", "3"):
+                raise _Refusal(400, f"{path}.transactionDetailDivision: 許可されていない値です。")
+            price = number(raw, "salesPrice", f"{path}.salesPrice", required=True)
+            discount = number(raw, "unitDiscountPrice", f"{path}.unitDiscountPrice", required=False)
+            quantity = number(raw, "quantity", f"{path}.quantity", required=True)
+            if raw.get("productId") is None and not raw.get("productName"):
+                raise _Refusal(400, f"{path}: productId か productName が必要です。")
+            line_sum += (price - discount) * quantity
+            details.append({k: str(v) for k, v in raw.items() if v is not None})
+        if subtotal != line_sum:
+            raise _Refusal(400, "subtotal: 小計が明細の合計と一致しません。")
+        expected_total = (
+            subtotal
+            - number(body, "subtotalDiscountPrice", "subtotalDiscountPrice", required=False)
+            - number(body, "pointDiscount", "pointDiscount", required=False)
+            - number(body, "couponDiscount", "couponDiscount", required=False)
+            + number(body, "roundingPrice", "roundingPrice", required=False)
+            + number(body, "taxExclude", "taxExclude", required=False)
+            + number(body, "commission", "commission", required=False)
+            + number(body, "carriage", "carriage", required=False)
+        )
+        if total != expected_total:
+            raise _Refusal(400, "total: 合計が小計・値引き等から計算した値と一致しません。")
+
+        known = {m["paymentMethodId"]: m for m in contract.app_methods.values()}
+        raw_others = body.get("depositOthers", [])
+        if not isinstance(raw_others, list) or len(raw_others) > 3:
+            raise _Refusal(400, "depositOthers: 3件以内の配列です。")
+        others: list[dict[str, str]] = []
+        others_sum = 0
+        slip = text("slipNumber", required=False, max_len=20)
+        company = text("cardCompany", required=False, max_len=20)
+        for i, raw in enumerate(raw_others, start=1):
+            path = f"depositOthers[{i - 1}]"
+            if not isinstance(raw, dict):
+                raise _Refusal(400, f"{path}: オブジェクトです。")
+            pm_id = raw.get("paymentMethodId")
+            if not isinstance(pm_id, str) or pm_id not in known:
+                raise _Refusal(400, f"{path}.paymentMethodId: 支払方法が存在しません。")
+            key = "depositOthers" if "depositOthers" in raw else "amount"
+            amount = number(raw, key, f"{path}.depositOthers", required=True)
+            others_sum += amount
+            slip = slip or (
+                raw.get("slipNumber") if isinstance(raw.get("slipNumber"), str) else None
+            )
+            company = company or (
+                raw.get("cardCompany") if isinstance(raw.get("cardCompany"), str) else None
+            )
+            others.append(
+                {
+                    "no": str(i),
+                    "paymentMethodId": pm_id,
+                    "paymentMethodName": known[pm_id]["paymentMethodName"],
+                    "depositOthers": str(amount),
+                }
+            )
+        cash = number(body, "depositCash", "depositCash", required=False)
+        credit = number(body, "depositCredit", "depositCredit", required=False)
+        deposit = cash + credit + others_sum
+        if body.get("deposit") is not None:
+            given = number(body, "deposit", "deposit", required=False)
+            if given != deposit:
+                raise _Refusal(
+                    400, "deposit: 預り金が現金・クレジット・その他の合計と一致しません。"
+                )
+        change = number(body, "change", "change", required=False)
+
+        head: dict[str, Any] = {
+            "transactionHeadDivision": division,
+            "cancelDivision": cancel,
+            "subtotal": str(subtotal),
+            "total": str(total),
+            "deposit": str(deposit),
+            "depositCash": str(cash),
+            "depositCredit": str(credit),
+            "change": str(change),
+            "storeId": store_id,
+            "terminalId": terminal_id,
+            "terminalTranId": tran_id,
+            "terminalTranDateTime": format_jst(parsed),
+            "memo": memo,
+            "slipNumber": slip,
+            "cardCompany": company,
+            "cancelDateTime": None,
+            "depositOthers": others,
+        }
+        return head, details
+
+    def _present(self, contract: _Contract, head_id: str, *, details: bool) -> dict[str, Any]:
+        head = dict(contract.transactions[head_id])
+        head["depositOthers"] = [dict(item) for item in head["depositOthers"]]
+        if details:
+            head["details"] = [dict(d) for d in contract.details[head_id]]
+        return head
+
+    def _search(self, contract: _Contract, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        bounds: list[tuple[str, str, str]] = []
+        for name in _RANGES:
+            low, high = query.get(f"{name}-from"), query.get(f"{name}-to")
+            if low is None and high is None:
+                continue
+            if name == "transaction_head_id":
+                bounds.append((_RANGE_FIELDS[name], low or "", high or ""))
+                continue
+            low_dt, high_dt = _query_time(name, low), _query_time(name, high)
+            if low_dt and high_dt and high_dt - low_dt > timedelta(days=31):
+                raise _Refusal(400, f"{name}: 検索範囲は31日以内で指定してください。")
+            bounds.append(
+                (
+                    _RANGE_FIELDS[name],
+                    low_dt.isoformat() if low_dt else "",
+                    high_dt.isoformat() if high_dt else "",
+                )
+            )
+        if not bounds:
+            raise _Refusal(400, "検索範囲（-from / -to）のいずれかを指定してください。")
+        limit = _query_int(query, "limit", 100, 1, 1000)
+        page = _query_int(query, "page", 1, 1, 10**9)
+
+        def inside(head: Mapping[str, Any]) -> bool:
+            for key, low, high in bounds:
+                value = head.get(key)
+                if value is None:
+                    return False
+                if key == "transactionHeadId":
+                    if (low and int(value) < int(low)) or (high and int(value) > int(high)):
+                        return False
+                    continue
+                moment = datetime.fromisoformat(str(value))
+                if low and moment < datetime.fromisoformat(low):
+                    return False
+                if high and moment > datetime.fromisoformat(high):
+                    return False
+            return True
+
+        rows = [h for h in contract.transactions.values() if inside(h)]
+        for part in reversed([p for p in query.get("sort", "").split(",") if p]):
+            key, _, order = part.partition(":")
+            rows.sort(key=_by(key), reverse=order == "desc")
+        if not query.get("sort"):
+            rows.sort(key=lambda h: int(h["transactionHeadId"]))
+        chosen = rows[(page - 1) * limit : page * limit]
+        with_others = query.get("with_deposit_others") == "all"
+        with_details = query.get("with_details") == "all"
+        out = []
+        for head in chosen:
+            row = self._present(contract, head["transactionHeadId"], details=with_details)
+            if not with_others:
+                row.pop("depositOthers")
+            out.append(row)
+        return out
+
+    async def _transaction(self, request: Request) -> Response:
+        try:
+            _, contract = self._guard(request, READ, "read")
+        except _Refusal as exc:
+            return self._refused(exc)
+        head_id = request.path_params["head_id"]
+        if head_id not in contract.transactions:
+            return problem(404, "指定されたIDのリソースが見つかりません")
+        with_details = request.query_params.get("with_details") == "all"
+        return JSONResponse(self._present(contract, head_id, details=with_details))
+
+    async def _cancel(self, request: Request) -> Response:
+        try:
+            _, contract = self._guard(request, WRITE, "write")
+            body = await self._json_object(request)
+            head_id = request.path_params["head_id"]
+            head = contract.transactions.get(head_id)
+            if head is None:
+                return problem(404, "指定されたIDのリソースが見つかりません")
+            if head["cancelDivision"] == "1":
+                raise _Refusal(400, "既に取消済みの取引です。")
+            others = body.get("depositOthers", [])
+            if not isinstance(others, list) or len(others) > 1:
+                raise _Refusal(400, "depositOthers: 1件以内の配列です。")
+            slip = None
+            for item in others:
+                if not isinstance(item, dict) or item.get("no") not in ("1", "2", "3"):
+                    raise _Refusal(400, "depositOthers[0].no: 1〜3 です。")
+                value = item.get("cancelSlipNumber")
+                slip = value if isinstance(value, str) else None
+        except _Refusal as exc:
+            return self._refused(exc)
+        self._void(head, slip)
+        return JSONResponse({"message": "取消が完了しました"})
+
+    def _void(self, head: dict[str, Any], slip: str | None = None) -> None:
+        now = format_jst(self.now)
+        head["cancelDivision"] = "1"
+        head["cancelDateTime"] = now
+        head["updDateTime"] = now
+        if slip is not None:
+            head["cancelSlipNumber"] = slip
+
+    # -- control ------------------------------------------------------------------------
+
+    async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Operator actions.
+
+        * ``reset``: forget everything.
+        * ``delete_payment_method`` (``client_id``, ``contract_id`` optional): delete the
+          app payment method, which the real sandbox cannot, to re-test first use.
+        * ``rate_limit`` (``reads``, ``writes``: per second, null = unlimited).
+        * ``expire_tokens``: every issued access token stops working (next call: 401).
+        * ``void_transaction`` (``transaction_head_id``): a clerk voids the sale at the POS.
+        * ``stats``: counters (token requests, app payment method POSTs and creations,
+          transactions).
+        """
+        if action == "reset":
+            self.reset()
+            return {}
+        if action == "delete_payment_method":
+            client_id = str(params.get("client_id") or self.CLIENT_ID)
+            contract = self._contract(params)
+            removed = contract.app_methods.pop(client_id, None)
+            return {
+                "deleted": removed is not None,
+                "paymentMethodId": removed["paymentMethodId"] if removed else None,
+            }
+        if action == "rate_limit":
+            for kind, key in (("read", "reads"), ("write", "writes")):
+                value = params.get(key)
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1
+                ):
+                    raise ControlError(f"{key} must be a positive integer or null")
+                self._limits[kind] = value
+            self._hits.clear()
+            return {"reads": self._limits["read"], "writes": self._limits["write"]}
+        if action == "expire_tokens":
+            count = len(self._tokens)
+            self._tokens.clear()
+            return {"expired": count}
+        if action == "void_transaction":
+            contract = self._contract(params)
+            head = contract.transactions.get(str(params.get("transaction_head_id", "")))
+            if head is None:
+                raise ControlError("unknown transaction_head_id", status=404)
+            if head["cancelDivision"] == "1":
+                raise ControlError("the transaction is voided already", status=409)
+            self._void(head)
+            return {"transactionHeadId": head["transactionHeadId"], "cancelDivision": "1"}
+        if action == "stats":
+            s = self._stats
+            return {
+                "token_requests": s.token_requests,
+                "app_payment_method_posts": s.app_payment_method_posts,
+                "app_payment_methods_created": s.app_payment_methods_created,
+                "transactions_created": s.transactions_created,
+            }
+        return await super().control(action, params)
+
+    def _contract(self, params: Mapping[str, Any]) -> _Contract:
+        contract_id = str(params.get("contract_id") or self.CONTRACT_ID)
+        contract = self._contracts.get(contract_id)
+        if contract is None:
+            raise ControlError(f"unknown contract {contract_id!r}", status=404)
+        return contract
+
+
+def _query_time(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    # An unencoded '+' of "+09:00" arrives as a space: Smaregi refuses it, so do we.
+    if " " in value:
+        raise _Refusal(400, f"{name}: 日時の形式が不正です（+ は %2B と指定してください）。")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Refusal(400, f"{name}: 日時の形式が不正です。") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=JST)
+
+
+def _query_int(query: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    value = query.get(key)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise _Refusal(400, f"{key}: {low}〜{high}の整数です。")
+    return int(value)
+
+
+def _by(key: str) -> Callable[[Mapping[str, Any]], tuple[int, int, str]]:
+    def sort_key(head: Mapping[str, Any]) -> tuple[int, int, str]:
+        return _sort_key(head.get(key))
+
+    return sort_key
+
+
+def _sort_key(value: Any) -> tuple[int, int, str]:
+    if value is None:
+        return (1, 0, "")
+    text = str(value)
+    if text.lstrip("-").isdigit():
+        return (0, int(text), "")
+    return (0, 0, text)

@@ -1,0 +1,125 @@
+"""Checks of a POS sale before anything is sent.
+
+Field limits marked "assumed" are not in any readable official text; they are set where
+real Smaregi data stays well inside them, so a valid sale is never refused here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from paygate import InvalidRequest, NotSupported, PosLine, PosSale
+from paygate.adapter import ChargeRequest
+
+from ._settings import SmaregiSettings
+from ._wire import PROVIDER
+
+__all__ = ["MAX_NUMBER", "Sale", "check_sale"]
+
+#: Smaregi's integer fields range over -999999999..999999999 (official POST /transactions).
+MAX_NUMBER = 999_999_999
+#: storeId 1-9 characters; terminalId /^[1-9][0-9]{0,8}$/ (official sibling operation page).
+_STORE = re.compile(r"^[0-9]{1,9}$")
+_TERMINAL = re.compile(r"^[1-9][0-9]{0,8}$")
+#: productId is a numeric id (assumed up to 18 digits, a 64-bit id).
+_PRODUCT = re.compile(r"^[0-9]{1,18}$")
+MAX_PRODUCT_NAME = 85  # assumed: Smaregi's name fields hold 85 characters
+MAX_MEMO = 1000  # assumed
+MAX_SLIP_NUMBER = 20  # assumed
+_SLIP = re.compile(r"^[\x21-\x7e]+$")
+MAX_CARD_COMPANY = 20  # assumed
+MAX_LINES = 1000  # assumed
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """A validated sale, ready to be put on the wire."""
+
+    store_id: str
+    terminal_id: str
+    lines: tuple[PosLine, ...]
+    total: int
+    memo: str | None
+    slip_number: str | None
+    card_company: str | None
+
+
+def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
+    """Validate ``req`` for Smaregi; raise `InvalidRequest` (with ``param``) if bad."""
+    method = req.method
+    if not isinstance(method, PosSale):
+        raise NotSupported(
+            f"payment method {method.type!r}",
+            provider=PROVIDER,
+            reason="Smaregi registers POS sales only",
+            alternative="PosSale",
+        )
+    amount = req.amount
+    if amount.currency != "JPY":
+        raise InvalidRequest("Smaregi takes JPY only", param="amount.currency")
+    if not 1 <= amount.amount <= MAX_NUMBER:
+        raise InvalidRequest(f"amount must be 1..{MAX_NUMBER} yen", param="amount")
+    metadata: Mapping[Any, Any] = req.metadata  # typed flat, but callers may pass anything
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidRequest("metadata must be flat string pairs", param="metadata")
+
+    store_id = method.store_id or settings.store_id or ""
+    if not _STORE.match(store_id):
+        raise InvalidRequest("store_id must be 1-9 digits", param="method.store_id")
+    terminal_id = method.terminal_id or settings.terminal_id or ""
+    if not _TERMINAL.match(terminal_id):
+        raise InvalidRequest(
+            "terminal_id must be 1-9 digits, not starting with 0", param="method.terminal_id"
+        )
+
+    if len(method.lines) > MAX_LINES:
+        raise InvalidRequest(f"at most {MAX_LINES} lines", param="method.lines")
+    total = 0
+    for i, line in enumerate(method.lines):
+        param = f"method.lines[{i}]"
+        if line.product_id is None and not line.name:
+            raise InvalidRequest("a line needs product_id or name", param=param)
+        if line.product_id is not None and not _PRODUCT.match(line.product_id):
+            raise InvalidRequest("product_id must be a numeric id", param=f"{param}.product_id")
+        if line.name is not None and not 1 <= len(line.name) <= MAX_PRODUCT_NAME:
+            raise InvalidRequest(
+                f"name must be 1..{MAX_PRODUCT_NAME} characters", param=f"{param}.name"
+            )
+        if not 1 <= line.quantity <= MAX_NUMBER:
+            raise InvalidRequest("quantity must be positive", param=f"{param}.quantity")
+        if abs(line.unit_price) > MAX_NUMBER or abs(line.total) > MAX_NUMBER:
+            raise InvalidRequest("line amount out of range", param=f"{param}.unit_price")
+        total += line.total
+    if total != amount.amount:
+        raise InvalidRequest(
+            f"lines sum to {total} yen, the amount is {amount.amount} yen", param="method.lines"
+        )
+
+    memo = method.memo if method.memo is not None else req.description
+    if memo is not None and len(memo) > MAX_MEMO:
+        param = "method.memo" if method.memo is not None else "description"
+        raise InvalidRequest(f"memo is limited to {MAX_MEMO} characters", param=param)
+    if method.slip_number is not None and not (
+        len(method.slip_number) <= MAX_SLIP_NUMBER and _SLIP.match(method.slip_number)
+    ):
+        raise InvalidRequest(
+            f"slip_number must be 1..{MAX_SLIP_NUMBER} printable ASCII characters",
+            param="method.slip_number",
+        )
+    if method.card_company is not None and not 1 <= len(method.card_company) <= MAX_CARD_COMPANY:
+        raise InvalidRequest(
+            f"card_company must be 1..{MAX_CARD_COMPANY} characters", param="method.card_company"
+        )
+    return Sale(
+        store_id=store_id,
+        terminal_id=terminal_id,
+        lines=method.lines,
+        total=total,
+        memo=memo or None,
+        slip_number=method.slip_number,
+        card_company=method.card_company,
+    )
