@@ -1,0 +1,116 @@
+"""Account settings of a Pokepay account.
+
+>>> s = PokepaySettings(
+...     base_url="https://partnerapi-sandbox.pokepay.jp",
+...     client_id="8d1f3c50-6c1b-4f0e-9a3e-0f5b2a9c7d11",
+...     client_secret="A" * 43,
+...     shop_id="5f9e9d8c-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
+...     private_money_id="1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+... )
+>>> s.timezone
+'Asia/Tokyo'
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ConfigDict, SecretStr, field_validator, model_validator
+
+from paygate.adapter import ProviderSettings, check_base_url
+
+from ._crypto import CryptoError, decode_client_secret
+
+__all__ = ["PokepaySettings"]
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(f"{what} must be a UUID") from None
+
+
+class PokepaySettings(ProviderSettings):
+    """Settings of one Pokepay Partner API account (the SDKs' ``config.ini`` keys).
+
+    Attributes:
+        base_url: ``API_BASE_URL``; https only, plain http only on loopback (the sandbox).
+            The sandbox is ``https://partnerapi-sandbox.pokepay.jp``.
+        client_id: ``CLIENT_ID`` (a UUID, sent in clear as ``partner_client_id``).
+        client_secret: ``CLIENT_SECRET`` (43 base64url characters: the AES-256 key).
+        shop_id: the shop's user id; payments are paid to its wallet.
+        private_money_id: the default private money (a charge's `Wallet` may name another).
+        ssl_cert_file / ssl_key_file / ssl_key_password: the client certificate for
+            mutual TLS (PEM). The key may be password protected.
+        timezone: ``TIMEZONE``, used for the envelope timestamp (default Asia/Tokyo).
+        accept_language: sent as ``Accept-Language`` (the server seems to pick the
+            message language from it; undocumented).
+    """
+
+    # Validation errors would otherwise quote the offending input: the secret itself.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    client_id: str
+    client_secret: SecretStr
+    shop_id: str
+    private_money_id: str
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    timezone: str = "Asia/Tokyo"
+    accept_language: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        return _uuid(value, "client_id")
+
+    @field_validator("shop_id")
+    @classmethod
+    def _shop_id(cls, value: str) -> str:
+        return _uuid(value, "shop_id")
+
+    @field_validator("private_money_id")
+    @classmethod
+    def _money_id(cls, value: str) -> str:
+        return _uuid(value, "private_money_id")
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        try:
+            decode_client_secret(value.get_secret_value())
+        except CryptoError:
+            # Never echo the value: it is the encryption key.
+            raise ValueError("client_secret must be 43 base64url characters (32 bytes)") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("timezone must be an IANA time zone name") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> PokepaySettings:
+        if self.ssl_key_file is not None and self.ssl_cert_file is None:
+            raise ValueError("ssl_key_file needs ssl_cert_file")
+        if self.ssl_key_password is not None and self.ssl_cert_file is None:
+            raise ValueError("ssl_key_password needs ssl_cert_file (and usually ssl_key_file)")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The `ZoneInfo` of ``timezone``."""
+        return ZoneInfo(self.timezone)
