@@ -1,0 +1,212 @@
+"""PAY.JP error answers mapped onto paygate's error tree.
+
+PAY.JP v1 answers errors as ``{"error": {"status", "type", "code", "message", "param",
+"charge"}}``. Every code of the published catalogue is listed here; an unknown code
+falls back on the HTTP status (400 rejected, 401 authentication, 402 declined, 404 not
+found, 429 rate limited, 5xx unavailable). The provider's code and message are always
+kept on the error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paygate._errors import (
+    AuthenticationError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    MalformedResponse,
+    NotFound,
+    PaygateError,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from paygate._flow import Reply
+
+__all__ = ["CODE_MAP", "error_from_reply", "retry_after"]
+
+PROVIDER = "payjp"
+
+# The card itself was refused: the customer must use another card (or fix the data).
+_DECLINED = (
+    "invalid_number",
+    "invalid_cvc",
+    "invalid_expiration_date",
+    "incorrect_card_data",
+    "invalid_expiry_month",
+    "invalid_expiry_year",
+    "expired_card",
+    "card_declined",
+    "card_flagged",
+    "processing_error",
+    "missing_card",
+    "unacceptable_brand",
+    "invalid_card",
+    "failed_payment",
+    "three_d_secure_incompleted",
+    "three_d_secure_failed",
+    "unverified_token",
+)
+# The request was well-formed for paygate but PAY.JP refused it: bad or unsupported
+# parameters paygate could not check (or did not), and state conflicts.
+_REJECTED = (
+    "invalid_plan",
+    "invalid_expiry_days",
+    "unnecessary_expiry_days",
+    "invalid_flexible_id",
+    "invalid_timestamp",
+    "invalid_trial_end",
+    "invalid_string_length",
+    "invalid_country",
+    "invalid_currency",
+    "invalid_address_zip",
+    "invalid_amount",
+    "invalid_plan_amount",
+    "invalid_card_name",
+    "invalid_card_country",
+    "invalid_card_address_zip",
+    "invalid_card_address_state",
+    "invalid_card_address_city",
+    "invalid_card_address_line",
+    "invalid_customer",
+    "invalid_boolean",
+    "invalid_email",
+    "no_allowed_param",
+    "no_param",
+    "invalid_querystring",
+    "missing_param",
+    "invalid_param_key",
+    "no_payment_method",
+    "payment_method_duplicate",
+    "payment_method_duplicate_including_customer",
+    "invalid_refund_amount",
+    "already_refunded",
+    "invalid_amount_to_not_captured",
+    "refund_amount_gt_net",
+    "capture_amount_gt_net",
+    "invalid_refund_reason",
+    "already_captured",
+    "cant_capture_refunded_charge",
+    "cant_reauth_refunded_charge",
+    "charge_expired",
+    "already_exist_id",
+    "token_already_used",
+    "already_have_card",
+    "dont_has_this_card",
+    "doesnt_have_card",
+    "already_have_the_same_card",
+    "invalid_interval",
+    "invalid_trial_days",
+    "invalid_billing_day",
+    "billing_day_for_non_monthly_plan",
+    "exist_subscribers",
+    "already_subscribed",
+    "already_canceled",
+    "already_paused",
+    "subscription_worked",
+    "cannot_change_prorate_status",
+    "too_many_metadata_keys",
+    "invalid_metadata_key",
+    "invalid_metadata_value",
+    "invalid_apple_pay_token",
+    "test_card_on_livemode",
+    "not_allowed_method",
+    "refund_limit_exceeded",
+    "cannot_prorated_refund_of_subscription",
+    "not_in_three_d_secure_flow",
+    "invalid_owner_type",
+    "invalid_idempotency_key",
+)
+
+CODE_MAP: dict[str, type[PaygateError]] = {
+    **dict.fromkeys(_DECLINED, PaymentDeclined),
+    **dict.fromkeys(_REJECTED, ProviderRejected),
+    "invalid_id": NotFound,
+    "not_found": NotFound,
+    "no_api_key": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "not_activated_account": PermissionDenied,
+    "apple_pay_disabled_in_livemode": PermissionDenied,
+    "over_capacity": RateLimited,
+    "payjp_wrong": ProviderUnavailable,
+    "pg_wrong": ProviderUnavailable,
+    # The v1 reference does not document these; PAY.JP's v2 API answers them and the
+    # sandbox emulator uses the same names for a reused key.
+    "idempotency_conflict": IdempotencyConflict,
+    "idempotency_timeout": IdempotencyInProgress,
+    "idempotency_infrastructure_error": ProviderUnavailable,
+}
+
+_BY_STATUS: dict[int, type[PaygateError]] = {
+    400: ProviderRejected,
+    401: AuthenticationError,
+    402: PaymentDeclined,
+    403: PermissionDenied,
+    404: NotFound,
+    405: ProviderRejected,
+    409: ProviderRejected,
+    429: RateLimited,
+}
+
+
+def retry_after(reply: Reply) -> float | None:
+    """The ``Retry-After`` header in seconds, when present and numeric."""
+    value = reply.header("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def _error_body(reply: Reply) -> dict[str, Any] | None:
+    try:
+        data = reply.json()
+    except MalformedResponse:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return data["error"]  # type: ignore[no-any-return]
+    return None
+
+
+def error_from_reply(reply: Reply) -> PaygateError:
+    """The paygate error for a non-2xx PAY.JP answer.
+
+    >>> err = error_from_reply(Reply(402, {}, b'{"error": {"code": "card_declined",'
+    ...     b' "message": "Card declined", "status": 402, "type": "card_error"}}'))
+    >>> type(err).__name__, err.provider_code
+    ('PaymentDeclined', 'card_declined')
+    """
+    body = _error_body(reply)
+    code = str(body["code"]) if body and body.get("code") else None
+    message = str(body["message"]) if body and body.get("message") else None
+    cls = CODE_MAP.get(code) if code else None
+    if cls is None:
+        if reply.status >= 500:
+            cls = ProviderUnavailable
+        elif body is None and reply.status not in _BY_STATUS:
+            cls = MalformedResponse
+        else:
+            cls = _BY_STATUS.get(reply.status, ProviderRejected)
+    kind = body.get("type") if body else None
+    text = f"PAY.JP answered HTTP {reply.status}"
+    if code:
+        text += f" {code}"
+    if kind:
+        text += f" ({kind})"
+    if body and body.get("param"):
+        text += f" on parameter {body['param']}"
+    kw: dict[str, Any] = {
+        "provider": PROVIDER,
+        "provider_code": code,
+        "provider_message": message,
+        "http_status": reply.status,
+    }
+    if cls is RateLimited:
+        return RateLimited(text, retry_after=retry_after(reply), **kw)
+    return cls(text, **kw)

@@ -1,0 +1,638 @@
+"""The PAY.JP (API v1) adapter: card charges, and payouts through Term / Statement / Balance.
+
+Idempotency: every POST carries an ``Idempotency-Key`` header derived from the
+merchant's key (``pg-<operation>-<key>``), so a re-sent create, capture or refund is
+deduplicated by PAY.JP. The v1 reference does not document how long PAY.JP remembers a
+key; paygate assumes one hour (`KEY_WINDOW`), deliberately shorter than the 24 hours
+common elsewhere, so the gateway re-sends only while the key is surely remembered and
+reports `OutcomeUnknown` beyond that. PAY.JP offers no lookup of a charge by key.
+
+Retry: reads are retried freely; keyed POSTs are retried with the same key. 429
+``over_capacity`` is retried (honouring ``Retry-After`` when sent) and surfaces as a
+retryable `RateLimited` when the driver gives up; 5xx are retried by the driver.
+
+Status: see `paygate_payjp._charges` (paid / captured / refunded / 3-D Secure state).
+Cancel is a void: the refund of an authorisation that was never captured. Payouts are
+read from ``/v1/balances`` (never the retired Transfer objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from paygate import (
+    Capabilities,
+    Card,
+    Charge,
+    ChargeStatus,
+    MethodCapabilities,
+    Money,
+    PayoutBalance,
+    PayoutItem,
+    Refund,
+    RefundStatus,
+)
+from paygate._errors import ConfigurationError, InvalidRequest, NotSupported
+from paygate._redact import register_secret
+from paygate.adapter import (
+    CancelRequest,
+    CaptureRequest,
+    ChargeRef,
+    ChargeRequest,
+    Flow,
+    OpContext,
+    Operation,
+    OperationPolicy,
+    ParsedEvent,
+    Provider,
+    ProviderSettings,
+    RefundRequest,
+    Reply,
+    RetryDecision,
+)
+
+from ._api import Api, idempotency_key
+from ._charges import charge_from_wire, tds_start_url
+from ._errors import retry_after
+from ._settings import PayjpSettings
+from ._webhooks import parse_event, verify_token
+from ._wire import Balance, Statement, StatementUrl, Term, to_ts
+
+if TYPE_CHECKING:
+    from paygate.sandbox import Emulator
+
+__all__ = ["KEY_WINDOW", "PayjpProvider"]
+
+KEY_WINDOW = timedelta(hours=1)
+MIN_AMOUNT = 50
+MAX_AMOUNT = 9_999_999
+MAX_DESCRIPTION = 255
+MAX_REFUND_REASON = 255
+MAX_METADATA_KEYS = 20
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
+_KEYED = OperationPolicy(key="header", key_window=KEY_WINDOW, lookup=False)
+
+
+def _check_jpy(amount: Money, param: str, *, minimum: int, maximum: int) -> None:
+    if amount.currency != "JPY":
+        raise InvalidRequest(
+            f"PAY.JP charges only JPY, not {amount.currency}", param=f"{param}.currency"
+        )
+    if not minimum <= amount.amount <= maximum:
+        raise InvalidRequest(
+            f"PAY.JP amounts must be between {minimum:,} and {maximum:,} JPY", param=param
+        )
+
+
+class PayjpProvider(Provider):
+    """PAY.JP card payments and payout balances.
+
+    Example (``paygate.toml``)::
+
+        [accounts.card]
+        provider = "payjp"
+        secret_key = "sk_test_..."
+        webhook_token = "whook_..."
+
+    Capabilities: ``card`` with partial and multiple refunds, capture (full or partial)
+    and cancel. Cancel voids an authorisation that was never captured (PAY.JP does it
+    with a refund of the uncaptured charge); a captured charge is refunded instead.
+    """
+
+    name: ClassVar[str] = "payjp"
+    display_name: ClassVar[str] = "PAY.JP"
+    settings_model: ClassVar[type[ProviderSettings]] = PayjpSettings
+    policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
+        Operation.CHARGE: _KEYED,
+        Operation.REFUND: _KEYED,
+        Operation.CAPTURE: _KEYED,
+        Operation.CANCEL: _KEYED,
+    }
+
+    def __init__(self, settings: ProviderSettings, *, account: str) -> None:
+        if not isinstance(settings, PayjpSettings):
+            raise ConfigurationError("PAY.JP accounts need PayjpSettings", key="provider")
+        secret = settings.secret_key.get_secret_value()
+        register_secret(secret)
+        if settings.webhook_token is not None:
+            register_secret(settings.webhook_token.get_secret_value())
+        if not secret.startswith("sk_"):
+            raise ConfigurationError(
+                "must be a PAY.JP secret key (sk_...); public keys only tokenise cards",
+                key="secret_key",
+            )
+        super().__init__(settings, account=account)
+        self.config = settings
+        self.api = Api(settings.base_url, secret, provider=self.name)
+
+    @classmethod
+    def emulator(cls) -> type[Emulator]:
+        """The sandbox emulator (`paygate_payjp.PayjpEmulator`)."""
+        from ._emulator import PayjpEmulator
+
+        return PayjpEmulator
+
+    # -- description -----------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        """Card charges with capture, void (cancel) and partial, repeated refunds."""
+        return Capabilities(
+            provider=self.name,
+            methods={
+                "card": MethodCapabilities(
+                    method="card",
+                    refund="partial",
+                    multiple_refunds=True,
+                    cancel=True,
+                    capture=True,
+                    cancel_alternative="refund (cancel voids an uncaptured authorisation)",
+                )
+            },
+            currencies=("JPY",),
+            min_amount=MIN_AMOUNT,
+            max_amount=MAX_AMOUNT,
+            payout_balance=True,
+            webhooks=True,
+            webhook_auth="token",
+        )
+
+    # -- validation -------------------------------------------------------------------
+
+    def validate_charge(self, req: ChargeRequest) -> None:
+        """Refuse what PAY.JP would refuse, before any request is sent.
+
+        Amount 50..9,999,999 JPY; JPY only; a `Card` method; description at most 255
+        characters; metadata flat strings, at most 20 keys of at most 40 characters with
+        values of at most 500 characters; 3-D Secure needs the public key configured.
+        """
+        method = req.method
+        if not isinstance(method, Card):
+            raise NotSupported(
+                f"method {method.type}",
+                provider=self.name,
+                reason="PAY.JP accounts take card payments only",
+            )
+        _check_jpy(req.amount, "amount", minimum=MIN_AMOUNT, maximum=MAX_AMOUNT)
+        if method.three_d_secure and not self.config.public_key:
+            raise InvalidRequest(
+                "3-D Secure needs public_key in the PAY.JP account settings",
+                param="method.three_d_secure",
+            )
+        if req.description is not None and len(req.description) > MAX_DESCRIPTION:
+            raise InvalidRequest(
+                f"description is longer than {MAX_DESCRIPTION} characters", param="description"
+            )
+        self._validate_metadata(req.metadata)
+
+    @staticmethod
+    def _validate_metadata(metadata: Mapping[Any, Any]) -> None:
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise InvalidRequest(
+                f"PAY.JP keeps at most {MAX_METADATA_KEYS} metadata keys", param="metadata"
+            )
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
+                raise InvalidRequest(
+                    f"metadata keys must be 1..{MAX_METADATA_KEY} characters",
+                    param="metadata",
+                )
+            if "[" in key or "]" in key:
+                raise InvalidRequest("metadata keys may not contain brackets", param="metadata")
+            if not isinstance(value, str):
+                raise InvalidRequest(
+                    "metadata must be flat: every value a string", param=f"metadata.{key}"
+                )
+            if len(value) > MAX_METADATA_VALUE:
+                raise InvalidRequest(
+                    f"metadata values must be at most {MAX_METADATA_VALUE} characters",
+                    param=f"metadata.{key}",
+                )
+
+    @staticmethod
+    def _validate_refund(req: RefundRequest) -> None:
+        if req.amount is not None:
+            _check_jpy(req.amount, "amount", minimum=1, maximum=MAX_AMOUNT)
+        if req.reason is not None and len(req.reason) > MAX_REFUND_REASON:
+            raise InvalidRequest(
+                f"refund reason is longer than {MAX_REFUND_REASON} characters", param="reason"
+            )
+
+    # -- charges ----------------------------------------------------------------------
+
+    def _tds_url(self, charge_id: str) -> str | None:
+        if not self.config.public_key:
+            return None
+        return tds_start_url(
+            self.api.base_url, charge_id, self.config.public_key, self.config.tds_back
+        )
+
+    def _charge(
+        self, obj: Mapping[str, Any], ctx: OpContext, authorized: Money | None = None
+    ) -> Charge:
+        return charge_from_wire(
+            obj,
+            ctx,
+            provider=self.name,
+            authorized_amount=authorized,
+            tds_url=self._tds_url(str(obj.get("id"))),
+        )
+
+    def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
+        """Create a card charge (``capture=False`` authorises only).
+
+        Declines raise `PaymentDeclined` carrying PAY.JP's code (``card_declined``,
+        ``expired_card``, ``processing_error``, ...). With 3-D Secure the charge comes
+        back ``requires_action`` with a `Redirect` to PAY.JP's start page.
+        """
+        self.validate_charge(req)
+        key = idempotency_key(ctx, "charge")
+        return self._charge_flow(req, ctx, key)
+
+    def _charge_flow(self, req: ChargeRequest, ctx: OpContext, key: str) -> Flow[Charge]:
+        card = req.method
+        assert isinstance(card, Card)
+        params: dict[str, Any] = {
+            "amount": req.amount.amount,
+            "currency": "jpy",
+            "card": card.token,
+            "customer": card.customer,
+            "capture": card.capture,
+            "description": req.description,
+            "metadata": dict(req.metadata) or None,
+            "tenant": self.config.tenant,
+            "three_d_secure": True if card.three_d_secure else None,
+        }
+        reply = yield self.api.post("/v1/charges", params, key=key, step="charges.create")
+        obj = self.api.read(reply, "charge")
+        return self._charge(obj, ctx, req.amount)
+
+    def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
+        """The charge's current state.
+
+        A 3-D Secure charge the customer has completed (``verified`` / ``attempted``)
+        is finished here with ``tds_finish``: PAY.JP only runs the payment once the
+        merchant asks for it. That call is keyed by the charge id, so repeating it is
+        harmless.
+        """
+        charge_id = ref.provider_ref
+        reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
+        obj = self.api.read(reply, "charge")
+        if (
+            not obj.get("paid")
+            and not obj.get("failure_code")
+            and not obj.get("refunded")
+            and obj.get("three_d_secure_status") in ("verified", "attempted")
+        ):
+            reply = yield self.api.post(
+                f"/v1/charges/{quote(charge_id, safe='')}/tds_finish",
+                key=f"pg-tds-finish-{charge_id}",
+                step="charges.tds_finish",
+            )
+            obj = self.api.read(reply, "charge")
+        return self._charge(obj, ctx, ref.amount)
+
+    def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
+        """Capture an authorised charge, fully or partly (``amount`` at most the
+        authorised amount; the rest of the authorisation is released)."""
+        if req.amount is not None:
+            _check_jpy(req.amount, "amount", minimum=1, maximum=MAX_AMOUNT)
+            if req.charge.amount is not None and req.amount > req.charge.amount:
+                raise InvalidRequest("cannot capture more than was authorised", param="amount")
+        key = idempotency_key(ctx, "capture")
+        return self._capture_flow(req, ctx, key)
+
+    def _capture_flow(self, req: CaptureRequest, ctx: OpContext, key: str) -> Flow[Charge]:
+        charge_id = quote(req.charge.provider_ref, safe="")
+        params = {"amount": req.amount.amount if req.amount is not None else None}
+        reply = yield self.api.post(
+            f"/v1/charges/{charge_id}/capture", params, key=key, step="charges.capture"
+        )
+        obj = self.api.read(reply, "charge")
+        return self._charge(obj, ctx, req.charge.amount)
+
+    def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
+        """Void an authorisation that was never captured (a refund of the uncaptured
+        charge). A captured charge cannot be cancelled: refund it."""
+        key = idempotency_key(ctx, "cancel")
+        return self._cancel_flow(req, ctx, key)
+
+    def _cancel_flow(self, req: CancelRequest, ctx: OpContext, key: str) -> Flow[Charge]:
+        charge_id = quote(req.charge.provider_ref, safe="")
+        reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
+        obj = self.api.read(reply, "charge")
+        current = self._charge(obj, ctx, req.charge.amount)
+        if current.status is ChargeStatus.CANCELED:
+            return current
+        if obj.get("captured"):
+            raise InvalidRequest(
+                "a captured PAY.JP charge cannot be cancelled; refund it instead",
+                param="charge",
+            )
+        if current.status is not ChargeStatus.AUTHORIZED:
+            raise InvalidRequest(
+                f"only an authorised charge can be cancelled (this one is {current.status})",
+                param="charge",
+            )
+        reply = yield self.api.post(f"/v1/charges/{charge_id}/refund", key=key, step="charges.void")
+        obj = self.api.read(reply, "charge")
+        return self._charge(obj, ctx, req.charge.amount)
+
+    def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
+        """Refund part (``amount``) or the rest of a charge, with an optional reason.
+
+        PAY.JP has no refund object: the answer is the charge with its new
+        ``amount_refunded``. A full refund reads the charge first so the refunded amount
+        can be reported.
+        """
+        self._validate_refund(req)
+        key = idempotency_key(ctx, "refund")
+        return self._refund_flow(req, ctx, key)
+
+    def _refund_flow(self, req: RefundRequest, ctx: OpContext, key: str) -> Flow[Refund]:
+        charge_id = quote(req.charge.provider_ref, safe="")
+        before: dict[str, Any] | None = None
+        if req.amount is None:
+            reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
+            before = self.api.read(reply, "charge")
+        params = {
+            "amount": req.amount.amount if req.amount is not None else None,
+            "refund_reason": req.reason,
+        }
+        reply = yield self.api.post(
+            f"/v1/charges/{charge_id}/refund", params, key=key, step="charges.refund"
+        )
+        obj = self.api.read(reply, "charge")
+        currency = str(obj.get("currency") or "jpy").upper()
+        if req.amount is not None:
+            amount = req.amount
+        else:
+            total = int(obj.get("amount_refunded") or 0)
+            previous = int((before or {}).get("amount_refunded") or 0)
+            # A recovered attempt may read the charge after the refund happened; then
+            # only the total is known.
+            amount = Money(
+                amount=total - previous if total > previous else total, currency=currency
+            )
+        return Refund(
+            id=f"{ctx.charge_id or req.charge.charge_id}:{key}",
+            charge_id=req.charge.charge_id,
+            account=ctx.account,
+            provider=self.name,
+            provider_ref=f"{req.charge.provider_ref}:{key}",
+            amount=amount,
+            status=RefundStatus.SUCCEEDED,
+            reason=req.reason,
+            created_at=ctx.now(),
+            raw=obj,
+        )
+
+    def classify(self, reply: Reply) -> RetryDecision | None:
+        """429 ``over_capacity`` is retried honouring ``Retry-After`` when present."""
+        if reply.status == 429:
+            return RetryDecision(retry=True, after=retry_after(reply))
+        return None
+
+    # -- payouts ----------------------------------------------------------------------
+
+    def _owner(self, tenant: str | None = None) -> dict[str, Any]:
+        tenant = tenant or self.config.tenant
+        return {"tenant": tenant} if tenant else {"owner": "merchant"}
+
+    def payout_balance(self, ctx: OpContext) -> Flow[PayoutBalance]:
+        """What PAY.JP will pay out, from the open Balances and the current Term.
+
+        ``collecting``: the net of open ``collecting`` balances (accruing, or deferred
+        below the 10,000 JPY minimum). ``scheduled``: ``transfer`` balances not yet
+        paid, the earliest ``due_date`` giving ``next_payout_date`` / ``amount``.
+        ``owed``: what ``claim`` balances bill the merchant. ``items``: every statement
+        line of those balances. The current Term is in ``raw["current_term"]``.
+        """
+        objs = yield from self.api.paged(
+            "/v1/balances", {"closed": False, **self._owner()}, step="balances.list"
+        )
+        balances = [Balance.from_wire(obj) for obj in objs]
+        reply = yield self.api.get("/v1/terms", {"limit": 3}, step="terms.list")
+        terms = [Term.from_wire(t) for t in _data(self.api.read(reply, "list"))]
+        current = _current_term(terms, ctx.now())
+        return _payout_balance(balances, current, ctx, provider=self.name)
+
+    def payout_balances(
+        self,
+        ctx: OpContext,
+        *,
+        state: str | None = None,
+        closed: bool | None = None,
+        tenant: str | None = None,
+        since_due_date: datetime | None = None,
+        until_due_date: datetime | None = None,
+        max_items: int | None = None,
+    ) -> Flow[list[Balance]]:
+        """Balances (newest first), filtered as PAY.JP's ``GET /v1/balances`` allows.
+
+        ``tenant`` defaults to the account's tenant; without one, the merchant's own
+        balances are listed.
+        """
+        params: dict[str, Any] = {
+            "state": state,
+            "closed": closed,
+            "since_due_date": to_ts(since_due_date) if since_due_date else None,
+            "until_due_date": to_ts(until_due_date) if until_due_date else None,
+            **self._owner(tenant),
+        }
+        objs = yield from self.api.paged(
+            "/v1/balances", params, step="balances.list", max_items=max_items
+        )
+        return [Balance.from_wire(obj) for obj in objs]
+
+    def payout_statements(
+        self,
+        ctx: OpContext,
+        *,
+        type: str | None = None,
+        term: str | None = None,
+        tenant: str | None = None,
+        owner: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        max_items: int | None = None,
+    ) -> Flow[list[Statement]]:
+        """Statements (newest first), paged lazily, as ``GET /v1/statements`` filters them.
+
+        ``type``: ``sales``, ``service_fee``, ``transfer_fee``, ``forfeit`` or ``misc``.
+        ``term``: a Term id. ``tenant`` defaults to the account's tenant; ``owner`` is
+        ``merchant`` or ``tenant``. ``since`` / ``until`` filter on creation time.
+
+        >>> flow = provider.payout_statements(ctx, type="sales")  # doctest: +SKIP
+        >>> gateway.run(flow)  # doctest: +SKIP
+        [Statement(id='st_...', type='sales', net=Money.jpy(9700), ...)]
+        """
+        if type is not None and type not in (
+            "sales",
+            "service_fee",
+            "transfer_fee",
+            "forfeit",
+            "misc",
+        ):
+            raise InvalidRequest(f"unknown statement type {type!r}", param="type")
+        if owner is not None and owner not in ("merchant", "tenant"):
+            raise InvalidRequest("owner must be merchant or tenant", param="owner")
+        params: dict[str, Any] = {
+            "type": type,
+            "term": term,
+            "tenant": tenant or self.config.tenant,
+            "owner": owner,
+            "since": to_ts(since) if since else None,
+            "until": to_ts(until) if until else None,
+        }
+        return self._statements_flow(params, max_items)
+
+    def _statements_flow(
+        self, params: Mapping[str, Any], max_items: int | None
+    ) -> Flow[list[Statement]]:
+        objs = yield from self.api.paged(
+            "/v1/statements", params, step="statements.list", max_items=max_items
+        )
+        return [Statement.from_wire(obj) for obj in objs]
+
+    def payout_terms(
+        self,
+        ctx: OpContext,
+        *,
+        since_start_at: datetime | None = None,
+        until_start_at: datetime | None = None,
+        max_items: int | None = None,
+    ) -> Flow[list[Term]]:
+        """Terms (aggregation intervals), newest first."""
+        params = {
+            "since_start_at": to_ts(since_start_at) if since_start_at else None,
+            "until_start_at": to_ts(until_start_at) if until_start_at else None,
+        }
+        objs = yield from self.api.paged(
+            "/v1/terms", params, step="terms.list", max_items=max_items
+        )
+        return [Term.from_wire(obj) for obj in objs]
+
+    def statement_urls(
+        self,
+        ctx: OpContext,
+        *,
+        statement_id: str | None = None,
+        balance_id: str | None = None,
+        platformer: bool = False,
+    ) -> Flow[StatementUrl]:
+        """A download URL (valid one hour) for one statement or for every statement of a
+        balance; ``platformer=True`` asks for the platform-fee statement.
+
+        Give exactly one of ``statement_id`` and ``balance_id``.
+        """
+        if (statement_id is None) == (balance_id is None):
+            raise InvalidRequest(
+                "give exactly one of statement_id or balance_id", param="statement_id"
+            )
+        if statement_id is not None:
+            path = f"/v1/statements/{quote(statement_id, safe='')}/statement_urls"
+            target = statement_id
+        else:
+            assert balance_id is not None
+            path = f"/v1/balances/{quote(balance_id, safe='')}/statement_urls"
+            target = balance_id
+        if ctx.idempotency_key is not None:
+            key = idempotency_key(ctx, "statement-url")
+        else:
+            # Issuing a URL changes nothing; a fresh key per request is enough, and the
+            # driver re-sends the same Call (so the same key) when it retries.
+            key = f"pg-statement-url-{target}-{ctx.new_uuid().hex}"
+        return self._statement_url_flow(path, {"platformer": platformer or None}, key)
+
+    def _statement_url_flow(
+        self, path: str, params: Mapping[str, Any], key: str
+    ) -> Flow[StatementUrl]:
+        reply = yield self.api.post(path, params, key=key, step="statement_urls.create")
+        return StatementUrl.from_wire(self.api.read(reply, "statement_url"))
+
+    # -- webhooks ---------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Compare ``X-Payjp-Webhook-Token`` with the configured token (constant time)."""
+        token = self.config.webhook_token
+        verify_token(headers, token.get_secret_value() if token is not None else None)
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, ctx: OpContext
+    ) -> Flow[Sequence[ParsedEvent]]:
+        """Normalise a delivery (no request needed: the token authenticates the body)."""
+        event = parse_event(body)
+        return _done([event])
+
+
+def _done(value: Sequence[ParsedEvent]) -> Flow[Sequence[ParsedEvent]]:
+    yield from ()  # a flow that makes no call
+    return value
+
+
+def _data(envelope: Mapping[str, Any]) -> list[dict[str, Any]]:
+    data = envelope.get("data") or []
+    return [obj for obj in data if isinstance(obj, dict)]
+
+
+def _current_term(terms: Sequence[Term], now: datetime) -> Term | None:
+    """The open Term that contains ``now`` (or the newest open one)."""
+    open_terms = [t for t in terms if not t.closed]
+    for term in open_terms:
+        started = term.start_at is None or term.start_at <= now
+        if started and (term.end_at is None or now < term.end_at):
+            return term
+    return open_terms[0] if open_terms else (terms[0] if terms else None)
+
+
+def _payout_balance(
+    balances: Sequence[Balance], term: Term | None, ctx: OpContext, *, provider: str
+) -> PayoutBalance:
+    zero = Money.jpy(0)
+    collecting, scheduled, owed = zero, zero, zero
+    due: dict[date, Money] = {}
+    items: list[PayoutItem] = []
+    for balance in balances:
+        if balance.closed:
+            continue
+        if balance.state == "collecting":
+            collecting += balance.net
+        elif balance.state == "transfer":
+            scheduled += balance.net
+            if balance.due_date is not None:
+                due[balance.due_date] = due.get(balance.due_date, zero) + balance.net
+        else:
+            owed -= balance.net
+        for statement in balance.statements:
+            items.extend(
+                PayoutItem(
+                    kind=item.subject,
+                    description=item.name,
+                    amount=item.amount,
+                    state=balance.state,
+                    reference=statement.id,
+                    due_date=balance.due_date,
+                )
+                for item in statement.items
+            )
+    next_date = min(due) if due else None
+    return PayoutBalance(
+        account=ctx.account,
+        provider=provider,
+        currency="JPY",
+        collecting=collecting,
+        scheduled=scheduled,
+        owed=owed,
+        next_payout_date=next_date,
+        next_payout_amount=due[next_date] if next_date is not None else None,
+        items=tuple(items),
+        as_of=ctx.now(),
+        raw={
+            "balances": [dict(b.raw) for b in balances],
+            "current_term": dict(term.raw) if term is not None else None,
+        },
+    )

@@ -1,0 +1,65 @@
+"""Account settings of a PAY.JP account.
+
+``base_url`` is the API root *without* ``/v1`` (the same convention as the official
+Python SDK's ``payjp.api_base``); the adapter appends ``/v1/...`` itself. A URL that
+ends in ``/v1`` (the Node SDK convention) is accepted and normalised, so both spellings
+configure the same thing. The sandbox serves the emulator at
+``http://127.0.0.1:PORT/payjp``, whose routes are ``/payjp/v1/...``.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, field_validator
+
+from paygate._errors import ConfigurationError
+from paygate.adapter import ProviderSettings, check_base_url
+
+__all__ = ["DEFAULT_BASE_URL", "PayjpSettings"]
+
+DEFAULT_BASE_URL = "https://api.pay.jp"
+
+
+class PayjpSettings(ProviderSettings):
+    """Settings of one PAY.JP account (one secret key).
+
+    Keys:
+        secret_key: the secret API key (``sk_live_...`` / ``sk_test_...``). Public keys
+            (``pk_...``) are refused: they only tokenise cards.
+        public_key: the public key; needed only for 3-D Secure, whose start page is
+            addressed with it. Not a secret.
+        webhook_token: the per-account token PAY.JP sends in ``X-Payjp-Webhook-Token``.
+        tenant: PAY.JP Platform tenant id (``ten_...``). When set, charges are created
+            for this tenant and payout balances are read for it.
+        tds_back: identifier of the 3-D Secure return URL registered in the dashboard.
+        base_url: API root without ``/v1`` (default ``https://api.pay.jp``).
+
+    >>> PayjpSettings(secret_key="sk_test_x").base_url
+    'https://api.pay.jp'
+    >>> PayjpSettings(secret_key="sk_test_x", base_url="http://127.0.0.1:9/payjp/v1").base_url
+    'http://127.0.0.1:9/payjp'
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    secret_key: SecretStr
+    public_key: str | None = None
+    webhook_token: SecretStr | None = None
+    tenant: str | None = None
+    tds_back: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        try:
+            url = check_base_url(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        if url.endswith("/v1"):
+            url = url[: -len("/v1")]
+        return url
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("tenant must not be empty")
+        return value
