@@ -104,11 +104,15 @@ def credentials_text(
     classes = list(found.values())
     if toml:
         return render_config(offline_accounts(classes, url), store=store)
-    return json.dumps(offline_credentials(classes, url), indent=2, ensure_ascii=False) + "\n"
+    from ..sandbox._host import json_default
+
+    creds = offline_credentials(classes, url)
+    return json.dumps(creds, indent=2, ensure_ascii=False, default=json_default) + "\n"
 
 
 def _serve(*, port: int, host: str, webhook_url: str | None, providers: list[str] | None) -> None:
     import logging
+    import signal
     import threading
 
     from rich.console import Console
@@ -139,7 +143,7 @@ def _serve(*, port: int, host: str, webhook_url: str | None, providers: list[str
         console.print(f"  {name:<10} {sandbox_host.base_url(name)}")
     for name, reason in sandbox_host.skipped.items():
         console.print(f"  [dim]{name:<10} not mounted: {reason}[/dim]")
-    console.print(f"  credentials: paygate sandbox credentials --url {server.url} [--json|--toml]")
+    console.print(f"  credentials: paygate sandbox credentials --url {server.url} --toml")
     if webhook_url:
         console.print(f"  webhooks -> {webhook_url}")
 
@@ -150,12 +154,14 @@ def _serve(*, port: int, host: str, webhook_url: str | None, providers: list[str
             f"clock {now} UTC · Ctrl-C to stop"
         )
 
-    tick = threading.Event()
+    stop = threading.Event()
+    # SIGTERM (a process manager, `docker stop`) shuts down as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     with server, console.status(line()) as status:
         try:
-            while server.alive:
+            while server.alive and not stop.is_set():
                 status.update(line())
-                tick.wait(0.5)
+                stop.wait(0.5)
         except KeyboardInterrupt:
             pass
     console.print("sandbox stopped")

@@ -129,6 +129,8 @@ def _value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value if v is not None) + "]"
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
     if isinstance(value, PurePath):
         value = str(value)
     # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).

@@ -36,6 +36,8 @@ __all__ = [
 FAULT_KINDS = frozenset({"drop_after_commit", "reset", "status", "rate_limit", "latency"})
 _MAX_LATENCY_MS = 120_000
 
+logger = logging.getLogger("paygate.sandbox")
+
 
 class ConnectionDropped(Exception):
     """Raised inside the server on purpose so it aborts the connection mid-response."""
@@ -294,7 +296,11 @@ class FaultMiddleware:
         async def capture(message: Message) -> None:
             messages.append(message)
 
-        await self.app(scope, receive, capture)
+        try:
+            await self.app(scope, receive, capture)
+        except Exception:
+            # The emulator failed; still cut the (error) response off as the rule says.
+            logger.exception("emulator error under fault %s", rule.id)
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         status = int(start["status"]) if start else 200

@@ -48,7 +48,14 @@ from ._emulator import ControlError, Emulator, EmulatorContext, SandboxClock
 from ._faults import FaultMiddleware, FaultParamError, FaultSet
 from ._webhooks import WebhookOutbox
 
-__all__ = ["DEFAULT_URL", "ENTRY_POINT_GROUP", "SandboxHost", "discover_emulators"]
+__all__ = [
+    "DEFAULT_URL",
+    "ENTRY_POINT_GROUP",
+    "SandboxHost",
+    "credentials_of",
+    "discover_emulators",
+    "json_default",
+]
 
 logger = logging.getLogger("paygate.sandbox")
 
@@ -389,7 +396,11 @@ def _seed(name: str) -> str:
     return f"paygate-sandbox:{name}"
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """`json.dumps` ``default`` for what emulators return (times, bytes, secrets)."""
+    # Sandbox credentials are public by design, so a SecretStr is shown as its value.
+    if hasattr(value, "get_secret_value"):
+        return value.get_secret_value()
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -402,7 +413,7 @@ def _default(value: Any) -> Any:
 
 
 def _json(data: Any, *, status: int = 200) -> Response:
-    body = json.dumps(data, default=_default, ensure_ascii=False)
+    body = json.dumps(data, default=json_default, ensure_ascii=False)
     return Response(body, status_code=status, media_type="application/json")
 
 

@@ -172,7 +172,7 @@ class WebhookOutbox:
         try:
             response = await self._http().post(url, content=delivery.body, headers=headers)
             status = response.status_code
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any failure to get an answer is a failed attempt
             error = type(exc).__name__
         if pending.generation != self._gen(delivery.provider):
             return  # the provider was reset while this attempt was in flight

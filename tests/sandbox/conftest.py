@@ -48,6 +48,7 @@ class ToyEmulator(Emulator):
         self.charges: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
         self.advanced_to: list[datetime] = []
+        self.booms = 0
         self._ids = itertools.count(1)
         self._events = itertools.count(1)
 
@@ -55,6 +56,7 @@ class ToyEmulator(Emulator):
         return [
             Route("/v1/charges", self._create, methods=["POST"]),
             Route("/v1/charges/{charge_id}", self._get, methods=["GET"]),
+            Route("/v1/boom", self._boom, methods=["POST"]),
         ]
 
     def credentials(self) -> dict[str, Any]:
@@ -100,6 +102,10 @@ class ToyEmulator(Emulator):
         if charge is None:
             return JSONResponse({"error": {"code": "not_found"}}, 404)
         return JSONResponse(charge)
+
+    async def _boom(self, request: Request) -> Response:
+        self.booms += 1
+        raise RuntimeError("emulator bug")
 
     # -- sandbox hooks -----------------------------------------------------------------------
 

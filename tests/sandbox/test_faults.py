@@ -173,3 +173,14 @@ def test_faults_for_unknown_providers_are_refused(sandbox: Sandbox) -> None:
     with pytest.raises(SandboxError) as refused:
         sandbox.fault("nopay", "status")
     assert refused.value.status == 404
+
+
+def test_drop_after_commit_also_cuts_off_an_emulator_crash(
+    sandbox: Sandbox, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    crashed = http.post(sandbox.base_url("toypay") + "/v1/boom", headers=auth)
+    assert crashed.status_code == 500
+    sandbox.fault("toypay", "drop_after_commit", path="^/v1/boom$")
+    with pytest.raises(httpx.TransportError):
+        http.post(sandbox.base_url("toypay") + "/v1/boom", headers=auth)
+    assert sandbox.host.emulator("toypay").booms == 2  # type: ignore[attr-defined]
