@@ -1,0 +1,182 @@
+"""Fixtures for the PAY.JP adapter tests: a frozen sandbox clock, the emulator behind a
+Starlette test client, flows driven against it, and a uvicorn server for SDK tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from paygate.adapter import Call, Flow, OpContext, Reply, drive
+from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
+from paygate_payjp import PayjpProvider, PayjpSettings
+from paygate_payjp._emulator import PUBLIC_KEY, SECRET_KEY, WEBHOOK_TOKEN, PayjpEmulator
+
+# 2026-01-10 12:00 JST: the first Term is January 2026 (JST).
+START = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)
+BASE = "http://127.0.0.1/payjp"
+
+
+@dataclass
+class Sandbox:
+    """The emulator, its clock and a way to run flows against it."""
+
+    clock: SandboxClock
+    emulator: PayjpEmulator
+    client: httpx.AsyncClient
+    loop: asyncio.AbstractEventLoop
+    deliveries: list[WebhookDelivery]
+    provider: PayjpProvider
+    calls: list[Call] = field(default_factory=list)
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """A raw request to the emulator (``url`` relative to the host)."""
+        return self.loop.run_until_complete(self.client.request(method, url, **kw))
+
+    def respond(self, call: Call) -> Reply:
+        self.calls.append(call)
+        resp = self.request(call.method, call.url, headers=dict(call.headers), content=call.content)
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        return Reply(resp.status_code, headers, resp.content, provider="payjp")
+
+    def run(self, flow: Flow[Any]) -> Any:
+        return drive(flow, self.respond)
+
+    def ctx(self, key: str | None = None, charge_id: str | None = None) -> OpContext:
+        return OpContext(
+            account="card",
+            provider="payjp",
+            idempotency_key=key,
+            charge_id=charge_id,
+            now=self.clock.now,
+        )
+
+    def advance(self, **kw: float) -> None:
+        self.clock.advance(timedelta(**kw))
+
+    def control(self, action: str, **params: Any) -> dict[str, Any]:
+        return self.loop.run_until_complete(self.emulator.control(action, params))
+
+    def with_settings(self, **changes: Any) -> PayjpProvider:
+        data = {**self.provider.config.model_dump(), **changes}
+        return PayjpProvider(PayjpSettings(**data), account="card")
+
+
+def make_settings(**changes: Any) -> PayjpSettings:
+    data: dict[str, Any] = {
+        "base_url": BASE,
+        "secret_key": SECRET_KEY,
+        "public_key": PUBLIC_KEY,
+        "webhook_token": WEBHOOK_TOKEN,
+        **changes,
+    }
+    return PayjpSettings(**data)
+
+
+def make_emulator(clock: SandboxClock, deliveries: list[WebhookDelivery]) -> PayjpEmulator:
+    ctx = EmulatorContext(clock=clock, base_url=lambda: BASE, deliver=deliveries.append)
+    emulator = PayjpEmulator(ctx)
+    clock.on_advance(emulator.on_clock_advanced)
+    return emulator
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    clock = SandboxClock(start=START)
+    deliveries: list[WebhookDelivery] = []
+    emulator = make_emulator(clock, deliveries)
+    app = Starlette(routes=[Mount("/payjp", routes=list(emulator.routes()))])
+    loop = asyncio.new_event_loop()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    try:
+        yield Sandbox(
+            clock=clock,
+            emulator=emulator,
+            client=client,
+            loop=loop,
+            deliveries=deliveries,
+            provider=PayjpProvider(make_settings(), account="card"),
+        )
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+
+
+@pytest.fixture
+def provider() -> PayjpProvider:
+    return PayjpProvider(make_settings(base_url="https://api.pay.jp"), account="card")
+
+
+@pytest.fixture
+def make_ctx() -> Callable[..., OpContext]:
+    """``make_ctx(key="order-1", charge_id="pg_ch_1")``: a context at a fixed time."""
+
+    def factory(key: str | None = "order-1", charge_id: str | None = "pg_ch_1") -> OpContext:
+        return OpContext(
+            account="card",
+            provider="payjp",
+            idempotency_key=key,
+            charge_id=charge_id,
+            now=lambda: START,
+        )
+
+    return factory
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., PayjpSettings]:
+    """``settings_factory(**changes)``: sandbox settings with changes."""
+    return make_settings
+
+
+@pytest.fixture
+def start() -> datetime:
+    """The sandbox clock's frozen start (2026-01-10 12:00 JST)."""
+    return START
+
+
+@dataclass
+class LiveServer:
+    url: str
+    emulator: PayjpEmulator
+    clock: SandboxClock
+    deliveries: list[WebhookDelivery]
+
+
+@pytest.fixture
+def live_server() -> Iterator[LiveServer]:
+    """The emulator served by uvicorn on an ephemeral loopback port, in a thread.
+
+    The socket listens before the server thread starts, so clients may connect at
+    once: the kernel queues them until uvicorn accepts.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    clock = SandboxClock(start=START)
+    deliveries: list[WebhookDelivery] = []
+    ctx_ = EmulatorContext(clock=clock, base_url=lambda: f"{url}/payjp", deliver=deliveries.append)
+    emulator = PayjpEmulator(ctx_)
+    clock.on_advance(emulator.on_clock_advanced)
+    app = Starlette(routes=[Mount("/payjp", routes=list(emulator.routes()))])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(url=url, emulator=emulator, clock=clock, deliveries=deliveries)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
