@@ -201,15 +201,20 @@ def _mutate(
     begin: Begin,
     create: Callable[[], Flow[T]],
     lookup: Callable[[], Flow[T | None]] | None,
+    hint: Mapping[str, Any] | None = None,
 ) -> Flow[T]:
-    """Run ``create`` exactly once at the provider, whatever failed before."""
+    """Run ``create`` exactly once at the provider, whatever failed before.
+
+    ``hint`` (no personal data) is kept with an unknown outcome so that reconciliation
+    can ask the provider later.
+    """
     if begin.recovering:
         if lookup is not None:
             try:
                 found = yield from lookup()
             except (TransportFailure, PaygateError) as exc:
                 yield from _unknown(
-                    env, key, f"lookup failed while recovering: {type(exc).__name__}"
+                    env, key, f"lookup failed while recovering: {type(exc).__name__}", hint
                 )
                 raise OutcomeUnknown(
                     "an earlier attempt may have reached the provider and the lookup failed; "
@@ -219,7 +224,9 @@ def _mutate(
             if found is not None:
                 return found
         elif not policy.keyed:
-            yield from _unknown(env, key, "earlier attempt unresolved; provider has no lookup")
+            yield from _unknown(
+                env, key, "earlier attempt unresolved; provider has no lookup", hint
+            )
             raise OutcomeUnknown(
                 "an earlier attempt may have reached the provider, which offers neither an "
                 "idempotency key nor a lookup; run `paygate reconcile`",
@@ -229,7 +236,7 @@ def _mutate(
             policy.key_window is not None
             and begin.record.created_at + policy.key_window < env.clock()
         ):
-            yield from _unknown(env, key, "provider key window passed")
+            yield from _unknown(env, key, "provider key window passed", hint)
             raise OutcomeUnknown(
                 "the provider's idempotency window for this key has passed; "
                 "run `paygate reconcile`",
@@ -264,7 +271,7 @@ def _mutate(
                 return (yield from create())
             except TransportFailure:
                 pass
-        yield from _unknown(env, key, f"transport failure after sending: {exc}")
+        yield from _unknown(env, key, f"transport failure after sending: {exc}", hint)
         raise OutcomeUnknown(
             "the request may have reached the provider and no answer came back; "
             "retry later with the same key or run `paygate reconcile`",
@@ -275,7 +282,7 @@ def _mutate(
         raise
     except _AMBIGUOUS as exc:
         yield from _unknown(
-            env, key, f"{type(exc).__name__}: {exc.provider_code or exc.http_status}"
+            env, key, f"{type(exc).__name__}: {exc.provider_code or exc.http_status}", hint
         )
         raise
     except _NOTHING_HAPPENED:
@@ -283,12 +290,13 @@ def _mutate(
         raise
     except BaseException:
         # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
-        yield from _unknown(env, key, "unexpected error")
+        yield from _unknown(env, key, "unexpected error", hint)
         raise
 
 
-def _unknown(env: Env, key: str, detail: str) -> Flow[None]:
-    yield StoreCall("mark_unknown", {"key": key, "owner": env.owner, "detail": detail})
+def _unknown(env: Env, key: str, detail: str, hint: Mapping[str, Any] | None = None) -> Flow[None]:
+    text = json.dumps({"detail": detail, **(hint or {})}, ensure_ascii=False)
+    yield StoreCall("mark_unknown", {"key": key, "owner": env.owner, "detail": text})
 
 
 def _read(flow: Flow[T], provider: str) -> Flow[T]:
@@ -368,6 +376,12 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
         begin,
         lambda: provider.charge(req, ctx),
         (lambda: provider.lookup_charge(req, ctx)) if policy.lookup else None,
+        {
+            "amount": req.amount.amount,
+            "currency": req.amount.currency,
+            "method": req.method.type,
+            "charge_id": charge_id,
+        },
     )
     record = yield from _record(env, result, "response")
     result = view(result, record)
@@ -724,3 +738,45 @@ def settle_events(env: Env, account: str, event_ids: Sequence[str], ok: bool) ->
             "finish_event" if ok else "release_event",
             {"account": account, "event_id": event_id, "owner": env.owner},
         )
+
+
+def resolve_charge(
+    provider: Provider, env: Env, key: str, fingerprint_: str, req: ChargeRequest
+) -> Flow[Charge | None]:
+    """Reconcile an unknown charge outcome through the provider's lookup.
+
+    Found: the charge is recorded and the key completes (a retry replays it). Not found:
+    the key is released (nothing was created; a retry creates it). Returns the charge or
+    None; raises `IdempotencyInProgress` if a worker holds the key right now.
+    """
+    account = provider.account
+    skey = store_key(account, Operation.CHARGE, key)
+    charge_id = charge_id_for(account, key)
+    begin = yield from _begin(
+        env, skey, account=account, operation="charge", fp=fingerprint_, charge_id=charge_id
+    )
+    if begin.outcome is BeginOutcome.REPLAY:
+        return Charge.model_validate(_replayed(begin))
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=True)
+    try:
+        found = yield from provider.lookup_charge(req, ctx)
+    except (TransportFailure, PaygateError) as exc:
+        yield from _unknown(env, skey, f"reconcile lookup failed: {type(exc).__name__}")
+        raise OutcomeUnknown(
+            "the provider could not be asked; try again later", provider=provider.name
+        ) from None
+    if found is None:
+        yield StoreCall("release", {"key": skey, "owner": env.owner})
+        return None
+    record = yield from _record(env, found, "reconcile")
+    found = view(found, record)
+    yield StoreCall(
+        "complete",
+        {
+            "key": skey,
+            "owner": env.owner,
+            "result": found.model_dump(mode="json"),
+            "provider_ref": found.provider_ref,
+        },
+    )
+    return found

@@ -49,6 +49,34 @@ def register(app: typer.Typer) -> None:
 
         raise typer.Exit(run_demo())
 
+    @app.command("reconcile")
+    def reconcile_cmd(
+        config_file: Annotated[
+            Path, typer.Option("--config", "-c", help="paygate TOML file")
+        ] = Path("paygate.toml"),
+        account: Annotated[str | None, typer.Option(help="only this account")] = None,
+        stale_after: Annotated[
+            float, typer.Option(help="seconds before a waiting charge is stale")
+        ] = 3600.0,
+    ) -> None:
+        """Resolve unknown outcomes and refresh stale charges; print what changed."""
+        from datetime import timedelta
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from .._gateway import Gateway
+        from .._reconcile import reconcile
+
+        with Gateway.from_config(config_file) as gw:
+            rows = reconcile(gw, account=account, stale_after=timedelta(seconds=stale_after))
+        table = Table(title="paygate reconcile")
+        for column in ("account", "kind", "reference", "before", "after", "action"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.account, row.kind, row.reference, row.before, row.after, row.action)
+        Console().print(table if rows else "nothing to reconcile")
+
     config = typer.Typer(help="Configuration tools.")
     app.add_typer(config, name="config")
 

@@ -1,0 +1,199 @@
+"""Reconciliation: resolve unknown outcomes and refresh stale charges.
+
+Unknown outcomes (a request that may have reached the provider, no answer) are asked
+for through the provider's lookup. Providers without a lookup cannot tell; the row then
+says what the merchant can do (retry with the same key inside the provider's window).
+Stale non-terminal charges are refreshed with a status call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import _operations as ops
+from ._adapter import ChargeRequest, Operation
+from ._errors import PaygateError
+from ._gateway import Gateway
+from ._models import Card, ChargeStatus, Konbini, PosSale, QRCode, Wallet
+from ._money import Money
+
+__all__ = ["ReconcileRow", "reconcile"]
+
+_METHODS: dict[str, Any] = {
+    "card": Card,
+    "konbini": Konbini,
+    "qr": QRCode,
+    "wallet": Wallet,
+    "pos": PosSale,
+}
+_WAITING = (ChargeStatus.PENDING, ChargeStatus.REQUIRES_ACTION, ChargeStatus.AUTHORIZED)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRow:
+    """What reconciliation found for one record."""
+
+    account: str
+    kind: str
+    reference: str
+    before: str
+    after: str
+    action: str
+
+
+def reconcile(
+    gateway: Gateway,
+    *,
+    account: str | None = None,
+    stale_after: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+) -> list[ReconcileRow]:
+    """Resolve what can be resolved; return a row per record looked at.
+
+    >>> rows = reconcile(Gateway.from_config("paygate.toml"))  # doctest: +SKIP
+    """
+    now = now or datetime.now(UTC)
+    rows: list[ReconcileRow] = []
+    for record in gateway.store.records(states=["unknown", "started"], account=account):
+        if (
+            record.state == "started"
+            and record.lease_until is not None
+            and record.lease_until > now
+        ):
+            continue  # in flight right now
+        acct, operation, key = record.key.split("\x1f", 2)
+        ref = record.charge_id or key
+        if acct not in gateway.accounts:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    "unknown outcome",
+                    ref,
+                    record.state,
+                    record.state,
+                    "account not configured",
+                )
+            )
+            continue
+        provider = gateway.provider(acct)
+        if operation != Operation.CHARGE:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    f"unknown {operation}",
+                    ref,
+                    record.state,
+                    record.state,
+                    f"retry the {operation} with the same key (the provider deduplicates)",
+                )
+            )
+            continue
+        policy = provider.policy(Operation.CHARGE)
+        if not policy.lookup:
+            window = f" within {policy.key_window}" if policy.key_window else ""
+            action = (
+                f"{provider.name} has no lookup: retry with the same key{window}"
+                if policy.keyed
+                else f"{provider.name} can neither deduplicate nor look up: check its dashboard"
+            )
+            rows.append(
+                ReconcileRow(acct, "unknown outcome", ref, record.state, record.state, action)
+            )
+            continue
+        hint = _hint(record.detail)
+        method_cls = _METHODS.get(str(hint.get("method")))
+        if method_cls is None or "amount" not in hint:
+            rows.append(
+                ReconcileRow(
+                    acct, "unknown outcome", ref, record.state, record.state, "no lookup hint kept"
+                )
+            )
+            continue
+        req = ChargeRequest(
+            amount=Money(amount=int(hint["amount"]), currency=str(hint.get("currency", "JPY"))),
+            method=method_cls.model_construct(type=hint["method"]),
+        )
+        try:
+            found = gateway._run(
+                acct,
+                "reconcile",
+                ops.resolve_charge(provider, gateway._env, key, record.fingerprint, req),
+            )
+        except PaygateError as exc:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    "unknown outcome",
+                    ref,
+                    record.state,
+                    record.state,
+                    f"still unknown ({exc.code})",
+                )
+            )
+            continue
+        if found is None:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    "unknown outcome",
+                    ref,
+                    record.state,
+                    "not created",
+                    "released: a retry creates it",
+                )
+            )
+        else:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    "unknown outcome",
+                    found.id,
+                    record.state,
+                    found.status.value,
+                    f"found {found.provider_ref}: a retry replays it",
+                )
+            )
+    for charge in gateway.store.charges(
+        account=account, statuses=_WAITING, updated_before=now - stale_after
+    ):
+        if charge.account not in gateway.accounts:
+            continue
+        try:
+            fresh = gateway.status(charge.account, charge.charge_id)
+        except PaygateError as exc:
+            rows.append(
+                ReconcileRow(
+                    charge.account,
+                    "stale charge",
+                    charge.charge_id,
+                    charge.status.value,
+                    charge.status.value,
+                    f"status failed ({exc.code})",
+                )
+            )
+            continue
+        changed = fresh.status != charge.status
+        rows.append(
+            ReconcileRow(
+                charge.account,
+                "stale charge",
+                charge.charge_id,
+                charge.status.value,
+                fresh.status.value,
+                "updated" if changed else "unchanged",
+            )
+        )
+    return rows
+
+
+def _hint(detail: str | None) -> dict[str, Any]:
+    if not detail:
+        return {}
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
