@@ -295,6 +295,78 @@ class ElepayEmulator(Emulator):
         """Close codes whose expiry has passed."""
         self._sweep()
 
+    def fault_response(self, status: int) -> Response:
+        """elepay's own answer to an injected fault.
+
+        A rate limit is elepay's ``M005000`` sent as HTTP 400 (elepay never answers
+        429); other statuses get an elepay-shaped body without an ``errorCode``.
+        """
+        if status == 429:
+            info = CATALOGUE["M005000"]
+            return _json(
+                {"code": info.http_status, "errorCode": "M005000", "message": info.message},
+                info.http_status,
+            )
+        return _json({"code": status, "message": f"HTTP {status}"}, status)
+
+    def demo(self, demo: Any) -> None:
+        """``paygate demo``: an EasyQR code paid with PayPay, refunded in two parts, and a
+        second code closed unpaid."""
+        from paygate import ChargeStatus, Money, QRCode
+
+        gw, account = demo.gateway, demo.account
+        charge = demo.step(
+            "charge (EasyQR code)",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(1200),
+                method=QRCode(expires_in=timedelta(minutes=5)),
+                idempotency_key="demo-elepay-order-1",
+            ),
+            expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
+        )
+        code_id = charge.provider_ref.partition(":")[2]
+        demo.step(
+            "payer scans, pays with PayPay",
+            lambda: demo.sandbox.control(
+                self.name, "pay_code", code_id=code_id, payment_method="paypay"
+            ),
+        )
+        demo.step(
+            "status",
+            lambda: gw.status(account, charge.id),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        demo.step(
+            "refund 200 JPY",
+            lambda: gw.refund(
+                account, charge.id, amount=Money.jpy(200), idempotency_key="demo-elepay-r1"
+            ),
+        )
+        demo.step(
+            "refund the rest",
+            lambda: gw.refund(account, charge.id, idempotency_key="demo-elepay-r2"),
+        )
+        demo.step(
+            "status",
+            lambda: gw.status(account, charge.id),
+            expect=lambda c: c.status is ChargeStatus.REFUNDED,
+        )
+        other = demo.step(
+            "charge (second code)",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(800),
+                method=QRCode(),
+                idempotency_key="demo-elepay-order-2",
+            ),
+        )
+        demo.step(
+            "cancel (close the code)",
+            lambda: gw.cancel(account, other.id),
+            expect=lambda c: c.status is ChargeStatus.CANCELED,
+        )
+
     def ledger(self) -> list[LedgerEntry]:
         """Every charge and refund, keyed by order number / refund key."""
         out: list[LedgerEntry] = []

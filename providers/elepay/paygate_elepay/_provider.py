@@ -8,7 +8,8 @@ behind (only one of them can ever be paid). The orderNo -> code/charge mapping l
 the entity cache; when it is missing, the charge list is scanned over a time window and
 matched on ``orderNo`` (elepay has neither a code list nor an orderNo filter). Refunds
 carry no key either: each refund is tagged with the derived key in its ``metadata``, and
-a recovering refund flow looks for that tag in the charge's refunds before sending.
+the refund flow looks for that tag in the charge's refunds before every send, so a
+re-run after a lost answer returns the refund instead of refunding twice.
 
 Retry: reads are ``SAFE``; the code create is ``KEYED`` (by orderNo); closing a code is
 naturally idempotent; a refund is ``UNSAFE``. ``M005000`` (too many requests) arrives
@@ -209,6 +210,26 @@ def _refunded_amount(charge: Mapping[str, Any], status: ChargeStatus | None) -> 
     return 0
 
 
+def _refund_list(charge: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The charge's refunds when the charge object lists all of them (else None)."""
+    refunds = charge.get("refunds")
+    if not isinstance(refunds, Mapping):
+        return None
+    data = refunds.get("data")
+    count = refunds.get("totalCount")
+    if not isinstance(data, list) or not isinstance(count, int) or len(data) != count:
+        return None
+    return [r for r in data if isinstance(r, dict)]
+
+
+def _committed_refunds(charge: Mapping[str, Any]) -> int:
+    """Refunded so far, counting refunds still pending (they cannot be refunded twice)."""
+    listed = _refund_list(charge)
+    if listed is not None:
+        return sum(r["amount"] for r in listed if isinstance(r.get("amount"), int))
+    return _refunded_amount(charge, None)
+
+
 # ------------------------------------------------------------------------ provider
 
 
@@ -226,11 +247,13 @@ class ElepayProvider(Provider):
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
         # orderNo is the body key; M002007 and the charge list tell what happened.
         Operation.CHARGE: OperationPolicy(key="body", lookup=True),
-        # No provider key: the refund is tagged with the derived key in its metadata and
-        # the refund flow itself finds it in the charge's refund list when recovering.
-        Operation.REFUND: OperationPolicy(key="none", lookup=True),
-        # Closing a code twice ends in the same state; the flow reads the code back.
-        Operation.CANCEL: OperationPolicy(key="none", lookup=False),
+        # The derived key travels in the refund's metadata and the flow checks the
+        # charge's refunds for it before posting: re-running the flow is safe, which is
+        # what "keyed" promises the gateway. The POST itself stays Retry.UNSAFE.
+        Operation.REFUND: OperationPolicy(key="body"),
+        # The code id in the path is the key: closing twice ends in the same state and
+        # the flow reads the code back.
+        Operation.CANCEL: OperationPolicy(key="path"),
     }
 
     settings: ElepaySettings
@@ -617,12 +640,19 @@ class ElepayProvider(Provider):
             charge = yield from self._get_charge(target.id)
         charge_id = _str(charge, "id")
         currency = _currency(charge)
+        key = ctx.provider_key("refund") if ctx.idempotency_key is not None else None
+        if key is not None:
+            # Before anything else: an earlier run may have refunded already, and then
+            # the charge no longer looks refundable.
+            existing = yield from self._find_refund(charge, key)
+            if existing is not None:
+                return self._refund(existing, req, ctx)
         if charge.get("status") not in ("captured", "partially_refunded"):
             raise InvalidRequest(
                 f"an elepay charge in status {charge.get('status')!r} cannot be refunded",
                 param="charge_id",
             )
-        refundable = _int(charge, "amount") - _refunded_amount(charge, None)
+        refundable = _int(charge, "amount") - _committed_refunds(charge)
         if req.amount is not None and req.amount.currency != currency:
             raise InvalidRequest(f"the charge is in {currency}", param="amount")
         amount = req.amount.amount if req.amount is not None else refundable
@@ -630,11 +660,6 @@ class ElepayProvider(Provider):
             raise InvalidRequest(
                 f"at most {refundable} {currency} can still be refunded", param="amount"
             )
-        key = ctx.provider_key("refund") if ctx.idempotency_key is not None else None
-        if key is not None and ctx.recovering:
-            existing = yield from self._find_refund(charge_id, key)
-            if existing is not None:
-                return self._refund(existing, req, ctx)
         body: dict[str, Any] = {"amount": amount, "currency": currency}
         if req.reason is not None:
             body["reason"] = req.reason
@@ -649,11 +674,19 @@ class ElepayProvider(Provider):
         )
         return self._refund(self._object(reply, action="refund the charge"), req, ctx)
 
-    def _find_refund(self, charge_id: str, key: str) -> Flow[dict[str, Any] | None]:
-        reply = yield self._call("GET", f"/charges/{_seg(charge_id)}/refunds", step="refunds.list")
-        body = self._object(reply, action="list refunds")
-        for item in body.get("refunds") or ():
-            meta = item.get("metadata") if isinstance(item, dict) else None
+    def _find_refund(self, charge: Mapping[str, Any], key: str) -> Flow[dict[str, Any] | None]:
+        """The refund tagged with ``key``: from the charge's own list when it is complete,
+        else from ``GET /charges/{id}/refunds``."""
+        listed = _refund_list(charge)
+        if listed is None:
+            reply = yield self._call(
+                "GET", f"/charges/{_seg(_str(charge, 'id'))}/refunds", step="refunds.list"
+            )
+            body = self._object(reply, action="list refunds")
+            found = body.get("refunds")
+            listed = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+        for item in listed:
+            meta = item.get("metadata")
             if isinstance(meta, Mapping) and meta.get(REFUND_KEY_FIELD) == key:
                 return dict(item)
         return None

@@ -52,7 +52,7 @@ class AsgiClient:
 
 
 @dataclass
-class Sandbox:
+class Local:
     """The emulator behind an in-process ASGI client, plus what it delivered."""
 
     emulator: ElepayEmulator
@@ -89,13 +89,13 @@ def clock() -> SandboxClock:
 
 
 @pytest.fixture
-def sandbox(clock: SandboxClock) -> Sandbox:
+def emu(clock: SandboxClock) -> Local:
     deliveries: list[WebhookDelivery] = []
     emulator = ElepayEmulator(
         EmulatorContext(clock=clock, base_url=lambda: BASE, deliver=deliveries.append)
     )
     app = Starlette(routes=[Mount("/elepay", routes=list(emulator.routes()))])
-    return Sandbox(emulator, AsgiClient(app), clock, deliveries)
+    return Local(emulator, AsgiClient(app), clock, deliveries)
 
 
 @pytest.fixture

@@ -17,20 +17,20 @@ CT = "application/json;charset=utf-8"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()}
 
 
-def post(sandbox, path, body, headers=AUTH):
-    return sandbox.client.post(
+def post(emu, path, body, headers=AUTH):
+    return emu.client.post(
         f"/elepay{path}",
         content=json.dumps(body).encode(),
         headers={**headers, "Content-Type": CT},
     )
 
 
-def get(sandbox, path, headers=AUTH):
-    return sandbox.client.get(f"/elepay{path}", headers=headers)
+def get(emu, path, headers=AUTH):
+    return emu.client.get(f"/elepay{path}", headers=headers)
 
 
-def new_code(sandbox, order_no="order-1", amount=1000, **extra):
-    resp = post(sandbox, "/codes", {"orderNo": order_no, "amount": amount, **extra})
+def new_code(emu, order_no="order-1", amount=1000, **extra):
+    resp = post(emu, "/codes", {"orderNo": order_no, "amount": amount, **extra})
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -49,9 +49,9 @@ def test_provider_names_its_emulator():
     assert ElepayEmulator.name == "elepay"
 
 
-def test_create_and_read_a_code(sandbox, clock):
+def test_create_and_read_a_code(emu, clock):
     resp = post(
-        sandbox,
+        emu,
         "/codes",
         {
             "orderNo": "order-1",
@@ -76,12 +76,12 @@ def test_create_and_read_a_code(sandbox, clock):
     assert code["expiryPeriod"] == 5 * 60 * 1000
     assert code["items"] == [{"name": "Latte", "price": 500, "count": 2}]
     assert "charge" not in code
-    again = get(sandbox, f"/codes/{code['id']}").json()
+    again = get(emu, f"/codes/{code['id']}").json()
     assert again == code
 
 
-def test_bearer_auth_is_accepted_too(sandbox):
-    resp = get(sandbox, "/charges", headers={"Authorization": f"Bearer {SECRET_KEY}"})
+def test_bearer_auth_is_accepted_too(emu):
+    resp = get(emu, "/charges", headers={"Authorization": f"Bearer {SECRET_KEY}"})
     assert resp.status_code == 200
     assert resp.json() == {"total": 0, "charges": []}
 
@@ -95,8 +95,8 @@ def test_bearer_auth_is_accepted_too(sandbox):
         ({"Authorization": "Bearer sk_test_wrong"}, "M004001"),
     ],
 )
-def test_authentication_errors_are_m_codes_with_400(sandbox, headers, code):
-    assert_error(get(sandbox, "/charges", headers=headers), code)
+def test_authentication_errors_are_m_codes_with_400(emu, headers, code):
+    assert_error(get(emu, "/charges", headers=headers), code)
 
 
 @pytest.mark.parametrize(
@@ -120,41 +120,39 @@ def test_authentication_errors_are_m_codes_with_400(sandbox, headers, code):
         ),
     ],
 )
-def test_code_validation_errors(sandbox, body, code):
-    assert_error(post(sandbox, "/codes", body), code)
+def test_code_validation_errors(emu, body, code):
+    assert_error(post(emu, "/codes", body), code)
 
 
-def test_body_that_is_not_json(sandbox):
-    resp = sandbox.client.post(
-        "/elepay/codes", content=b"{nope", headers={**AUTH, "Content-Type": CT}
-    )
+def test_body_that_is_not_json(emu):
+    resp = emu.client.post("/elepay/codes", content=b"{nope", headers={**AUTH, "Content-Type": CT})
     assert_error(resp, "M002002")
 
 
-def test_unknown_objects_are_m002003(sandbox):
-    assert_error(get(sandbox, "/codes/cd_nope"), "M002003")
-    assert_error(get(sandbox, "/charges/ch_nope"), "M002003")
-    assert_error(post(sandbox, "/charges/ch_nope/refunds", {"amount": 1}), "M002003")
+def test_unknown_objects_are_m002003(emu):
+    assert_error(get(emu, "/codes/cd_nope"), "M002003")
+    assert_error(get(emu, "/charges/ch_nope"), "M002003")
+    assert_error(post(emu, "/charges/ch_nope/refunds", {"amount": 1}), "M002003")
 
 
-def test_order_number_rules(sandbox):
-    first = new_code(sandbox)
+def test_order_number_rules(emu):
+    first = new_code(emu)
     # Unpaid duplicates are accepted (assumption OQ-E2): a second code.
-    second = new_code(sandbox)
+    second = new_code(emu)
     assert second["id"] != first["id"]
-    sandbox.control("pay_code", code_id=first["id"])
-    assert_error(post(sandbox, "/codes", {"orderNo": "order-1", "amount": 1000}), "M002007")
+    emu.control("pay_code", code_id=first["id"])
+    assert_error(post(emu, "/codes", {"orderNo": "order-1", "amount": 1000}), "M002007")
     # The other code of the same order can no longer be paid.
     with pytest.raises(ControlError) as info:
-        sandbox.control("pay_code", code_id=second["id"])
+        emu.control("pay_code", code_id=second["id"])
     assert info.value.status == 409
 
 
-def test_pay_code_creates_a_captured_charge_and_a_webhook(sandbox, clock):
-    code = new_code(sandbox, metadata={"shop": "1"})
-    result = sandbox.control("pay_code", code_id=code["id"], payment_method="merpay")
+def test_pay_code_creates_a_captured_charge_and_a_webhook(emu, clock):
+    code = new_code(emu, metadata={"shop": "1"})
+    result = emu.control("pay_code", code_id=code["id"], payment_method="merpay")
     assert result["status"] == "captured"
-    paid = get(sandbox, f"/codes/{code['id']}").json()
+    paid = get(emu, f"/codes/{code['id']}").json()
     assert paid["status"] == "captured"
     charge = paid["charge"]
     assert charge["id"] == result["chargeId"]
@@ -165,15 +163,15 @@ def test_pay_code_creates_a_captured_charge_and_a_webhook(sandbox, clock):
     assert charge["appId"] == APP_ID
     assert charge["paidTime"] == to_millis(clock.now())
     assert charge["refunds"] == {"amount": 0, "totalCount": 0, "data": []}
-    assert get(sandbox, f"/charges/{charge['id']}").json() == charge
-    assert get(sandbox, f"/charges/{charge['id']}/status").json() == {
+    assert get(emu, f"/charges/{charge['id']}").json() == charge
+    assert get(emu, f"/charges/{charge['id']}/status").json() == {
         "id": charge["id"],
         "appId": APP_ID,
         "liveMode": False,
         "status": "captured",
     }
 
-    (delivery,) = sandbox.deliveries
+    (delivery,) = emu.deliveries
     assert delivery.provider == "elepay"
     assert delivery.schedule == (timedelta(minutes=1),) * 3 + (timedelta(minutes=10),) * 3
     event = json.loads(delivery.body)
@@ -185,66 +183,66 @@ def test_pay_code_creates_a_captured_charge_and_a_webhook(sandbox, clock):
     assert delivery.headers["Content-Type"] == CT
 
 
-def test_pay_code_refusals(sandbox, clock):
+def test_pay_code_refusals(emu, clock):
     with pytest.raises(ControlError) as info:
-        sandbox.control("pay_code", code_id="cd_nope")
+        emu.control("pay_code", code_id="cd_nope")
     assert info.value.status == 404
-    code = new_code(sandbox)
+    code = new_code(emu)
     with pytest.raises(ControlError):
-        sandbox.control("pay_code", code_id=code["id"], payment_method="bitcoin")
+        emu.control("pay_code", code_id=code["id"], payment_method="bitcoin")
     with pytest.raises(ControlError):
-        sandbox.control("pay_code")
+        emu.control("pay_code")
     clock.advance(timedelta(minutes=10))
     with pytest.raises(ControlError) as info:
-        sandbox.control("pay_code", code_id=code["id"])
+        emu.control("pay_code", code_id=code["id"])
     assert "expired" in str(info.value)
     with pytest.raises(ControlError) as info:
-        sandbox.control("teleport")
+        emu.control("teleport")
     assert info.value.status == 404
 
 
-def test_expiry_on_the_sandbox_clock(sandbox, clock):
-    code = new_code(sandbox, expiryDuration=3)
+def test_expiry_on_the_sandbox_clock(emu, clock):
+    code = new_code(emu, expiryDuration=3)
     clock.advance(timedelta(minutes=2))
-    assert get(sandbox, f"/codes/{code['id']}").json()["expiryPeriod"] == 60_000
+    assert get(emu, f"/codes/{code['id']}").json()["expiryPeriod"] == 60_000
     clock.advance(timedelta(minutes=1))
-    sandbox.emulator.on_clock_advanced(clock.now())
-    assert sandbox.emulator.codes[code["id"]].status == "closed"
-    closed = get(sandbox, f"/codes/{code['id']}").json()
+    emu.emulator.on_clock_advanced(clock.now())
+    assert emu.emulator.codes[code["id"]].status == "closed"
+    closed = get(emu, f"/codes/{code['id']}").json()
     assert closed["status"] == "closed"
     assert closed["expired"] is True
     assert closed["expiryPeriod"] == 0
-    assert sandbox.deliveries == []  # elepay has no expiry webhook
+    assert emu.deliveries == []  # elepay has no expiry webhook
 
 
-def test_close_code(sandbox, clock):
-    code = new_code(sandbox)
-    resp = sandbox.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH)
+def test_close_code(emu, clock):
+    code = new_code(emu)
+    resp = emu.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH)
     assert resp.status_code == 204
     assert resp.content == b""
-    closed = get(sandbox, f"/codes/{code['id']}").json()
+    closed = get(emu, f"/codes/{code['id']}").json()
     assert (closed["status"], closed["expired"]) == ("closed", False)
-    assert_error(sandbox.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH), "M006003")
+    assert_error(emu.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH), "M006003")
 
-    paid = new_code(sandbox, order_no="order-2")
-    sandbox.control("pay_code", code_id=paid["id"])
-    assert_error(sandbox.client.delete(f"/elepay/codes/{paid['id']}", headers=AUTH), "M006003")
+    paid = new_code(emu, order_no="order-2")
+    emu.control("pay_code", code_id=paid["id"])
+    assert_error(emu.client.delete(f"/elepay/codes/{paid['id']}", headers=AUTH), "M006003")
 
-    late = new_code(sandbox, order_no="order-3")
+    late = new_code(emu, order_no="order-3")
     clock.advance(timedelta(minutes=11))
-    assert_error(sandbox.client.delete(f"/elepay/codes/{late['id']}", headers=AUTH), "M006004")
+    assert_error(emu.client.delete(f"/elepay/codes/{late['id']}", headers=AUTH), "M006004")
 
 
-def paid_charge(sandbox, order_no="order-1", amount=1000):
-    code = new_code(sandbox, order_no=order_no, amount=amount)
-    return sandbox.control("pay_code", code_id=code["id"])["chargeId"]
+def paid_charge(emu, order_no="order-1", amount=1000):
+    code = new_code(emu, order_no=order_no, amount=amount)
+    return emu.control("pay_code", code_id=code["id"])["chargeId"]
 
 
-def test_refunds(sandbox):
-    charge_id = paid_charge(sandbox)
-    sandbox.deliveries.clear()
+def test_refunds(emu):
+    charge_id = paid_charge(emu)
+    emu.deliveries.clear()
     resp = post(
-        sandbox,
+        emu,
         f"/charges/{charge_id}/refunds",
         {"amount": 300, "reason": "broken", "metadata": {"k": "v"}},
     )
@@ -253,22 +251,22 @@ def test_refunds(sandbox):
     assert refund["object"] == "refund"
     assert refund["chargeId"] == charge_id
     assert (refund["amount"], refund["status"], refund["reason"]) == (300, "refunded", "broken")
-    charge = get(sandbox, f"/charges/{charge_id}").json()
+    charge = get(emu, f"/charges/{charge_id}").json()
     assert charge["status"] == "partially_refunded"
     assert charge["refunds"]["amount"] == 300
     assert charge["refunds"]["totalCount"] == 1
-    assert_error(post(sandbox, f"/charges/{charge_id}/refunds", {"amount": 701}), "M002002")
-    post(sandbox, f"/charges/{charge_id}/refunds", {"amount": 700})
-    charge = get(sandbox, f"/charges/{charge_id}").json()
+    assert_error(post(emu, f"/charges/{charge_id}/refunds", {"amount": 701}), "M002002")
+    post(emu, f"/charges/{charge_id}/refunds", {"amount": 700})
+    charge = get(emu, f"/charges/{charge_id}").json()
     assert (charge["status"], charge["refunded"]) == ("refunded", True)
-    assert_error(post(sandbox, f"/charges/{charge_id}/refunds", {"amount": 1}), "M006002")
+    assert_error(post(emu, f"/charges/{charge_id}/refunds", {"amount": 1}), "M006002")
 
-    listing = get(sandbox, f"/charges/{charge_id}/refunds").json()
+    listing = get(emu, f"/charges/{charge_id}/refunds").json()
     assert listing["total"] == 2
-    one = get(sandbox, f"/charges/{charge_id}/refunds/{refund['id']}").json()
+    one = get(emu, f"/charges/{charge_id}/refunds/{refund['id']}").json()
     assert one == listing["refunds"][0]
-    assert_error(get(sandbox, f"/charges/{charge_id}/refunds/re_nope"), "M002003")
-    types = [json.loads(d.body)["type"] for d in sandbox.deliveries]
+    assert_error(get(emu, f"/charges/{charge_id}/refunds/re_nope"), "M002003")
+    types = [json.loads(d.body)["type"] for d in emu.deliveries]
     assert types == ["refund.succeeded", "refund.succeeded"]
 
 
@@ -281,90 +279,90 @@ def test_refunds(sandbox):
         ({"amount": 100, "reason": "r" * 256}, "M002002"),
     ],
 )
-def test_refund_validation(sandbox, body, code):
-    charge_id = paid_charge(sandbox)
-    assert_error(post(sandbox, f"/charges/{charge_id}/refunds", body), code)
+def test_refund_validation(emu, body, code):
+    charge_id = paid_charge(emu)
+    assert_error(post(emu, f"/charges/{charge_id}/refunds", body), code)
 
 
-def test_pending_refunds(sandbox):
-    charge_id = paid_charge(sandbox)
-    sandbox.control("refund_mode", mode="pending")
-    refund = post(sandbox, f"/charges/{charge_id}/refunds", {"amount": 1000}).json()
+def test_pending_refunds(emu):
+    charge_id = paid_charge(emu)
+    emu.control("refund_mode", mode="pending")
+    refund = post(emu, f"/charges/{charge_id}/refunds", {"amount": 1000}).json()
     assert refund["status"] == "pending"
-    assert get(sandbox, f"/charges/{charge_id}").json()["status"] == "captured"
+    assert get(emu, f"/charges/{charge_id}").json()["status"] == "captured"
     # Pending refunds already count against what may be refunded.
-    assert_error(post(sandbox, f"/charges/{charge_id}/refunds", {"amount": 1}), "M002002")
-    sandbox.control("complete_refund", refund_id=refund["id"])
-    assert get(sandbox, f"/charges/{charge_id}").json()["status"] == "refunded"
+    assert_error(post(emu, f"/charges/{charge_id}/refunds", {"amount": 1}), "M002002")
+    emu.control("complete_refund", refund_id=refund["id"])
+    assert get(emu, f"/charges/{charge_id}").json()["status"] == "refunded"
     with pytest.raises(ControlError):
-        sandbox.control("complete_refund", refund_id=refund["id"])
+        emu.control("complete_refund", refund_id=refund["id"])
     with pytest.raises(ControlError):
-        sandbox.control("refund_mode", mode="sometimes")
+        emu.control("refund_mode", mode="sometimes")
 
 
-def test_charge_list_filters_and_pages(sandbox, clock):
-    first = paid_charge(sandbox, "a")
+def test_charge_list_filters_and_pages(emu, clock):
+    first = paid_charge(emu, "a")
     clock.advance(timedelta(minutes=1))
-    second = paid_charge(sandbox, "b")
+    second = paid_charge(emu, "b")
     clock.advance(timedelta(minutes=1))
-    third = paid_charge(sandbox, "c")
-    listing = get(sandbox, "/charges").json()
+    third = paid_charge(emu, "c")
+    listing = get(emu, "/charges").json()
     assert listing["total"] == 3
     assert [c["id"] for c in listing["charges"]] == [third, second, first]
-    asc = get(sandbox, "/charges?order=asc&limit=2&offset=1").json()
+    asc = get(emu, "/charges?order=asc&limit=2&offset=1").json()
     assert [c["id"] for c in asc["charges"]] == [second, third]
     since = to_millis(clock.now() - timedelta(minutes=1))
-    recent = get(sandbox, f"/charges?from={since}&dateField=create_time").json()
+    recent = get(emu, f"/charges?from={since}&dateField=create_time").json()
     assert {c["id"] for c in recent["charges"]} == {second, third}
-    assert get(sandbox, "/charges?status=refunded").json()["total"] == 0
-    assert get(sandbox, "/charges?paymentMethod=linepay").json()["total"] == 0
-    assert_error(get(sandbox, "/charges?limit=101"), "M002002")
-    assert_error(get(sandbox, "/charges?from=yesterday"), "M002002")
-    assert_error(get(sandbox, "/charges?order=up"), "M002002")
+    assert get(emu, "/charges?status=refunded").json()["total"] == 0
+    assert get(emu, "/charges?paymentMethod=linepay").json()["total"] == 0
+    assert_error(get(emu, "/charges?limit=101"), "M002002")
+    assert_error(get(emu, "/charges?from=yesterday"), "M002002")
+    assert_error(get(emu, "/charges?order=up"), "M002002")
 
 
-def test_rate_limit_control(sandbox):
-    sandbox.control("rate_limit", count=2)
-    assert_error(get(sandbox, "/charges"), "M005000")
-    assert_error(get(sandbox, "/charges"), "M005000")
-    assert get(sandbox, "/charges").status_code == 200
+def test_rate_limit_control(emu):
+    emu.control("rate_limit", count=2)
+    assert_error(get(emu, "/charges"), "M005000")
+    assert_error(get(emu, "/charges"), "M005000")
+    assert get(emu, "/charges").status_code == 200
     with pytest.raises(ControlError):
-        sandbox.control("rate_limit", count=-1)
+        emu.control("rate_limit", count=-1)
 
 
-def test_code_payment_methods(sandbox):
-    body = get(sandbox, "/code-setting/payment-methods").json()
+def test_code_payment_methods(emu):
+    body = get(emu, "/code-setting/payment-methods").json()
     methods = {m["paymentMethod"] for m in body["paymentMethods"]}
     assert {"paypay", "linepay", "merpay", "rakutenpay"} <= methods
     assert body["total"] == len(methods)
 
 
-def test_payer_page_and_form(sandbox):
-    code = new_code(sandbox, frontUrl="https://shop.example.com/done")
-    page = sandbox.client.get(f"/elepay/easyqr/{code['id']}")
+def test_payer_page_and_form(emu):
+    code = new_code(emu, frontUrl="https://shop.example.com/done")
+    page = emu.client.get(f"/elepay/easyqr/{code['id']}")
     assert page.status_code == 200
     assert "1,000 JPY" in page.text
     assert 'value="paypay"' in page.text
-    paid = sandbox.client.post(f"/elepay/easyqr/{code['id']}", data={"paymentMethod": "linepay"})
+    paid = emu.client.post(f"/elepay/easyqr/{code['id']}", data={"paymentMethod": "linepay"})
     assert paid.status_code == 303
     assert paid.headers["location"].startswith("https://shop.example.com/done?status=captured")
     assert (
-        sandbox.client.post(
+        emu.client.post(
             f"/elepay/easyqr/{code['id']}", data={"paymentMethod": "linepay"}
         ).status_code
         == 409
     )
-    assert sandbox.client.get("/elepay/easyqr/cd_nope").status_code == 404
+    assert emu.client.get("/elepay/easyqr/cd_nope").status_code == 404
 
 
-def test_ledger_credentials_and_settings(sandbox):
-    charge_id = paid_charge(sandbox)
+def test_ledger_credentials_and_settings(emu):
+    charge_id = paid_charge(emu)
     post(
-        sandbox,
+        emu,
         f"/charges/{charge_id}/refunds",
         {"amount": 100, "metadata": {"paygateRefundKey": "pg-refund-r1"}},
     )
-    entries = {(e.kind, e.id): e for e in sandbox.emulator.ledger()}
+    entries = {(e.kind, e.id): e for e in emu.emulator.ledger()}
     charge = entries[("charge", charge_id)]
     assert (charge.key, charge.amount, charge.refunded, charge.status) == (
         "order-1",
@@ -375,10 +373,10 @@ def test_ledger_credentials_and_settings(sandbox):
     (refund,) = [e for e in entries.values() if e.kind == "refund"]
     assert refund.key == "pg-refund-r1"
 
-    creds = sandbox.emulator.credentials()
+    creds = emu.emulator.credentials()
     assert creds["secret_key"] == SECRET_KEY
     assert creds["base_url"] == "http://127.0.0.1/elepay"
-    account = sandbox.emulator.account_settings()
+    account = emu.emulator.account_settings()
     assert account == {
         "provider": "elepay",
         "base_url": "http://127.0.0.1/elepay",
@@ -388,6 +386,6 @@ def test_ledger_credentials_and_settings(sandbox):
 
     ElepaySettings(**{k: v for k, v in account.items() if k != "provider"})
 
-    sandbox.emulator.reset()
-    assert sandbox.emulator.ledger() == []
-    assert get(sandbox, "/charges").json()["total"] == 0
+    emu.emulator.reset()
+    assert emu.emulator.ledger() == []
+    assert get(emu, "/charges").json()["total"] == 0

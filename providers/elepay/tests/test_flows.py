@@ -47,15 +47,15 @@ def ref_of(charge):
     )
 
 
-def create(provider, sandbox, make_ctx, cache, key="order-1042", **kw):
-    return drive(provider.charge(qr_request(**kw), make_ctx(key)), sandbox.respond, cache)
+def create(provider, emu, make_ctx, cache, key="order-1042", **kw):
+    return drive(provider.charge(qr_request(**kw), make_ctx(key)), emu.respond, cache)
 
 
-def test_charge_creates_a_code_with_display_qr(provider, sandbox, make_ctx, clock):
+def test_charge_creates_a_code_with_display_qr(provider, emu, make_ctx, clock):
     cache: dict = {}
     charge = create(
         provider,
-        sandbox,
+        emu,
         make_ctx,
         cache,
         description="Coffee",
@@ -74,7 +74,7 @@ def test_charge_creates_a_code_with_display_qr(provider, sandbox, make_ctx, cloc
     assert charge.next_action.expires_at == clock.now() + timedelta(minutes=5)
     assert charge.created_at == clock.now()
 
-    (call,) = sandbox.calls
+    (call,) = emu.calls
     assert call.method == "POST"
     assert call.url == "http://127.0.0.1/elepay/codes"
     assert call.retry is Retry.KEYED
@@ -101,41 +101,41 @@ def test_charge_creates_a_code_with_display_qr(provider, sandbox, make_ctx, cloc
     }
 
 
-def test_order_no_is_derived_and_bounded(provider, sandbox, make_ctx):
+def test_order_no_is_derived_and_bounded(provider, emu, make_ctx):
     key = "ご注文/" + "x" * 80
-    charge = create(provider, sandbox, make_ctx, {}, key=key)
-    body = json.loads(sandbox.calls[0].content)
+    charge = create(provider, emu, make_ctx, {}, key=key)
+    body = json.loads(emu.calls[0].content)
     assert len(body["orderNo"]) <= 50
     assert all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in body["orderNo"])
     # Same merchant key, same orderNo (a retry after a crash sends what the first sent).
-    sandbox.calls.clear()
-    create(provider, sandbox, make_ctx, {}, key=key)
-    assert json.loads(sandbox.calls[0].content)["orderNo"] == body["orderNo"]
+    emu.calls.clear()
+    create(provider, emu, make_ctx, {}, key=key)
+    assert json.loads(emu.calls[0].content)["orderNo"] == body["orderNo"]
     assert charge.status is ChargeStatus.REQUIRES_ACTION
 
 
-def test_default_front_url_and_expiry_from_settings(sandbox, make_ctx, settings):
+def test_default_front_url_and_expiry_from_settings(emu, make_ctx, settings):
     from paygate_elepay import ElepayProvider
 
     custom = settings.model_copy(
         update={"front_url": "https://shop.example.com/done", "expiry_minutes": 15}
     )
     provider = ElepayProvider(custom, account="qr")
-    drive(provider.charge(qr_request(), make_ctx()), sandbox.respond, {})
-    body = json.loads(sandbox.calls[0].content)
+    drive(provider.charge(qr_request(), make_ctx()), emu.respond, {})
+    body = json.loads(emu.calls[0].content)
     assert body["frontUrl"] == "https://shop.example.com/done"
     assert body["expiryDuration"] == 15
 
 
-def test_status_follows_the_payment(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
+def test_status_follows_the_payment(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
     ref = ref_of(charge)
-    fresh = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    fresh = drive(provider.status(ref, make_ctx()), emu.respond)
     assert fresh.status is ChargeStatus.REQUIRES_ACTION
-    assert sandbox.calls[-1].retry is Retry.SAFE
+    assert emu.calls[-1].retry is Retry.SAFE
 
-    sandbox.pay(charge.provider_ref, "linepay")
-    paid = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    emu.pay(charge.provider_ref, "linepay")
+    paid = drive(provider.status(ref, make_ctx()), emu.respond)
     assert paid.status is ChargeStatus.SUCCEEDED
     assert paid.next_action is None
     assert paid.amount_captured == Money.jpy(1200)
@@ -143,60 +143,58 @@ def test_status_follows_the_payment(provider, sandbox, make_ctx):
     assert paid.provider_ref == charge.provider_ref
 
 
-def test_code_expires_on_the_sandbox_clock(provider, sandbox, make_ctx, clock):
-    charge = create(provider, sandbox, make_ctx, {}, expires_in=timedelta(minutes=3))
+def test_code_expires_on_the_sandbox_clock(provider, emu, make_ctx, clock):
+    charge = create(provider, emu, make_ctx, {}, expires_in=timedelta(minutes=3))
     clock.advance(timedelta(minutes=2, seconds=59))
-    assert drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond).status is (
+    assert drive(provider.status(ref_of(charge), make_ctx()), emu.respond).status is (
         ChargeStatus.REQUIRES_ACTION
     )
     clock.advance(timedelta(seconds=1))
-    expired = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    expired = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
     assert expired.status is ChargeStatus.EXPIRED
     assert expired.next_action is None
 
 
-def test_failed_attempt_keeps_the_code_waiting(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
+def test_failed_attempt_keeps_the_code_waiting(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
     code_id = charge.provider_ref.partition(":")[2]
-    sandbox.control("fail_payment", code_id=code_id, payment_method="paypay")
-    after = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    emu.control("fail_payment", code_id=code_id, payment_method="paypay")
+    after = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
     assert after.status is ChargeStatus.REQUIRES_ACTION
-    assert sandbox.deliveries == []  # elepay sends nothing for a failure
+    assert emu.deliveries == []  # elepay sends nothing for a failure
 
 
-def test_cancel_closes_the_code_and_is_repeatable(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
+def test_cancel_closes_the_code_and_is_repeatable(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
     req = CancelRequest(charge=ref_of(charge))
-    canceled = drive(provider.cancel(req, make_ctx("order-1042-cancel")), sandbox.respond)
+    canceled = drive(provider.cancel(req, make_ctx("order-1042-cancel")), emu.respond)
     assert canceled.status is ChargeStatus.CANCELED
-    delete = next(c for c in sandbox.calls if c.method == "DELETE")
+    delete = next(c for c in emu.calls if c.method == "DELETE")
     assert delete.step == "codes.close"
     assert delete.content is None
-    again = drive(provider.cancel(req, make_ctx("order-1042-cancel")), sandbox.respond)
+    again = drive(provider.cancel(req, make_ctx("order-1042-cancel")), emu.respond)
     assert again.status is ChargeStatus.CANCELED
 
 
-def test_cancel_of_an_expired_code_reports_expired(provider, sandbox, make_ctx, clock):
-    charge = create(provider, sandbox, make_ctx, {})
+def test_cancel_of_an_expired_code_reports_expired(provider, emu, make_ctx, clock):
+    charge = create(provider, emu, make_ctx, {})
     clock.advance(timedelta(minutes=10))
-    result = drive(
-        provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), sandbox.respond
-    )
+    result = drive(provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), emu.respond)
     assert result.status is ChargeStatus.EXPIRED
 
 
-def test_cancel_of_a_paid_code_is_refused_with_elepays_code(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_cancel_of_a_paid_code_is_refused_with_elepays_code(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     with pytest.raises(ProviderRejected) as info:
-        drive(provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), sandbox.respond)
+        drive(provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), emu.respond)
     assert info.value.provider_code == "M006003"
     assert info.value.http_status == 400
 
 
-def test_partial_and_multiple_refunds(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_partial_and_multiple_refunds(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     ref = ref_of(charge)
 
     first = drive(
@@ -204,13 +202,13 @@ def test_partial_and_multiple_refunds(provider, sandbox, make_ctx):
             RefundRequest(charge=ref, amount=Money.jpy(200), reason="damaged"),
             make_ctx("order-1042-r1"),
         ),
-        sandbox.respond,
+        emu.respond,
     )
     assert first.status is RefundStatus.SUCCEEDED
     assert first.amount == Money.jpy(200)
     assert first.charge_id == "pgch_order-1042-r1"
     assert first.reason == "damaged"
-    post = sandbox.calls[-1]
+    post = emu.calls[-1]
     assert post.retry is Retry.UNSAFE
     assert post.step == "refunds.create"
     assert json.loads(post.content) == {
@@ -219,182 +217,209 @@ def test_partial_and_multiple_refunds(provider, sandbox, make_ctx):
         "reason": "damaged",
         "metadata": {"paygateRefundKey": "pg-refund-order-1042-r1"},
     }
-    partly = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    partly = drive(provider.status(ref, make_ctx()), emu.respond)
     assert partly.status is ChargeStatus.PARTIALLY_REFUNDED
     assert partly.amount_refunded == Money.jpy(200)
 
-    rest = drive(
-        provider.refund(RefundRequest(charge=ref), make_ctx("order-1042-r2")), sandbox.respond
-    )
+    rest = drive(provider.refund(RefundRequest(charge=ref), make_ctx("order-1042-r2")), emu.respond)
     assert rest.amount == Money.jpy(1000)
-    done = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    done = drive(provider.status(ref, make_ctx()), emu.respond)
     assert done.status is ChargeStatus.REFUNDED
     assert done.amount_refunded == Money.jpy(1200)
     assert done.refundable == Money.jpy(0)
 
 
-def test_refund_more_than_refundable_is_refused_before_posting(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_refund_more_than_refundable_is_refused_before_posting(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     with pytest.raises(InvalidRequest) as info:
         drive(
             provider.refund(
                 RefundRequest(charge=ref_of(charge), amount=Money.jpy(1201)), make_ctx("r")
             ),
-            sandbox.respond,
+            emu.respond,
         )
     assert info.value.param == "amount"
-    assert all(c.method == "GET" for c in sandbox.calls[1:])
+    assert all(c.method == "GET" for c in emu.calls[1:])
 
 
-def test_refund_of_an_unpaid_code_is_refused(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
+def test_refund_of_an_unpaid_code_is_refused(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
     with pytest.raises(InvalidRequest):
-        drive(provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), sandbox.respond)
+        drive(provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), emu.respond)
 
 
-def test_pending_refund_then_completion(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
-    sandbox.control("refund_mode", mode="pending")
+def test_pending_refund_then_completion(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
+    emu.control("refund_mode", mode="pending")
     refund = drive(
-        provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), sandbox.respond
+        provider.refund(RefundRequest(charge=ref_of(charge)), make_ctx("r")), emu.respond
     )
     assert refund.status is RefundStatus.PENDING
-    still = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    still = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
     assert still.status is ChargeStatus.SUCCEEDED
-    sandbox.control("complete_refund", refund_id=refund.provider_ref)
-    done = drive(provider.status(ref_of(charge), make_ctx()), sandbox.respond)
+    emu.control("complete_refund", refund_id=refund.provider_ref)
+    done = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
     assert done.status is ChargeStatus.REFUNDED
 
 
-def test_recovering_refund_finds_the_earlier_one(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
-    req = RefundRequest(charge=ref_of(charge), amount=Money.jpy(300))
-    first = drive(provider.refund(req, make_ctx("order-1042-r1")), sandbox.respond)
-    sandbox.calls.clear()
-    again = drive(provider.refund(req, make_ctx("order-1042-r1", recovering=True)), sandbox.respond)
+def test_rerun_refund_finds_the_earlier_one(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
+    req = RefundRequest(charge=ref_of(charge))
+    first = drive(provider.refund(req, make_ctx("order-1042-r1")), emu.respond)
+    emu.calls.clear()
+    # The charge is fully refunded now; a re-run with the same key still answers with the
+    # refund it made instead of refusing or refunding again.
+    again = drive(provider.refund(req, make_ctx("order-1042-r1", recovering=True)), emu.respond)
     assert again.provider_ref == first.provider_ref
-    assert [c.step for c in sandbox.calls] == ["codes.get", "refunds.list"]
-    assert len(sandbox.emulator.charges[first.raw["chargeId"]].refunds) == 1
+    assert [c.step for c in emu.calls] == ["codes.get"]  # the charge lists its refunds
+    assert len(emu.emulator.charges[first.raw["chargeId"]].refunds) == 1
 
 
-def test_recovering_refund_sends_when_nothing_was_created(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_refund_checks_for_its_tag_before_posting(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     req = RefundRequest(charge=ref_of(charge), amount=Money.jpy(300))
-    refund = drive(
-        provider.refund(req, make_ctx("order-1042-r9", recovering=True)), sandbox.respond
-    )
-    assert [c.step for c in sandbox.calls[-3:]] == ["codes.get", "refunds.list", "refunds.create"]
+    refund = drive(provider.refund(req, make_ctx("order-1042-r9")), emu.respond)
+    assert [c.step for c in emu.calls[-2:]] == ["codes.get", "refunds.create"]
     assert refund.amount == Money.jpy(300)
 
 
-def test_lookup_finds_the_code_through_the_cache(provider, sandbox, make_ctx):
+def test_refund_lists_refunds_when_the_charge_does_not(provider, make_ctx):
+    from paygate.adapter import Reply
+
+    charge = {
+        "id": "ch_1",
+        "amount": 1000,
+        "currency": "JPY",
+        "status": "partially_refunded",
+        "refunds": {"amount": 300, "totalCount": 1},
+    }
+    tagged = {
+        "id": "re_1",
+        "chargeId": "ch_1",
+        "amount": 300,
+        "currency": "JPY",
+        "status": "refunded",
+        "metadata": {"paygateRefundKey": "pg-refund-r1"},
+    }
+    steps = []
+
+    def respond(call):
+        steps.append(call.step)
+        body = charge if call.step == "charges.get" else {"total": 1, "refunds": [tagged]}
+        return Reply(200, {}, json.dumps(body).encode())
+
+    ref = ChargeRef(charge_id="c", provider_ref="charge:ch_1", method="qr")
+    refund = drive(provider.refund(RefundRequest(charge=ref), make_ctx("r1")), respond)
+    assert refund.provider_ref == "re_1"
+    assert steps == ["charges.get", "refunds.list"]
+
+
+def test_lookup_finds_the_code_through_the_cache(provider, emu, make_ctx):
     cache: dict = {}
-    charge = create(provider, sandbox, make_ctx, cache)
-    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, cache)
+    charge = create(provider, emu, make_ctx, cache)
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache)
     assert found is not None
     assert found.provider_ref == charge.provider_ref
     assert found.status is ChargeStatus.REQUIRES_ACTION
 
 
-def test_lookup_without_cache_scans_the_charge_list(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_lookup_without_cache_scans_the_charge_list(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     for i in range(3):  # other orders' charges around it
-        other = create(provider, sandbox, make_ctx, {}, key=f"other-{i}")
-        sandbox.pay(other.provider_ref)
+        other = create(provider, emu, make_ctx, {}, key=f"other-{i}")
+        emu.pay(other.provider_ref)
     cache: dict = {}
-    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, cache)
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache)
     assert found is not None
     assert found.status is ChargeStatus.SUCCEEDED
     assert found.provider_ref.startswith("charge:ch_")
     assert found.raw["orderNo"] == "pg-code-order-1042"
-    listing = next(c for c in sandbox.calls if c.step == "charges.list")
+    listing = next(c for c in emu.calls if c.step == "charges.list")
     assert "dateField=create_time" in listing.url
     assert cache["elepay:qr:order:pg-code-order-1042"]["chargeId"] == found.raw["id"]
 
 
-def test_lookup_pages_through_the_charge_list(provider, sandbox, make_ctx, settings):
+def test_lookup_pages_through_the_charge_list(provider, emu, make_ctx, settings):
     from paygate_elepay import ElepayProvider
 
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
-    sandbox.clock.advance(timedelta(seconds=1))
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
+    emu.clock.advance(timedelta(seconds=1))
     for i in range(100):
-        other = create(provider, sandbox, make_ctx, {}, key=f"later-{i}")
-        sandbox.pay(other.provider_ref)
-    sandbox.calls.clear()
-    found = drive(provider.lookup_charge(qr_request(), make_ctx()), sandbox.respond, {})
+        other = create(provider, emu, make_ctx, {}, key=f"later-{i}")
+        emu.pay(other.provider_ref)
+    emu.calls.clear()
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, {})
     assert found is not None
-    pages = [c for c in sandbox.calls if c.step == "charges.list"]
+    pages = [c for c in emu.calls if c.step == "charges.list"]
     assert len(pages) == 2
     assert "offset=100" in pages[1].url
 
     narrow = ElepayProvider(settings.model_copy(update={"lookup_max_pages": 1}), account="qr")
-    assert drive(narrow.lookup_charge(qr_request(), make_ctx()), sandbox.respond, {}) is None
+    assert drive(narrow.lookup_charge(qr_request(), make_ctx()), emu.respond, {}) is None
 
 
-def test_lookup_of_a_never_sent_charge_is_none(provider, sandbox, make_ctx):
-    assert (
-        drive(provider.lookup_charge(qr_request(), make_ctx("never")), sandbox.respond, {}) is None
-    )
+def test_lookup_of_a_never_sent_charge_is_none(provider, emu, make_ctx):
+    assert drive(provider.lookup_charge(qr_request(), make_ctx("never")), emu.respond, {}) is None
 
 
-def test_already_paid_order_number_recovers_the_charge(provider, sandbox, make_ctx):
+def test_already_paid_order_number_recovers_the_charge(provider, emu, make_ctx):
     cache: dict = {}
-    charge = create(provider, sandbox, make_ctx, cache)
-    sandbox.pay(charge.provider_ref)
+    charge = create(provider, emu, make_ctx, cache)
+    emu.pay(charge.provider_ref)
     # A retry of the same merchant request after the payment: elepay says M002007.
-    again = create(provider, sandbox, make_ctx, cache)
+    again = create(provider, emu, make_ctx, cache)
     assert again.status is ChargeStatus.SUCCEEDED
     assert again.provider_ref == charge.provider_ref
     # Even with the cache lost, the charge list finds it.
-    lost = create(provider, sandbox, make_ctx, {})
+    lost = create(provider, emu, make_ctx, {})
     assert lost.status is ChargeStatus.SUCCEEDED
     assert lost.raw["orderNo"] == "pg-code-order-1042"
 
 
-def test_already_paid_order_number_with_another_amount_conflicts(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    sandbox.pay(charge.provider_ref)
+def test_already_paid_order_number_with_another_amount_conflicts(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
     with pytest.raises(IdempotencyConflict):
-        create(provider, sandbox, make_ctx, {}, amount=999)
+        create(provider, emu, make_ctx, {}, amount=999)
 
 
-def test_recovering_charge_uses_the_cached_code(provider, sandbox, make_ctx):
+def test_recovering_charge_uses_the_cached_code(provider, emu, make_ctx):
     cache: dict = {}
-    charge = create(provider, sandbox, make_ctx, cache)
-    sandbox.calls.clear()
-    again = drive(provider.charge(qr_request(), make_ctx(recovering=True)), sandbox.respond, cache)
+    charge = create(provider, emu, make_ctx, cache)
+    emu.calls.clear()
+    again = drive(provider.charge(qr_request(), make_ctx(recovering=True)), emu.respond, cache)
     assert again.provider_ref == charge.provider_ref
-    assert [c.step for c in sandbox.calls] == ["codes.get"]
-    assert len(sandbox.emulator.codes) == 1
+    assert [c.step for c in emu.calls] == ["codes.get"]
+    assert len(emu.emulator.codes) == 1
 
 
-def test_rate_limit_reply_is_classified_retryable(provider, sandbox, make_ctx):
-    sandbox.control("rate_limit", count=1)
+def test_rate_limit_reply_is_classified_retryable(provider, emu, make_ctx):
+    emu.control("rate_limit", count=1)
     with pytest.raises(RateLimited) as info:
-        create(provider, sandbox, make_ctx, {})
+        create(provider, emu, make_ctx, {})
     assert info.value.provider_code == "M005000"
     assert info.value.http_status == 400
     assert info.value.retryable
 
 
-def test_status_of_unknown_code_is_not_found(provider, sandbox, make_ctx):
+def test_status_of_unknown_code_is_not_found(provider, emu, make_ctx):
     ref = ChargeRef(charge_id="x", provider_ref="code:cd_missing", method="qr")
     with pytest.raises(NotFound) as info:
-        drive(provider.status(ref, make_ctx()), sandbox.respond)
+        drive(provider.status(ref, make_ctx()), emu.respond)
     assert info.value.provider_code == "M002003"
 
 
-def test_status_of_a_charge_ref(provider, sandbox, make_ctx):
-    charge = create(provider, sandbox, make_ctx, {})
-    result = sandbox.pay(charge.provider_ref)
+def test_status_of_a_charge_ref(provider, emu, make_ctx):
+    charge = create(provider, emu, make_ctx, {})
+    result = emu.pay(charge.provider_ref)
     ref = ChargeRef(charge_id="x", provider_ref=f"charge:{result['chargeId']}", method="qr")
-    fresh = drive(provider.status(ref, make_ctx()), sandbox.respond)
+    fresh = drive(provider.status(ref, make_ctx()), emu.respond)
     assert fresh.status is ChargeStatus.SUCCEEDED
-    refund = drive(provider.refund(RefundRequest(charge=ref), make_ctx("r")), sandbox.respond)
+    refund = drive(provider.refund(RefundRequest(charge=ref), make_ctx("r")), emu.respond)
     assert refund.amount == Money.jpy(1200)
