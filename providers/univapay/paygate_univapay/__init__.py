@@ -1,1 +1,11 @@
-"""paygate adapter for univapay (in progress)."""
+"""paygate adapter for UnivaPay: konbini payment slips, card charges, payouts.
+
+>>> from paygate_univapay import UnivapayProvider
+>>> UnivapayProvider.name
+'univapay'
+"""
+
+from ._provider import UnivapayProvider
+from ._settings import UnivapaySettings
+
+__all__ = ["UnivapayProvider", "UnivapaySettings"]

@@ -1,0 +1,138 @@
+"""UnivaPay error bodies → the paygate error tree.
+
+UnivaPay answers errors as ``{"status": "error", "code": "VALIDATION_ERROR", "errors":
+[{"field": "amount", "reason": "INVALID_FORMAT"}]}``; a 429 may come with ``{}``. Every
+mapped error keeps UnivaPay's ``code`` as ``provider_code`` and a message built from
+the ``errors[]`` list (field names and reasons only: they carry no personal data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from paygate._errors import (
+    AuthenticationError,
+    IdempotencyConflict,
+    MalformedResponse,
+    NotFound,
+    OutcomeUnknown,
+    PaygateError,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from paygate.adapter import Reply
+
+__all__ = ["RETRY_CODES", "error_code", "map_error", "retry_after"]
+
+PROVIDER = "univapay"
+
+# Codes UnivaPay sends with a non-5xx status that mean "try again later".
+RETRY_CODES = frozenset({"CHARGE_TOO_QUICK", "TOO_MANY_REQUESTS"})
+
+# Codes whose HTTP status alone would pick the wrong paygate class.
+_BY_CODE: dict[str, type[PaygateError]] = {
+    "IDEMPOTENCY_KEY_CONFLICT": IdempotencyConflict,
+    "CHARGE_TOO_QUICK": RateLimited,
+    "TOO_MANY_REQUESTS": RateLimited,
+    "CARD_LOCKED": PaymentDeclined,
+    "NOT_FOUND": NotFound,
+    "UNABLE_TO_GET_IDEMPOTENT_RESULT": OutcomeUnknown,
+    "UNABLE_TO_GET_IDEMPOTENT_REQUEST": OutcomeUnknown,
+    "SERVICE_UNAVAILABLE_TRY_AGAIN": ProviderUnavailable,
+    "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST": ProviderUnavailable,
+}
+
+_BY_STATUS: dict[int, type[PaygateError]] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    429: RateLimited,
+}
+
+# Fallback codes when the body has none (as the Node SDK does).
+_STATUS_CODES: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "NOT_AUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "NOT_ALLOWED",
+    409: "CONFLICTED",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_SERVER_ERROR",
+    502: "TIMEOUT",
+    503: "SERVICE_UNAVAILABLE",
+    504: "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST",
+}
+
+
+def _body(reply: Reply) -> Mapping[str, Any]:
+    try:
+        data = reply.json()
+    except MalformedResponse:
+        return {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def error_code(reply: Reply) -> str:
+    """UnivaPay's error code of ``reply`` (a status-based fallback when absent)."""
+    code = _body(reply).get("code")
+    if isinstance(code, str) and code:
+        return code
+    return _STATUS_CODES.get(reply.status, "UNKNOWN_ERROR")
+
+
+def retry_after(reply: Reply) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds."""
+    value = reply.header("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _describe(body: Mapping[str, Any]) -> str | None:
+    errors = body.get("errors")
+    if not isinstance(errors, list):
+        return None
+    parts: list[str] = []
+    for item in errors[:10]:
+        if isinstance(item, Mapping):
+            field = item.get("field")
+            reason = item.get("reason") or item.get("message")
+            parts.append(f"{field}: {reason}" if field else str(reason))
+        else:
+            parts.append(str(item))
+    return "; ".join(parts) or None
+
+
+def map_error(reply: Reply, *, step: str) -> PaygateError:
+    """The paygate error for a non-2xx UnivaPay reply.
+
+    >>> err = map_error(Reply(409, {}, b'{"status":"error","code":"IDEMPOTENCY_KEY_CONFLICT"}'),
+    ...                 step="charges.create")
+    >>> type(err).__name__, err.provider_code
+    ('IdempotencyConflict', 'IDEMPOTENCY_KEY_CONFLICT')
+    """
+    body = _body(reply)
+    code = error_code(reply)
+    detail = _describe(body)
+    cls = _BY_CODE.get(code) or _BY_STATUS.get(reply.status)
+    if cls is None:
+        cls = ProviderUnavailable if reply.status >= 500 else ProviderRejected
+    message = f"UnivaPay refused {step}: {code}"
+    kwargs: dict[str, Any] = {
+        "provider": PROVIDER,
+        "provider_code": code,
+        "provider_message": detail or code,
+        "http_status": reply.status,
+    }
+    if cls is RateLimited:
+        return RateLimited(message, retry_after=retry_after(reply), **kwargs)
+    return cls(message, **kwargs)

@@ -1,0 +1,761 @@
+"""The UnivaPay adapter: konbini payment slips (and card charges) as sans-I/O flows.
+
+Idempotency: every POST carries an ``Idempotency-Key`` header derived from the
+merchant's key (one per step: ``token``, ``charge``, ``cancel``, ``refund``,
+``capture``). UnivaPay keeps a key for 24 hours and replays the first answer for the
+same request; the same key with a different request is ``409
+IDEMPOTENCY_KEY_CONFLICT``. Calls are therefore `Retry.KEYED`; reads are `Retry.SAFE`.
+
+Retry: 429 and 5xx by the driver's generic rule; ``400 CHARGE_TOO_QUICK`` (the same
+token and amount again within 30 seconds) is a "try again later" as well.
+
+Status: a charge is created ``pending`` and moves on asynchronously. A konbini charge
+becomes ``awaiting`` once the slip is issued (paygate: ``requires_action`` with a
+`KonbiniSlip`), ``successful`` when the customer pays and ``failed`` when the payment
+deadline passes (paygate: ``expired``). ``GET …/charges/{id}?polling=true`` holds the
+request until the charge leaves ``pending``; paygate uses it right after creating a
+charge (to return the issued slip) and for `wait` while a charge is still pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import urlencode
+
+from paygate._errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    MalformedResponse,
+    NotSupported,
+    ProviderRejected,
+    WebhookVerificationError,
+)
+from paygate._models import (
+    Capabilities,
+    Card,
+    Charge,
+    ChargeStatus,
+    Konbini,
+    MethodCapabilities,
+    PayoutBalance,
+    PayoutItem,
+    Refund,
+)
+from paygate._money import Money
+from paygate._redact import register_secret
+from paygate.adapter import Call as _Call
+from paygate.adapter import (
+    CancelRequest,
+    CaptureRequest,
+    ChargeRef,
+    ChargeRequest,
+    Flow,
+    OpContext,
+    Operation,
+    OperationPolicy,
+    ParsedEvent,
+    Provider,
+    ProviderSettings,
+    RefundRequest,
+    Reply,
+    Retry,
+    RetryDecision,
+    TransportFailure,
+)
+
+from ._errors import RETRY_CODES, error_code, map_error, retry_after
+from ._settings import UnivapaySettings
+from ._validate import normalize_phone, validate_charge_request
+from ._wire import (
+    charge_status,
+    iso_duration,
+    konbini_slip,
+    normalize_store,
+    parse_time,
+    payment_failure,
+    refund_status,
+)
+
+if TYPE_CHECKING:
+    from paygate.sandbox import Emulator
+
+__all__ = ["LONG_POLL_READ_TIMEOUT", "UnivapayProvider", "content_hash"]
+
+KEY_WINDOW = timedelta(hours=24)
+# UnivaPay does not document how long ``polling=true`` holds a request; the Node SDK
+# re-polls every second for up to 10 minutes, which suggests a hold well under a
+# minute. paygate assumes at most 30 seconds and reads for up to 60.
+LONG_POLL_READ_TIMEOUT = 60.0
+# Metadata keys paygate adds to every charge, so that any later read of the charge
+# (a status call, a webhook) knows paygate's id and which store the slip is for.
+META_CHARGE_ID = "paygate_charge_id"
+META_KONBINI_STORE = "paygate_konbini_store"
+META_DESCRIPTION = "paygate_description"
+_PAGE_LIMIT = 100
+_MAX_PAGES = 20
+_SCHEDULED_TRANSFERS = ("created", "approved", "processing")
+
+_REFUND_REASONS = {
+    "duplicate": "duplicate",
+    "fraud": "fraud",
+    "fraudulent": "fraud",
+    "customer_request": "customer_request",
+    "requested_by_customer": "customer_request",
+}
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    # Sorted keys: the same request always encodes to the same bytes, so a replay
+    # after a crash matches UnivaPay's stored request and cassettes stay stable.
+    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise MalformedResponse(f"UnivaPay sent a non-integer {what}", provider="univapay")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise MalformedResponse(f"UnivaPay sent a non-integer {what}", provider="univapay")
+
+
+def _money(amount: Any, currency: Any, what: str) -> Money:
+    if not isinstance(currency, str) or len(currency) != 3:
+        raise MalformedResponse(f"UnivaPay sent no currency for {what}", provider="univapay")
+    return Money(amount=_int(amount, what), currency=currency.upper())
+
+
+class UnivapayProvider(Provider):
+    """UnivaPay: konbini payment slips, card charges, payouts from transfers.
+
+    Configure an account with ``provider = "univapay"`` and the `UnivapaySettings`
+    keys (``store_id``, ``secret``, ``jwt``, ``webhook_auth_token``)::
+
+        [accounts.konbini]
+        provider = "univapay"
+        store_id = "11ef..."
+        secret = "..."
+        jwt = "eyJ..."
+
+    A konbini charge cannot be refunded; an unpaid one can be cancelled.
+    """
+
+    name: ClassVar[str] = "univapay"
+    display_name: ClassVar[str] = "UnivaPay"
+    settings_model: ClassVar[type[ProviderSettings]] = UnivapaySettings
+    policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
+        Operation.CHARGE: OperationPolicy(key="header", key_window=KEY_WINDOW),
+        Operation.CANCEL: OperationPolicy(key="header", key_window=KEY_WINDOW),
+        Operation.REFUND: OperationPolicy(key="header", key_window=KEY_WINDOW),
+        Operation.CAPTURE: OperationPolicy(key="header", key_window=KEY_WINDOW),
+    }
+
+    def __init__(self, settings: ProviderSettings, *, account: str) -> None:
+        if not isinstance(settings, UnivapaySettings):
+            settings = UnivapaySettings.model_validate(settings.model_dump())
+        super().__init__(settings, account=account)
+        self.cfg: UnivapaySettings = settings
+        for secret in (settings.secret, settings.jwt, settings.webhook_auth_token):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        register_secret(settings.authorization.removeprefix("Bearer "))
+
+    @classmethod
+    def emulator(cls) -> type[Emulator] | None:
+        """The sandbox emulator of UnivaPay."""
+        from ._emulator import UnivapayEmulator
+
+        return UnivapayEmulator
+
+    # -- description -------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        """Konbini (cancel, no refund) and card (capture, partial refunds)."""
+        return Capabilities(
+            provider=self.name,
+            methods={
+                "konbini": MethodCapabilities(
+                    method="konbini",
+                    refund="none",
+                    cancel=True,
+                    refund_alternative="cancel an unpaid slip",
+                ),
+                "card": MethodCapabilities(
+                    method="card",
+                    refund="partial",
+                    multiple_refunds=True,
+                    cancel=True,
+                    capture=True,
+                ),
+            },
+            currencies=("JPY",),
+            min_amount=1,
+            payout_balance=True,
+            webhooks=True,
+            webhook_auth="token",
+            long_poll=True,
+        )
+
+    def validate_charge(self, req: ChargeRequest) -> None:
+        """Refuse what UnivaPay would refuse, before any request (see `_validate`)."""
+        validate_charge_request(req)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        url = f"{self.cfg.base_url}{path}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def _headers(self, key: str | None = None, *, body: bool = False) -> dict[str, str]:
+        headers = {"Authorization": self.cfg.authorization, "Accept": "application/json"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return headers
+
+    def _charge_path(self, charge_id: str) -> str:
+        return f"/stores/{self.cfg.store_id}/charges/{charge_id}"
+
+    def _check(self, reply: Reply, step: str) -> None:
+        status = (reply.header("idempotency-status") or "").lower()
+        if status == "conflicting_key" and (reply.ok or reply.status == 409):
+            raise IdempotencyConflict(
+                f"UnivaPay refused {step}: the idempotency key was used for another request",
+                provider=self.name,
+                provider_code="IDEMPOTENCY_KEY_CONFLICT",
+                http_status=reply.status,
+            )
+        if not reply.ok:
+            raise map_error(reply, step=step)
+
+    def _post(self, path: str, body: Mapping[str, Any], *, key: str, step: str) -> Flow[Any]:
+        call = _Call(
+            "POST",
+            self._url(path),
+            headers=self._headers(key, body=True),
+            content=_encode(body),
+            retry=Retry.KEYED,
+            step=step,
+        )
+        reply: Reply = yield call
+        self._check(reply, step)
+        return reply.json() if reply.content.strip() else {}
+
+    def _get(
+        self,
+        path: str,
+        *,
+        step: str,
+        query: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Flow[dict[str, Any]]:
+        call = _Call(
+            "GET",
+            self._url(path, query),
+            headers=self._headers(),
+            retry=Retry.SAFE,
+            step=step,
+            timeout=timeout,
+        )
+        reply: Reply = yield call
+        self._check(reply, step)
+        return reply.json_object()
+
+    # -- charges -----------------------------------------------------------------------
+
+    def _method_of(self, obj: Mapping[str, Any], hint: str | None) -> str:
+        if hint in ("konbini", "card"):
+            return hint
+        metadata = obj.get("metadata")
+        if isinstance(metadata, Mapping) and metadata.get(META_KONBINI_STORE):
+            return "konbini"
+        return hint or "card"
+
+    def to_charge(
+        self,
+        obj: Mapping[str, Any],
+        ctx: OpContext,
+        *,
+        method: str | None = None,
+        store: str | None = None,
+        refunded: int = 0,
+    ) -> Charge:
+        """paygate's `Charge` for a UnivaPay charge object."""
+        charge_id = obj.get("id")
+        if not isinstance(charge_id, str) or not charge_id:
+            raise MalformedResponse("UnivaPay sent a charge without id", provider=self.name)
+        kind = self._method_of(obj, method)
+        konbini = kind == "konbini"
+        status = charge_status(obj, konbini=konbini, now=ctx.now())
+        amount = _money(obj.get("requested_amount"), obj.get("requested_currency"), "amount")
+        captured: Money | None = None
+        if obj.get("charged_amount") is not None and status in (
+            ChargeStatus.SUCCEEDED,
+            ChargeStatus.AUTHORIZED,
+        ):
+            captured = _money(
+                obj.get("charged_amount"),
+                obj.get("charged_currency") or amount.currency,
+                "charged_amount",
+            )
+        refunded_money = Money(amount=refunded, currency=amount.currency)
+        if refunded > 0 and status == ChargeStatus.SUCCEEDED:
+            paid = (captured or amount).amount
+            status = ChargeStatus.REFUNDED if refunded >= paid else ChargeStatus.PARTIALLY_REFUNDED
+        next_action = None
+        if konbini:
+            metadata = obj.get("metadata")
+            slip_store = store
+            if slip_store is None and isinstance(metadata, Mapping):
+                slip_store = str(metadata.get(META_KONBINI_STORE) or "") or None
+            next_action = konbini_slip(obj, slip_store or "unknown")
+        failure = (
+            payment_failure(obj) if status in (ChargeStatus.FAILED, ChargeStatus.EXPIRED) else None
+        )
+        return Charge(
+            id=ctx.charge_id or charge_id,
+            account=ctx.account,
+            provider=self.name,
+            provider_ref=charge_id,
+            method=kind,
+            status=status,
+            amount=amount,
+            amount_refunded=refunded_money,
+            amount_captured=captured,
+            next_action=next_action,
+            failure=failure,
+            created_at=parse_time(obj.get("created_on")) or ctx.now(),
+            raw=dict(obj),
+        )
+
+    def _charge_metadata(
+        self, req: ChargeRequest, ctx: OpContext, store: str | None
+    ) -> dict[str, str]:
+        metadata = {str(k): str(v) for k, v in req.metadata.items()}
+        if req.description:
+            metadata[META_DESCRIPTION] = req.description
+        if ctx.charge_id:
+            metadata[META_CHARGE_ID] = ctx.charge_id
+        if store:
+            metadata[META_KONBINI_STORE] = store
+        return metadata
+
+    def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
+        """Konbini: create a transaction token, then the charge; card: charge the token.
+
+        Both POSTs carry their own ``Idempotency-Key``. A pending charge is then read
+        once with ``polling=true``, so the returned charge usually carries the issued
+        slip; if that read fails the charge is returned as created.
+        """
+        validate_charge_request(req)
+        method = req.method
+        store: str | None = None
+        body: dict[str, Any]
+        if isinstance(method, Konbini):
+            store = normalize_store(method.store)
+            country_code, local_number = normalize_phone(method.phone)
+            data: dict[str, Any] = {
+                "customer_name": method.customer_name.strip(),
+                "convenience_store": store,
+                "phone_number": {"country_code": country_code, "local_number": local_number},
+            }
+            if method.expires_in is not None:
+                data["expiration_period"] = iso_duration(method.expires_in)
+            token_body: dict[str, Any] = {
+                "payment_type": "konbini",
+                "type": "one_time",
+                "data": data,
+            }
+            if method.email:
+                token_body["email"] = method.email
+            token = yield from self._post(
+                "/tokens", token_body, key=ctx.provider_key("token"), step="tokens.create"
+            )
+            token_id = token.get("id") if isinstance(token, Mapping) else None
+            if not isinstance(token_id, str) or not token_id:
+                raise MalformedResponse("UnivaPay sent a token without id", provider=self.name)
+            body = {"transaction_token_id": token_id}
+            kind = "konbini"
+        else:
+            card = cast("Card", method)
+            body = {
+                "transaction_token_id": cast("str", card.token).strip(),
+                "capture": card.capture,
+            }
+            kind = "card"
+        body.update(
+            amount=req.amount.amount,
+            currency=req.amount.currency,
+            metadata=self._charge_metadata(req, ctx, store),
+        )
+        created = yield from self._post(
+            "/charges", body, key=ctx.provider_key("charge"), step="charges.create"
+        )
+        if not isinstance(created, Mapping):
+            raise MalformedResponse("UnivaPay sent no charge object", provider=self.name)
+        obj: Mapping[str, Any] = created
+        if str(obj.get("status")) == "pending" and isinstance(obj.get("id"), str):
+            reply: Reply | None
+            try:
+                reply = yield _Call(
+                    "GET",
+                    self._url(self._charge_path(obj["id"]), {"polling": "true"}),
+                    headers=self._headers(),
+                    retry=Retry.SAFE,
+                    step="charges.poll",
+                    timeout=LONG_POLL_READ_TIMEOUT,
+                )
+            except TransportFailure:
+                reply = None
+            if reply is not None and reply.ok:
+                try:
+                    obj = reply.json_object()
+                except MalformedResponse:
+                    obj = created
+        return self.to_charge(obj, ctx, method=kind, store=store)
+
+    def _fetch_charge(
+        self, ref: ChargeRef, ctx: OpContext, *, polling: bool = False
+    ) -> Flow[Charge]:
+        query = {"polling": "true"} if polling else None
+        obj = yield from self._get(
+            self._charge_path(ref.provider_ref),
+            step="charges.poll" if polling else "charges.get",
+            query=query,
+            timeout=LONG_POLL_READ_TIMEOUT if polling else None,
+        )
+        kind = self._method_of(obj, ref.method)
+        refunded = 0
+        if kind == "card" and str(obj.get("status")) == "successful":
+            refunded = yield from self._refunded(ref.provider_ref)
+        return self.to_charge(obj, ctx, method=kind, refunded=refunded)
+
+    def _refunded(self, charge_id: str) -> Flow[int]:
+        total = 0
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            query = {"limit": str(_PAGE_LIMIT)}
+            if cursor:
+                query["cursor"] = cursor
+            page = yield from self._get(
+                f"{self._charge_path(charge_id)}/refunds", step="refunds.list", query=query
+            )
+            items = [i for i in page.get("items") or [] if isinstance(i, Mapping)]
+            total += sum(
+                _int(i.get("amount"), "refund amount")
+                for i in items
+                if str(i.get("status")) == "successful"
+            )
+            if not page.get("has_more") or not items:
+                break
+            cursor = str(items[-1].get("id"))
+        return total
+
+    def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
+        """``GET /stores/{storeId}/charges/{id}`` (plus the refunds of a paid card charge)."""
+        return self._fetch_charge(ref, ctx)
+
+    def wait_status(self, ref: ChargeRef, ctx: OpContext, timeout: float) -> Flow[Charge] | None:
+        """One held read (``?polling=true``) while the charge may still be ``pending``.
+
+        UnivaPay releases the hold as soon as the charge leaves ``pending``, so for a
+        charge known to be ``awaiting`` (an issued, unpaid slip) the hold would return
+        at once: None then, and the gateway polls with backoff instead.
+        """
+        last = str(ref.raw.get("status") or "") if ref.raw else ""
+        if last and last != "pending":
+            return None
+        return self._fetch_charge(ref, ctx, polling=True)
+
+    # -- cancel / refund / capture -----------------------------------------------------
+
+    def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
+        """``POST …/cancels``, wait for the cancel to finish, then read the charge.
+
+        UnivaPay cancels an unpaid konbini charge or an authorised card charge; a paid
+        konbini charge answers ``CANCEL_NOT_ALLOWED``.
+        """
+        ref = req.charge
+        path = f"{self._charge_path(ref.provider_ref)}/cancels"
+        body: dict[str, Any] = {}
+        if ctx.charge_id:
+            body["metadata"] = {META_CHARGE_ID: ctx.charge_id}
+        created = yield from self._post(
+            path, body, key=ctx.provider_key("cancel"), step="cancels.create"
+        )
+        cancel = created if isinstance(created, Mapping) else {}
+        if str(cancel.get("status")) == "pending" and isinstance(cancel.get("id"), str):
+            cancel = yield from self._get(
+                f"{path}/{cancel['id']}",
+                step="cancels.poll",
+                query={"polling": "true"},
+                timeout=LONG_POLL_READ_TIMEOUT,
+            )
+        if str(cancel.get("status")) in ("failed", "error"):
+            failure = payment_failure(cancel)
+            raise ProviderRejected(
+                "UnivaPay could not cancel the charge",
+                provider=self.name,
+                provider_code=failure.code if failure else str(cancel.get("status")),
+                provider_message=failure.message if failure else None,
+            )
+        charge = yield from self._fetch_charge(ref, ctx)
+        return charge
+
+    def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
+        """Refund (part of) a card charge. Konbini charges cannot be refunded.
+
+        The konbini refusal is raised as the flow starts, before any call.
+        """
+        ref = req.charge
+        if self._ref_method(ref) == "konbini":
+            raise NotSupported(
+                "refund",
+                provider=self.name,
+                reason="UnivaPay cannot refund konbini payments",
+                alternative="cancel the konbini charge while it is unpaid",
+            )
+        amount = req.amount
+        if amount is not None:
+            if amount.amount < 1:
+                raise InvalidRequest("refund amount must be at least 1", param="amount")
+            if ref.amount is not None and amount.currency != ref.amount.currency:
+                raise InvalidRequest(
+                    "refund currency must be the charge's currency", param="currency"
+                )
+            if ref.amount is not None and amount.amount > ref.amount.amount:
+                raise InvalidRequest("refund exceeds the charged amount", param="amount")
+        if amount is None:
+            charge = yield from self._fetch_charge(ref, ctx)
+            amount = charge.refundable
+            if amount.amount < 1:
+                raise InvalidRequest("nothing left to refund on this charge", param="amount")
+        body: dict[str, Any] = {"amount": amount.amount, "currency": amount.currency}
+        if req.reason:
+            mapped = _REFUND_REASONS.get(req.reason.strip().lower())
+            if mapped:
+                body["reason"] = mapped
+            else:
+                body["reason"] = "customer_request"
+                body["message"] = req.reason[:255]
+        path = f"{self._charge_path(ref.provider_ref)}/refunds"
+        created = yield from self._post(
+            path, body, key=ctx.provider_key("refund"), step="refunds.create"
+        )
+        obj: Mapping[str, Any] = created if isinstance(created, Mapping) else {}
+        if str(obj.get("status")) == "pending" and isinstance(obj.get("id"), str):
+            obj = yield from self._get(
+                f"{path}/{obj['id']}",
+                step="refunds.poll",
+                query={"polling": "true"},
+                timeout=LONG_POLL_READ_TIMEOUT,
+            )
+        refund_id = obj.get("id")
+        if not isinstance(refund_id, str) or not refund_id:
+            raise MalformedResponse("UnivaPay sent a refund without id", provider=self.name)
+        return Refund(
+            id=refund_id,
+            charge_id=ref.charge_id,
+            account=ctx.account,
+            provider=self.name,
+            provider_ref=refund_id,
+            amount=_money(
+                obj.get("amount", amount.amount), obj.get("currency") or amount.currency, "refund"
+            ),
+            status=refund_status(obj),
+            reason=req.reason,
+            created_at=parse_time(obj.get("created_on")) or ctx.now(),
+            raw=dict(obj),
+        )
+
+    def _ref_method(self, ref: ChargeRef) -> str:
+        if ref.method in ("konbini", "card"):
+            return ref.method
+        return self._method_of(ref.raw, None)
+
+    def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
+        """``POST …/capture`` (200 ``{}``), then read the charge."""
+        ref = req.charge
+        if self._ref_method(ref) == "konbini":
+            raise NotSupported(
+                "capture", provider=self.name, reason="konbini charges settle by payment"
+            )
+        body: dict[str, Any] = {}
+        if req.amount is not None:
+            if req.amount.amount < 1:
+                raise InvalidRequest("capture amount must be at least 1", param="amount")
+            if ref.amount is not None and req.amount > ref.amount:
+                raise InvalidRequest("capture exceeds the authorised amount", param="amount")
+            body = {"amount": req.amount.amount, "currency": req.amount.currency}
+        elif ref.amount is not None:
+            # The Node and Java SDKs always send amount and currency.
+            body = {"amount": ref.amount.amount, "currency": ref.amount.currency}
+        yield from self._post(
+            f"{self._charge_path(ref.provider_ref)}/capture",
+            body,
+            key=ctx.provider_key("capture"),
+            step="charges.capture",
+        )
+        charge = yield from self._fetch_charge(ref, ctx)
+        return charge
+
+    # -- payouts -----------------------------------------------------------------------
+
+    def _list(
+        self, path: str, *, step: str, query: Mapping[str, str]
+    ) -> Flow[list[dict[str, Any]]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params = {"limit": str(_PAGE_LIMIT), **query}
+            if cursor:
+                params["cursor"] = cursor
+            page = yield from self._get(path, step=step, query=params)
+            batch = [i for i in page.get("items") or [] if isinstance(i, dict)]
+            items.extend(batch)
+            if not page.get("has_more") or not batch:
+                break
+            cursor = str(batch[-1].get("id"))
+        return items
+
+    def payout_balance(self, ctx: OpContext) -> Flow[PayoutBalance]:
+        """Transfers not yet paid (``created``, ``approved``, ``processing``) and their ledgers.
+
+        ``scheduled`` is the sum of those transfers; ``items`` are their ledger lines.
+        UnivaPay publishes no endpoint for sales not yet assigned to a transfer, so
+        ``collecting`` is zero. A transfer carries no payout date: ``next_payout_date``
+        is the creation date of the earliest open transfer (an assumption: UnivaPay
+        creates a transfer when it starts paying it out).
+        """
+        transfers = yield from self._list("/transfers", step="transfers.list", query={})
+        currency = "JPY"
+        open_transfers = [t for t in transfers if str(t.get("status")) in _SCHEDULED_TRANSFERS]
+        open_transfers.sort(key=lambda t: str(t.get("created_on") or ""))
+        scheduled = 0
+        owed = 0
+        items: list[PayoutItem] = []
+        next_date: date | None = None
+        next_amount: Money | None = None
+        for transfer in open_transfers:
+            cur = str(transfer.get("currency") or currency).upper()
+            if cur != currency:
+                continue
+            amount = _int(transfer.get("amount"), "transfer amount")
+            created = parse_time(transfer.get("created_on"))
+            if amount >= 0:
+                scheduled += amount
+            else:
+                owed += -amount
+            if next_date is None and created is not None:
+                next_date = created.date()
+                next_amount = Money(amount=amount, currency=currency)
+            ledgers = yield from self._list(
+                f"/transfers/{transfer['id']}/ledgers", step="ledgers.list", query={}
+            )
+            for line in ledgers:
+                line_currency = str(line.get("currency") or currency).upper()
+                if line_currency != currency:
+                    continue
+                items.append(
+                    PayoutItem(
+                        kind=str(line.get("origin") or "ledger"),
+                        description=str(line["note"]) if line.get("note") else None,
+                        amount=Money(
+                            amount=_int(line.get("amount"), "ledger amount"), currency=currency
+                        ),
+                        state=str(transfer.get("status")),
+                        reference=str(line.get("id")) if line.get("id") else None,
+                        due_date=created.date() if created else None,
+                    )
+                )
+        return PayoutBalance(
+            account=ctx.account,
+            provider=self.name,
+            currency=currency,
+            collecting=Money.zero(currency),
+            scheduled=Money(amount=scheduled, currency=currency),
+            owed=Money(amount=owed, currency=currency),
+            next_payout_date=next_date,
+            next_payout_amount=next_amount,
+            items=tuple(items),
+            as_of=ctx.now(),
+            raw={"transfers": open_transfers},
+        )
+
+    # -- retry and webhooks --------------------------------------------------------------
+
+    def classify(self, reply: Reply) -> RetryDecision | None:
+        """429 and ``400 CHARGE_TOO_QUICK`` are "try again later"; a cache miss on an
+        idempotent replay (500 ``UNABLE_TO_GET_IDEMPOTENT_RESULT``) is worth a retry."""
+        if reply.status == 429:
+            return RetryDecision(retry=True, after=retry_after(reply))
+        if reply.status == 400 and error_code(reply) in RETRY_CODES:
+            return RetryDecision(retry=True, after=retry_after(reply))
+        return None
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Compare the ``Authorization`` header with the configured auth token.
+
+        UnivaPay signs nothing: it echoes the webhook's ``auth_token`` in the
+        ``Authorization`` header. The header is accepted with or without a
+        ``Bearer`` prefix, compared in constant time.
+        """
+        expected = self.cfg.webhook_auth_token
+        if expected is None:
+            raise WebhookVerificationError(
+                "no webhook_auth_token is configured for this UnivaPay account",
+                provider=self.name,
+            )
+        received = _header(headers, "authorization")
+        if received is None:
+            raise WebhookVerificationError(
+                "webhook has no Authorization header", provider=self.name
+            )
+        token = expected.get_secret_value().encode()
+        value = received.strip()
+        candidates = [value]
+        if value[:7].lower() == "bearer ":
+            candidates.append(value[7:].strip())
+        ok = False
+        for candidate in candidates:
+            # Every candidate is compared, so timing does not depend on which matched.
+            ok |= hmac.compare_digest(candidate.encode(), token)
+        if not ok:
+            raise WebhookVerificationError(
+                "webhook Authorization does not match the configured token", provider=self.name
+            )
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, ctx: OpContext
+    ) -> Flow[Sequence[ParsedEvent]]:
+        """Normalise ``charge_updated``, ``charge_finished``, ``refund_finished`` and
+        ``cancel_finished``; other triggers become ``provider.other``.
+
+        The event id is the body's ``id`` when present, otherwise ``sha256:`` + the hash
+        of the body's canonical JSON, so a redelivery of the same content deduplicates.
+        """
+        from ._webhooks import parse_event
+
+        events = parse_event(self, body, ctx)
+        yield from ()
+        return events
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def content_hash(data: Any) -> str:
+    """``sha256:<hex>`` of ``data``'s canonical JSON."""
+    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

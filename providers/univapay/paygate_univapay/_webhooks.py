@@ -1,0 +1,106 @@
+"""UnivaPay webhook deliveries → `ParsedEvent`.
+
+A delivery is ``{"id": uuid, "event": "<trigger>", "data": {...}, "created_on": iso}``
+(the OpenAPI envelope); the reference page shows only ``event`` and ``data``, so ``id``
+and ``created_on`` are optional here. ``data`` is a Charge for ``charge_*``, a Refund for
+``refund_finished`` and a Cancel for ``cancel_finished``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from paygate._errors import MalformedResponse
+from paygate._models import ChargeStatus
+from paygate._money import Money
+from paygate.adapter import OpContext, ParsedEvent
+
+from ._wire import charge_status, parse_time
+
+if TYPE_CHECKING:
+    from ._provider import UnivapayProvider
+
+__all__ = ["parse_event"]
+
+_CHARGE_TYPES: dict[ChargeStatus, str] = {
+    ChargeStatus.SUCCEEDED: "charge.succeeded",
+    ChargeStatus.FAILED: "charge.failed",
+    ChargeStatus.EXPIRED: "charge.expired",
+    ChargeStatus.CANCELED: "charge.canceled",
+}
+
+
+def _amount(data: Mapping[str, Any], amount_key: str, currency_key: str) -> Money | None:
+    amount, currency = data.get(amount_key), data.get(currency_key)
+    if isinstance(amount, int) and not isinstance(amount, bool) and isinstance(currency, str):
+        return Money(amount=amount, currency=currency.upper())
+    return None
+
+
+def parse_event(provider: UnivapayProvider, body: bytes, ctx: OpContext) -> list[ParsedEvent]:
+    """The normalised events of one delivery (always exactly one for UnivaPay)."""
+    from ._provider import META_KONBINI_STORE, content_hash
+
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedResponse("webhook body is not JSON", provider=provider.name) from exc
+    if not isinstance(envelope, Mapping):
+        raise MalformedResponse("webhook body is not a JSON object", provider=provider.name)
+    trigger = str(envelope.get("event") or "")
+    data = envelope.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    event_id = envelope.get("id")
+    provider_event_id = (
+        str(event_id) if isinstance(event_id, str) and event_id else content_hash(envelope)
+    )
+    occurred = parse_time(envelope.get("created_on")) or parse_time(
+        data.get("updated_on") or data.get("created_on")
+    )
+    common: dict[str, Any] = {
+        "provider_event_type": trigger,
+        "provider_event_id": provider_event_id,
+        "occurred_at": occurred,
+        "raw": dict(envelope),
+    }
+    if trigger in ("charge_updated", "charge_finished"):
+        metadata = data.get("metadata")
+        konbini = isinstance(metadata, Mapping) and bool(metadata.get(META_KONBINI_STORE))
+        status = charge_status(data, konbini=konbini, now=ctx.now())
+        return [
+            ParsedEvent(
+                type=_CHARGE_TYPES.get(status, "charge.updated"),
+                provider_ref=str(data.get("id")) if data.get("id") else None,
+                status=status,
+                amount=_amount(data, "requested_amount", "requested_currency"),
+                **common,
+            )
+        ]
+    if trigger == "refund_finished":
+        state = str(data.get("status") or "")
+        kind = {"successful": "refund.succeeded", "failed": "refund.failed"}.get(
+            state, "refund.failed" if state == "error" else "provider.other"
+        )
+        return [
+            ParsedEvent(
+                type=kind,
+                provider_ref=str(data.get("charge_id")) if data.get("charge_id") else None,
+                amount=_amount(data, "amount", "currency"),
+                **common,
+            )
+        ]
+    if trigger == "cancel_finished":
+        succeeded = str(data.get("status") or "") == "successful"
+        return [
+            ParsedEvent(
+                type="charge.canceled" if succeeded else "provider.other",
+                provider_ref=str(data.get("charge_id")) if data.get("charge_id") else None,
+                status=ChargeStatus.CANCELED if succeeded else None,
+                **common,
+            )
+        ]
+    if trigger.startswith("transfer_"):
+        return [ParsedEvent(type="payout.updated", **common)]
+    return [ParsedEvent(type="provider.other", **common)]
