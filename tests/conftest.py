@@ -90,3 +90,13 @@ def postgres_url() -> str | None:
     import os
 
     return os.environ.get("PAYGATE_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture(scope="session")
+def paygate_sandbox() -> Iterator[Any]:
+    """The plugin's session sandbox, with the fake provider's emulator added."""
+    from paygate.sandbox._host import discover_emulators
+
+    classes, _skipped = discover_emulators(None)
+    with running(emulators=[*classes.values(), FakeEmulator]) as sandbox:
+        yield sandbox

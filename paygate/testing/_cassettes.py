@@ -53,8 +53,20 @@ def _scrub_text(body: Any) -> Any:
     return cleaned.encode() if isinstance(body, bytes) else cleaned
 
 
+# Sandbox housekeeping is not part of a flow: never recorded. Customer actions and the
+# clock are (a replay answers them from the cassette).
+_HOUSEKEEPING = re.compile(
+    r"^/_sandbox/(health|reset|faults|credentials|accounts|ledger|webhooks|clock$)"
+)
+
+
 def scrub_request(request: Any) -> Any:
-    """Remove credentials and personal data from a request before it is written."""
+    """Remove credentials and personal data from a request before it is written.
+
+    Returns None (not recorded) for the sandbox's housekeeping calls.
+    """
+    if _HOUSEKEEPING.match(urlsplit(request.uri).path):
+        return None
     for name in list(request.headers):
         if name.lower() in SCRUBBED_HEADERS:
             request.headers[name] = "[redacted]"
@@ -82,7 +94,6 @@ def vcr_config(extra_headers: Iterable[str] = ()) -> dict[str, Any]:
         "before_record_response": scrub_response,
         "match_on": ["method", "paygate_path", "query"],
         "decode_compressed_response": True,
-        "record_mode": "none",
     }
 
 

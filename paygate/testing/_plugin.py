@@ -109,3 +109,49 @@ def vcr_config() -> dict[str, Any]:
     from ._cassettes import vcr_config as config
 
     return config()
+
+
+def _provider_of(path: Any) -> str | None:
+    parts = list(getattr(path, "parts", ()))
+    for i, part in enumerate(parts[:-2]):
+        if part == "providers" and parts[i + 2] == "tests":
+            return str(parts[i + 1])
+    return None
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    """Cassettes of an adapter's tests live in ``cassettes/<provider>/`` at the root.
+
+    Other test modules (a merchant's own) keep pytest-recording's default location,
+    unless the module sets ``paygate_cassette_provider``.
+    """
+    from pathlib import Path
+
+    module = request.module
+    provider = getattr(module, "paygate_cassette_provider", None) or _provider_of(
+        Path(module.__file__)
+    )
+    if provider is None:
+        return str(Path(module.__file__).parent / "cassettes" / Path(module.__file__).stem)
+    return str(Path(str(request.config.rootpath)) / "cassettes" / provider)
+
+
+@pytest.fixture
+def paygate_cassette(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """What a cassette test needs: ``.gateway(provider)``, ``.control(...)``, ``.recording``.
+
+    Replay (``--record-mode=none``, the default): no server runs; account settings come
+    from the emulator's fixed credentials at a placeholder loopback URL, and every call
+    (control actions included) is answered from the cassette. Recording against the
+    sandbox (any other record mode): the session sandbox serves the calls. Recording
+    against a provider's real sandbox: ``PAYGATE_RECORD_REAL=1`` and the account tables in
+    the TOML file named by ``PAYGATE_RECORD_CONFIG``; control actions then skip the test.
+    """
+    from ._cassette_env import CassetteEnv
+
+    env = CassetteEnv.for_request(request)
+    try:
+        yield env
+    finally:
+        env.close()
