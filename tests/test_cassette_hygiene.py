@@ -50,7 +50,10 @@ def test_cassette_is_clean(path: Path) -> None:
 def test_the_scan_finds_what_it_looks_for() -> None:
     secrets = sandbox_secrets()
     assert secrets
-    planted = f"headers: {{authorization: Bearer abcdefgh}}\nbody: {secrets[0]} taro@example.com 090-1234-5678"
+    planted = (
+        "headers: {authorization: Bearer abcdefgh}\n"
+        f"body: {secrets[0]} taro@example.com 090-1234-5678"
+    )
     found = cassette_secrets(planted, secrets)
     assert secrets[0] in found
     assert "personal-data pattern" in found
