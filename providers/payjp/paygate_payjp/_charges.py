@@ -15,9 +15,9 @@ Status semantics (PAY.JP v1 charge fields ``paid``, ``captured``, ``refunded``,
 
 Partial capture: PAY.JP documents that ``capture`` takes an ``amount`` no larger than
 the authorised one, but not how the charge shows it afterwards. The adapter (and the
-sandbox emulator) assume that ``amount`` then holds the captured amount; paygate's
-``Charge.amount`` keeps the authorised amount where it is known and
-``amount_captured`` the captured one.
+sandbox emulator) assume that ``amount`` then holds the captured amount, the rest of the
+authorisation being released; paygate's ``Charge.amount`` and ``amount_captured`` both
+follow it, so what may be refunded is always ``amount - amount_refunded``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from paygate import Charge, ChargeStatus, Failure, Money, Redirect
+from paygate import Charge, ChargeStatus, Failure, Redirect
 from paygate.adapter import OpContext
 
 from ._wire import from_ts, jpy
@@ -76,20 +76,17 @@ def charge_from_wire(
     ctx: OpContext,
     *,
     provider: str,
-    authorized_amount: Money | None = None,
     tds_url: str | None = None,
 ) -> Charge:
     """paygate's `Charge` of a PAY.JP charge object.
 
-    ``authorized_amount`` is the amount paygate asked for (PAY.JP may report the
-    captured amount after a partial capture). ``tds_url`` is the 3-D Secure start page,
-    given when the adapter knows the public key.
+    ``tds_url`` is the 3-D Secure start page, given when the adapter knows the public
+    key.
     """
     currency = str(obj.get("currency") or "jpy").upper()
     wire_amount = jpy(obj.get("amount"), currency)
     status = charge_status(obj)
     captured = bool(obj.get("captured"))
-    amount = authorized_amount if authorized_amount is not None else wire_amount
     failure = None
     if status is ChargeStatus.FAILED:
         code = obj.get("failure_code")
@@ -107,7 +104,7 @@ def charge_from_wire(
         provider_ref=str(obj.get("id")),
         method="card",
         status=status,
-        amount=amount,
+        amount=wire_amount,
         amount_refunded=jpy(obj.get("amount_refunded") or 0, currency),
         amount_captured=wire_amount if captured else None,
         next_action=next_action,

@@ -209,15 +209,15 @@ class PayjpEmulator(Emulator):
 
     def __init__(self, ctx: EmulatorContext) -> None:
         super().__init__(ctx)
-        self._seed = ctx.rng.getrandbits(64)
-        self._signing = hashlib.sha256(f"payjp-files-{self._seed}".encode()).digest()
+        self._signing = hashlib.sha256(f"payjp-files-{ctx.rng.getrandbits(64)}".encode()).digest()
         self.reset()
 
     # -- state -----------------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget everything; seed customers, tenants and the first Term."""
-        self._rng = random.Random(self._seed)
+        # The host re-seeds ``ctx.rng`` before a reset, so ids repeat from run to run.
+        self._rng = random.Random(self.ctx.rng.getrandbits(64))
         self.charges: dict[str, _Charge] = {}
         self.events: list[dict[str, Any]] = []
         self.tenants: dict[str, dict[str, Any]] = {}
@@ -343,6 +343,22 @@ class PayjpEmulator(Emulator):
             for balance in self.books.balances.values()
         ]
         return entries
+
+    def fault_response(self, status: int) -> Response | None:
+        """PAY.JP's own error body for a fault the sandbox injects (429 and 5xx)."""
+        if status == 429:
+            error = ApiError(
+                429,
+                "over_capacity",
+                "The service is over capacity. Please try again later.",
+            )
+        elif status >= 500:
+            error = ApiError(
+                status, "payjp_wrong", "An unexpected error occurred.", kind="server_error"
+            )
+        else:
+            return None
+        return _json(error.status, error.body)
 
     async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Customer- and operator-side actions (see the class docstring)."""

@@ -230,15 +230,9 @@ class PayjpProvider(Provider):
             self.api.base_url, charge_id, self.config.public_key, self.config.tds_back
         )
 
-    def _charge(
-        self, obj: Mapping[str, Any], ctx: OpContext, authorized: Money | None = None
-    ) -> Charge:
+    def _charge(self, obj: Mapping[str, Any], ctx: OpContext) -> Charge:
         return charge_from_wire(
-            obj,
-            ctx,
-            provider=self.name,
-            authorized_amount=authorized,
-            tds_url=self._tds_url(str(obj.get("id"))),
+            obj, ctx, provider=self.name, tds_url=self._tds_url(str(obj.get("id")))
         )
 
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
@@ -268,7 +262,7 @@ class PayjpProvider(Provider):
         }
         reply = yield self.api.post("/v1/charges", params, key=key, step="charges.create")
         obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx, req.amount)
+        return self._charge(obj, ctx)
 
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
         """The charge's current state.
@@ -293,11 +287,12 @@ class PayjpProvider(Provider):
                 step="charges.tds_finish",
             )
             obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx, ref.amount)
+        return self._charge(obj, ctx)
 
     def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
         """Capture an authorised charge, fully or partly (``amount`` at most the
-        authorised amount; the rest of the authorisation is released)."""
+        authorised amount; the rest of the authorisation is released, and the charge's
+        ``amount`` becomes the captured amount)."""
         if req.amount is not None:
             _check_jpy(req.amount, "amount", minimum=1, maximum=MAX_AMOUNT)
             if req.charge.amount is not None and req.amount > req.charge.amount:
@@ -312,7 +307,7 @@ class PayjpProvider(Provider):
             f"/v1/charges/{charge_id}/capture", params, key=key, step="charges.capture"
         )
         obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx, req.charge.amount)
+        return self._charge(obj, ctx)
 
     def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
         """Void an authorisation that was never captured (a refund of the uncaptured
@@ -324,7 +319,7 @@ class PayjpProvider(Provider):
         charge_id = quote(req.charge.provider_ref, safe="")
         reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
         obj = self.api.read(reply, "charge")
-        current = self._charge(obj, ctx, req.charge.amount)
+        current = self._charge(obj, ctx)
         if current.status is ChargeStatus.CANCELED:
             return current
         if obj.get("captured"):
@@ -339,7 +334,7 @@ class PayjpProvider(Provider):
             )
         reply = yield self.api.post(f"/v1/charges/{charge_id}/refund", key=key, step="charges.void")
         obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx, req.charge.amount)
+        return self._charge(obj, ctx)
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
         """Refund part (``amount``) or the rest of a charge, with an optional reason.

@@ -28,7 +28,7 @@ BASE = "http://127.0.0.1/payjp"
 
 
 @dataclass
-class Sandbox:
+class Harness:
     """The emulator, its clock and a way to run flows against it."""
 
     clock: SandboxClock
@@ -91,7 +91,7 @@ def make_emulator(clock: SandboxClock, deliveries: list[WebhookDelivery]) -> Pay
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
+def emu() -> Iterator[Harness]:
     clock = SandboxClock(start=START)
     deliveries: list[WebhookDelivery] = []
     emulator = make_emulator(clock, deliveries)
@@ -99,7 +99,7 @@ def sandbox() -> Iterator[Sandbox]:
     loop = asyncio.new_event_loop()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
     try:
-        yield Sandbox(
+        yield Harness(
             clock=clock,
             emulator=emulator,
             client=client,

@@ -80,15 +80,15 @@ def events(sb: Any, kind: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- charges
 
 
-def test_charge_succeeds_and_is_read_back(sandbox: Any) -> None:
-    charge = pay(sandbox, 1000, "order-1")
+def test_charge_succeeds_and_is_read_back(emu: Any) -> None:
+    charge = pay(emu, 1000, "order-1")
     assert charge.status is ChargeStatus.SUCCEEDED
     assert charge.provider_ref.startswith("ch_")
-    assert charge.created_at == sandbox.clock.now().replace(microsecond=0)
-    again = sandbox.run(sandbox.provider.status(ref(charge), sandbox.ctx()))
+    assert charge.created_at == emu.clock.now().replace(microsecond=0)
+    again = emu.run(emu.provider.status(ref(charge), emu.ctx()))
     assert again.status is ChargeStatus.SUCCEEDED
-    assert again.raw["term_id"] == sandbox.emulator.books.current_term.id
-    (event,) = events(sandbox, "charge.succeeded")
+    assert again.raw["term_id"] == emu.emulator.books.current_term.id
+    (event,) = events(emu, "charge.succeeded")
     assert event["data"]["id"] == charge.provider_ref
 
 
@@ -104,77 +104,77 @@ def test_charge_succeeds_and_is_read_back(sandbox: Any) -> None:
         "processing_error",
     ],
 )
-def test_test_tokens_decline(sandbox: Any, code: str) -> None:
+def test_test_tokens_decline(emu: Any, code: str) -> None:
     with pytest.raises(PaymentDeclined) as info:
-        pay(sandbox, 1000, f"order-{code}", token=f"tok_{code}")
+        pay(emu, 1000, f"order-{code}", token=f"tok_{code}")
     assert info.value.provider_code == code
     assert info.value.http_status == 402
-    (entry,) = sandbox.emulator.ledger()
+    (entry,) = emu.emulator.ledger()
     assert entry.status == "failed"
-    assert events(sandbox, "charge.failed")
+    assert events(emu, "charge.failed")
 
 
-def test_unknown_token_and_single_use_tokens(sandbox: Any) -> None:
+def test_unknown_token_and_single_use_tokens(emu: Any) -> None:
     with pytest.raises(NotFound) as info:
-        pay(sandbox, 1000, "o1", token="tok_nonexistent")
+        pay(emu, 1000, "o1", token="tok_nonexistent")
     assert info.value.provider_code == "invalid_id"
-    token = sandbox.control("token", card="success")["id"]
-    assert pay(sandbox, 1000, "o2", token=token).status is ChargeStatus.SUCCEEDED
+    token = emu.control("token", card="success")["id"]
+    assert pay(emu, 1000, "o2", token=token).status is ChargeStatus.SUCCEEDED
     with pytest.raises(ProviderRejected) as again:
-        pay(sandbox, 1000, "o3", token=token)
+        pay(emu, 1000, "o3", token=token)
     assert again.value.provider_code == "token_already_used"
-    declining = sandbox.control("token", card="card_declined")["id"]
+    declining = emu.control("token", card="card_declined")["id"]
     with pytest.raises(PaymentDeclined):
-        pay(sandbox, 1000, "o4", token=declining)
+        pay(emu, 1000, "o4", token=declining)
     with pytest.raises(ControlError):
-        sandbox.control("token", card="platinum")
+        emu.control("token", card="platinum")
 
 
-def test_customer_charges(sandbox: Any) -> None:
+def test_customer_charges(emu: Any) -> None:
     ok = ChargeRequest(amount=Money.jpy(800), method=Card(customer="cus_success"))
-    charge = sandbox.run(sandbox.provider.charge(ok, sandbox.ctx("c1")))
+    charge = emu.run(emu.provider.charge(ok, emu.ctx("c1")))
     assert charge.status is ChargeStatus.SUCCEEDED
     assert charge.raw["customer"] == "cus_success"
     bad = ChargeRequest(amount=Money.jpy(800), method=Card(customer="cus_card_declined"))
     with pytest.raises(PaymentDeclined):
-        sandbox.run(sandbox.provider.charge(bad, sandbox.ctx("c2")))
+        emu.run(emu.provider.charge(bad, emu.ctx("c2")))
 
 
-def test_idempotency_key_replays(sandbox: Any) -> None:
-    first = pay(sandbox, 1000, "order-7")
-    second = pay(sandbox, 1000, "order-7")
+def test_idempotency_key_replays(emu: Any) -> None:
+    first = pay(emu, 1000, "order-7")
+    second = pay(emu, 1000, "order-7")
     assert second.provider_ref == first.provider_ref
-    assert len(sandbox.emulator.ledger()) == 1
-    assert sandbox.emulator.ledger()[0].key == "pg-charge-order-7"
+    assert len(emu.emulator.ledger()) == 1
+    assert emu.emulator.ledger()[0].key == "pg-charge-order-7"
     with pytest.raises(IdempotencyConflict) as info:
-        pay(sandbox, 2000, "order-7")
+        pay(emu, 2000, "order-7")
     assert info.value.provider_code == "idempotency_conflict"
     # A declined answer is replayed too, without a second attempt.
     for _ in range(2):
         with pytest.raises(PaymentDeclined):
-            pay(sandbox, 1000, "order-8", token="tok_card_declined")
-    assert len(sandbox.emulator.ledger()) == 2
+            pay(emu, 1000, "order-8", token="tok_card_declined")
+    assert len(emu.emulator.ledger()) == 2
 
 
-def test_keys_are_forgotten_after_a_day(sandbox: Any) -> None:
-    first = pay(sandbox, 1000, "order-9")
-    sandbox.advance(hours=25)
-    assert pay(sandbox, 1000, "order-9").provider_ref != first.provider_ref
+def test_keys_are_forgotten_after_a_day(emu: Any) -> None:
+    first = pay(emu, 1000, "order-9")
+    emu.advance(hours=25)
+    assert pay(emu, 1000, "order-9").provider_ref != first.provider_ref
 
 
-def test_wrong_key_is_refused(sandbox: Any, settings_factory: Any) -> None:
+def test_wrong_key_is_refused(emu: Any, settings_factory: Any) -> None:
     from paygate_payjp import PayjpProvider
 
     other = PayjpProvider(settings_factory(secret_key="sk_test_wrong000000"), account="card")
     with pytest.raises(AuthenticationError) as info:
-        pay(sandbox, 1000, "o1", provider=other)
+        pay(emu, 1000, "o1", provider=other)
     assert info.value.provider_code == "invalid_api_key"
-    resp = sandbox.request("GET", "/payjp/v1/charges")
+    resp = emu.request("GET", "/payjp/v1/charges")
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "no_api_key"
 
 
-def test_emulator_refuses_bad_parameters(sandbox: Any) -> None:
+def test_emulator_refuses_bad_parameters(emu: Any) -> None:
     cases = [
         ({"amount": "49", "currency": "jpy", "card": "tok_success"}, "invalid_amount"),
         ({"amount": "100", "currency": "usd", "card": "tok_success"}, "invalid_currency"),
@@ -199,7 +199,7 @@ def test_emulator_refuses_bad_parameters(sandbox: Any) -> None:
         ),
     ]
     for data, code in cases:
-        resp = sandbox.request("POST", "/payjp/v1/charges", data=data, auth=(SECRET_KEY, ""))
+        resp = emu.request("POST", "/payjp/v1/charges", data=data, auth=(SECRET_KEY, ""))
         assert resp.status_code == 400, data
         assert resp.json()["error"]["code"] == code
 
@@ -207,29 +207,29 @@ def test_emulator_refuses_bad_parameters(sandbox: Any) -> None:
 # ------------------------------------------------------------- capture, cancel, refund
 
 
-def test_authorise_then_partial_capture_then_refunds(sandbox: Any) -> None:
-    auth = pay(sandbox, 5000, "order-1", capture=False)
+def test_authorise_then_partial_capture_then_refunds(emu: Any) -> None:
+    auth = pay(emu, 5000, "order-1", capture=False)
     assert auth.status is ChargeStatus.AUTHORIZED
     assert auth.raw["expired_at"] == auth.raw["created"] + 7 * 86_400
-    captured = sandbox.run(
-        sandbox.provider.capture(
-            CaptureRequest(charge=ref(auth), amount=Money.jpy(4000)), sandbox.ctx("order-1-cap")
+    captured = emu.run(
+        emu.provider.capture(
+            CaptureRequest(charge=ref(auth), amount=Money.jpy(4000)), emu.ctx("order-1-cap")
         )
     )
     assert captured.status is ChargeStatus.SUCCEEDED
-    assert captured.amount == Money.jpy(5000)
+    assert captured.amount == Money.jpy(4000)
     assert captured.amount_captured == Money.jpy(4000)
-    assert events(sandbox, "charge.captured")
+    assert events(emu, "charge.captured")
 
     def refund(amount: int | None, key: str) -> Any:
         money = Money.jpy(amount) if amount is not None else None
         req = RefundRequest(charge=ref(captured), amount=money, reason="returned")
-        return sandbox.run(sandbox.provider.refund(req, sandbox.ctx(key)))
+        return emu.run(emu.provider.refund(req, emu.ctx(key)))
 
     assert refund(1000, "r1").amount == Money.jpy(1000)
     assert refund(500, "r2").amount == Money.jpy(500)
     assert refund(500, "r2").amount == Money.jpy(500)  # replayed, not refunded twice
-    status = sandbox.run(sandbox.provider.status(ref(captured), sandbox.ctx()))
+    status = emu.run(emu.provider.status(ref(captured), emu.ctx()))
     assert status.status is ChargeStatus.PARTIALLY_REFUNDED
     assert status.amount_refunded == Money.jpy(1500)
     assert status.raw["refund_reason"] == "returned"
@@ -238,95 +238,91 @@ def test_authorise_then_partial_capture_then_refunds(sandbox: Any) -> None:
     assert info.value.provider_code == "refund_amount_gt_net"
     rest = refund(None, "r4")
     assert rest.amount == Money.jpy(2500)
-    final = sandbox.run(sandbox.provider.status(ref(captured), sandbox.ctx()))
+    final = emu.run(emu.provider.status(ref(captured), emu.ctx()))
     assert final.status is ChargeStatus.REFUNDED
     with pytest.raises(ProviderRejected) as again:
         refund(100, "r5")
     assert again.value.provider_code == "already_refunded"
 
 
-def test_capture_errors(sandbox: Any) -> None:
-    charge = pay(sandbox, 1000, "order-1")
+def test_capture_errors(emu: Any) -> None:
+    charge = pay(emu, 1000, "order-1")
     with pytest.raises(ProviderRejected) as info:
-        sandbox.run(
-            sandbox.provider.capture(CaptureRequest(charge=ref(charge)), sandbox.ctx("cap"))
-        )
+        emu.run(emu.provider.capture(CaptureRequest(charge=ref(charge)), emu.ctx("cap")))
     assert info.value.provider_code == "already_captured"
 
 
-def test_cancel_voids_and_refuses_captured(sandbox: Any) -> None:
-    auth = pay(sandbox, 3000, "order-1", capture=False)
-    voided = sandbox.run(sandbox.provider.cancel(CancelRequest(charge=ref(auth)), sandbox.ctx("c")))
+def test_cancel_voids_and_refuses_captured(emu: Any) -> None:
+    auth = pay(emu, 3000, "order-1", capture=False)
+    voided = emu.run(emu.provider.cancel(CancelRequest(charge=ref(auth)), emu.ctx("c")))
     assert voided.status is ChargeStatus.CANCELED
-    again = sandbox.run(sandbox.provider.cancel(CancelRequest(charge=ref(auth)), sandbox.ctx("c")))
+    again = emu.run(emu.provider.cancel(CancelRequest(charge=ref(auth)), emu.ctx("c")))
     assert again.status is ChargeStatus.CANCELED
-    captured = pay(sandbox, 3000, "order-2")
+    captured = pay(emu, 3000, "order-2")
     with pytest.raises(InvalidRequest):
-        sandbox.run(sandbox.provider.cancel(CancelRequest(charge=ref(captured)), sandbox.ctx("d")))
+        emu.run(emu.provider.cancel(CancelRequest(charge=ref(captured)), emu.ctx("d")))
 
 
-def test_authorisation_expires_on_the_clock(sandbox: Any) -> None:
-    auth = pay(sandbox, 3000, "order-1", capture=False)
-    sandbox.advance(days=6)
-    assert sandbox.run(sandbox.provider.status(ref(auth), sandbox.ctx())).status is (
-        ChargeStatus.AUTHORIZED
-    )
-    sandbox.advance(days=2)
-    expired = sandbox.run(sandbox.provider.status(ref(auth), sandbox.ctx()))
+def test_authorisation_expires_on_the_clock(emu: Any) -> None:
+    auth = pay(emu, 3000, "order-1", capture=False)
+    emu.advance(days=6)
+    assert emu.run(emu.provider.status(ref(auth), emu.ctx())).status is (ChargeStatus.AUTHORIZED)
+    emu.advance(days=2)
+    expired = emu.run(emu.provider.status(ref(auth), emu.ctx()))
     assert expired.status is ChargeStatus.CANCELED
     with pytest.raises(ProviderRejected) as info:
-        sandbox.run(sandbox.provider.capture(CaptureRequest(charge=ref(auth)), sandbox.ctx("k")))
+        emu.run(emu.provider.capture(CaptureRequest(charge=ref(auth)), emu.ctx("k")))
     assert info.value.provider_code == "cant_capture_refunded_charge"
 
 
-def test_three_d_secure_redirect_flow(sandbox: Any) -> None:
-    charge = pay(sandbox, 2000, "order-1", three_d_secure=True)
+def test_three_d_secure_redirect_flow(emu: Any) -> None:
+    charge = pay(emu, 2000, "order-1", three_d_secure=True)
     assert charge.status is ChargeStatus.REQUIRES_ACTION
     assert isinstance(charge.next_action, Redirect)
     url = urlsplit(charge.next_action.url)
     assert url.path == f"/payjp/v1/tds/{charge.provider_ref}/start"
-    pending = sandbox.run(sandbox.provider.status(ref(charge), sandbox.ctx()))
+    pending = emu.run(emu.provider.status(ref(charge), emu.ctx()))
     assert pending.status is ChargeStatus.REQUIRES_ACTION
-    page = sandbox.request("GET", f"{url.path}?{url.query}")
+    page = emu.request("GET", f"{url.path}?{url.query}")
     assert page.status_code == 200
     assert "verified" in page.text
-    done = sandbox.run(sandbox.provider.status(ref(charge), sandbox.ctx()))
+    done = emu.run(emu.provider.status(ref(charge), emu.ctx()))
     assert done.status is ChargeStatus.SUCCEEDED
-    assert [c.step for c in sandbox.calls[-2:]] == ["charges.get", "charges.tds_finish"]
+    assert [c.step for c in emu.calls[-2:]] == ["charges.get", "charges.tds_finish"]
 
 
-def test_three_d_secure_failure(sandbox: Any) -> None:
-    charge = pay(sandbox, 2000, "order-1", token="tok_3ds_failed", three_d_secure=True)
+def test_three_d_secure_failure(emu: Any) -> None:
+    charge = pay(emu, 2000, "order-1", token="tok_3ds_failed", three_d_secure=True)
     url = urlsplit(charge.next_action.url)  # type: ignore[union-attr]
-    assert "failed" in sandbox.request("GET", f"{url.path}?{url.query}").text
-    failed = sandbox.run(sandbox.provider.status(ref(charge), sandbox.ctx()))
+    assert "failed" in emu.request("GET", f"{url.path}?{url.query}").text
+    failed = emu.run(emu.provider.status(ref(charge), emu.ctx()))
     assert failed.status is ChargeStatus.FAILED
     assert failed.failure is not None
     assert failed.failure.code == "three_d_secure_failed"
 
 
-def test_three_d_secure_control_action(sandbox: Any) -> None:
-    charge = pay(sandbox, 2000, "order-1", three_d_secure=True)
-    sandbox.control("tds", charge=charge.provider_ref, result="attempted")
-    done = sandbox.run(sandbox.provider.status(ref(charge), sandbox.ctx()))
+def test_three_d_secure_control_action(emu: Any) -> None:
+    charge = pay(emu, 2000, "order-1", three_d_secure=True)
+    emu.control("tds", charge=charge.provider_ref, result="attempted")
+    done = emu.run(emu.provider.status(ref(charge), emu.ctx()))
     assert done.status is ChargeStatus.SUCCEEDED
     with pytest.raises(ControlError):
-        sandbox.control("tds", charge=charge.provider_ref)
+        emu.control("tds", charge=charge.provider_ref)
 
 
 # ---------------------------------------------------------------------------- payouts
 
 
-def test_closing_run_moves_a_large_balance_to_transfer(sandbox: Any) -> None:
-    pay(sandbox, 12_000, "order-1")
-    before = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+def test_closing_run_moves_a_large_balance_to_transfer(emu: Any) -> None:
+    pay(emu, 12_000, "order-1")
+    before = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert before.collecting == Money.jpy(0)  # nothing is fixed before the closing run
     assert before.raw["current_term"]["closed"] is False
-    sandbox.advance(days=22)  # past 2026-02-01 00:00 JST
-    terms = get(sandbox, "/v1/terms")["data"]
+    emu.advance(days=22)  # past 2026-02-01 00:00 JST
+    terms = get(emu, "/v1/terms")["data"]
     assert [t["closed"] for t in terms] == [False, True]
     assert terms[1]["charge_count"] == 1
-    (balance,) = balances(sandbox)
+    (balance,) = balances(emu)
     assert balance["state"] == "transfer"
     assert [st["type"] for st in balance["statements"]] == ["sales", "transfer_fee"]
     sales = balance["statements"][0]
@@ -337,58 +333,58 @@ def test_closing_run_moves_a_large_balance_to_transfer(sandbox: Any) -> None:
     assert sales["term"]["id"] == terms[1]["id"]
     assert balance["net"] == 12_000 - 360 - 250
     assert balance["bank_info"]["bank_account_status"] == "pending"
-    payout = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+    payout = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert payout.scheduled == Money.jpy(11_390)
     assert payout.next_payout_date == date(2026, 2, 28)
     assert payout.next_payout_amount == Money.jpy(11_390)
     assert {i.kind for i in payout.items} == {"gross_sales", "fee", "transfer_fee"}
-    (fixed,) = events(sandbox, "balance.fixed")
+    (fixed,) = events(emu, "balance.fixed")
     assert fixed["data"]["id"] == balance["id"]
-    delivery = next(d for d in sandbox.deliveries if d.event_id == fixed["id"])
+    delivery = next(d for d in emu.deliveries if d.event_id == fixed["id"])
     assert delivery.headers["X-Payjp-Webhook-Token"] == WEBHOOK_TOKEN
-    assert events(sandbox, "term.closed")
-    assert events(sandbox, "statement.created")
-    sandbox.advance(days=30)  # past the due date: PAY.JP paid it
-    (paid,) = balances(sandbox)
+    assert events(emu, "term.closed")
+    assert events(emu, "statement.created")
+    emu.advance(days=30)  # past the due date: PAY.JP paid it
+    (paid,) = balances(emu)
     assert paid["closed"] is True
     assert paid["closed_date"] == paid["due_date"]
     assert paid["bank_info"]["bank_account_status"] == "success"
-    after = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+    after = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert after.scheduled == Money.jpy(0)
-    assert events(sandbox, "balance.closed")
+    assert events(emu, "balance.closed")
 
 
-def test_small_balance_is_deferred(sandbox: Any) -> None:
-    pay(sandbox, 5_000, "order-1")
-    sandbox.advance(days=22)
-    (balance,) = balances(sandbox)
+def test_small_balance_is_deferred(emu: Any) -> None:
+    pay(emu, 5_000, "order-1")
+    emu.advance(days=22)
+    (balance,) = balances(emu)
     assert balance["state"] == "collecting"
     assert balance["net"] == 4_850
-    pay(sandbox, 6_000, "order-2")
-    sandbox.advance(days=28)  # past 2026-03-01: 4,850 + 5,820 >= 10,000
-    (balance,) = balances(sandbox)
+    pay(emu, 6_000, "order-2")
+    emu.advance(days=28)  # past 2026-03-01: 4,850 + 5,820 >= 10,000
+    (balance,) = balances(emu)
     assert balance["state"] == "transfer"
     assert balance["net"] == 4_850 + 5_820 - 250
     assert [st["type"] for st in balance["statements"]] == ["sales", "sales", "transfer_fee"]
 
 
-def test_deferred_balance_is_reported_as_collecting(sandbox: Any) -> None:
-    pay(sandbox, 5_000, "order-1")
-    sandbox.advance(days=22)
-    payout = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+def test_deferred_balance_is_reported_as_collecting(emu: Any) -> None:
+    pay(emu, 5_000, "order-1")
+    emu.advance(days=22)
+    payout = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert payout.collecting == Money.jpy(4_850)
     assert payout.scheduled == Money.jpy(0)
     assert payout.next_payout_date is None
 
 
-def test_tiny_balance_is_forfeited_after_a_year(sandbox: Any) -> None:
-    pay(sandbox, 500, "order-1")
-    sandbox.advance(days=22)
-    assert balances(sandbox)[0]["state"] == "collecting"
-    sandbox.advance(days=360)  # 2027-01-27: deferral runs until 2027-02-01 JST
-    assert balances(sandbox)[0]["closed"] is False
-    sandbox.advance(days=10)
-    (balance,) = balances(sandbox)
+def test_tiny_balance_is_forfeited_after_a_year(emu: Any) -> None:
+    pay(emu, 500, "order-1")
+    emu.advance(days=22)
+    assert balances(emu)[0]["state"] == "collecting"
+    emu.advance(days=360)  # 2027-01-27: deferral runs until 2027-02-01 JST
+    assert balances(emu)[0]["closed"] is False
+    emu.advance(days=10)
+    (balance,) = balances(emu)
     assert balance["state"] == "transfer"
     assert balance["closed"] is True
     assert balance["net"] == 0
@@ -398,190 +394,182 @@ def test_tiny_balance_is_forfeited_after_a_year(sandbox: Any) -> None:
         {"subject": "forfeit", "name": "失効", "amount": -485, "tax_rate": "0.00"}
     ]
     assert balance["closed_date"] == 1801407600  # 2027-02-01 00:00 JST
-    assert get(sandbox, "/v1/statements", type="forfeit")["count"] == 1
+    assert get(emu, "/v1/statements", type="forfeit")["count"] == 1
 
 
-def test_balance_over_the_floor_is_paid_when_deferral_ends(sandbox: Any) -> None:
-    pay(sandbox, 3_000, "order-1")
-    sandbox.advance(days=390)
-    (balance,) = balances(sandbox)
+def test_balance_over_the_floor_is_paid_when_deferral_ends(emu: Any) -> None:
+    pay(emu, 3_000, "order-1")
+    emu.advance(days=390)
+    (balance,) = balances(emu)
     assert balance["state"] == "transfer"
     assert balance["closed"] is False
     assert balance["net"] == 2_910 - 250
 
 
-def test_negative_net_becomes_a_claim(sandbox: Any) -> None:
-    charge = pay(sandbox, 20_000, "order-1")
-    sandbox.advance(days=22)
+def test_negative_net_becomes_a_claim(emu: Any) -> None:
+    charge = pay(emu, 20_000, "order-1")
+    emu.advance(days=22)
     req = RefundRequest(charge=ref(charge), amount=Money.jpy(20_000))
-    sandbox.run(sandbox.provider.refund(req, sandbox.ctx("r1")))
-    sandbox.advance(days=28)  # past 2026-03-01 JST
-    claim = balances(sandbox, state="claim")
+    emu.run(emu.provider.refund(req, emu.ctx("r1")))
+    emu.advance(days=28)  # past 2026-03-01 JST
+    claim = balances(emu, state="claim")
     assert len(claim) == 1
     assert claim[0]["net"] == -20_000 + 600
     items = {i["subject"]: i["amount"] for i in claim[0]["statements"][0]["items"]}
     assert items == {"gross_refund": -20_000, "refund_fee_offset": 600}
-    payout = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+    payout = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert payout.owed == Money.jpy(19_400)
-    settled = sandbox.control("settle_claim", balance=claim[0]["id"])
+    settled = emu.control("settle_claim", balance=claim[0]["id"])
     assert settled["closed"] is True
-    assert sandbox.run(sandbox.provider.payout_balance(sandbox.ctx())).owed == Money.jpy(0)
+    assert emu.run(emu.provider.payout_balance(emu.ctx())).owed == Money.jpy(0)
 
 
-def test_close_term_control_and_configure(sandbox: Any) -> None:
-    pay(sandbox, 15_000, "order-1")
-    result = sandbox.control("close_term")
+def test_close_term_control_and_configure(emu: Any) -> None:
+    pay(emu, 15_000, "order-1")
+    result = emu.control("close_term")
     assert result["term"]["closed"] is True
-    assert result["term"]["end_at"] == int(sandbox.clock.now().timestamp())
+    assert result["term"]["end_at"] == int(emu.clock.now().timestamp())
     assert [st["type"] for st in result["statements"]] == ["sales"]
     (balance,) = result["balances"]
     assert balance["state"] == "transfer"
     assert balance["due_date"] == 1772204400  # 2026-02-28 00:00 JST
-    sandbox.control("configure", cycle_days=7, payout_days=3)
-    current = sandbox.emulator.books.current_term
+    emu.control("configure", cycle_days=7, payout_days=3)
+    current = emu.emulator.books.current_term
     assert current.end_at == 1769871600  # the running Term keeps its end
-    sandbox.advance(days=22)
-    latest = get(sandbox, "/v1/terms", limit=1)["data"][0]
+    emu.advance(days=22)
+    latest = get(emu, "/v1/terms", limit=1)["data"][0]
     assert latest["end_at"] - latest["start_at"] == 7 * 86_400
     with pytest.raises(ControlError):
-        sandbox.control("configure", cycle_days="weekly")
+        emu.control("configure", cycle_days="weekly")
     with pytest.raises(ControlError):
-        sandbox.control("no_such_action")
+        emu.control("no_such_action")
 
 
-def test_payout_control(sandbox: Any) -> None:
-    pay(sandbox, 15_000, "order-1")
-    (balance,) = sandbox.control("close_term")["balances"]
-    paid = sandbox.control("payout", balance=balance["id"])
+def test_payout_control(emu: Any) -> None:
+    pay(emu, 15_000, "order-1")
+    (balance,) = emu.control("close_term")["balances"]
+    paid = emu.control("payout", balance=balance["id"])
     assert paid["closed"] is True
     with pytest.raises(ControlError):
-        sandbox.control("payout", balance=balance["id"])
+        emu.control("payout", balance=balance["id"])
 
 
-def test_lists_page_and_filter(sandbox: Any) -> None:
+def test_lists_page_and_filter(emu: Any) -> None:
     for i in range(5):
-        pay(sandbox, 1_000, f"order-{i}")
-        sandbox.control("close_term")
-    page = get(sandbox, "/v1/statements", limit=2, offset=0)
+        pay(emu, 1_000, f"order-{i}")
+        emu.control("close_term")
+    page = get(emu, "/v1/statements", limit=2, offset=0)
     assert (page["count"], page["has_more"], page["url"]) == (2, True, "/v1/statements")
-    last = get(sandbox, "/v1/statements", limit=2, offset=4)
+    last = get(emu, "/v1/statements", limit=2, offset=4)
     assert (last["count"], last["has_more"]) == (1, False)
-    api = Api(sandbox.provider.api.base_url, SECRET_KEY)
-    everything = sandbox.run(api.paged("/v1/statements", {}, step="s", page_size=2))
+    api = Api(emu.provider.api.base_url, SECRET_KEY)
+    everything = emu.run(api.paged("/v1/statements", {}, step="s", page_size=2))
     assert len(everything) == 5
     assert len({st["id"] for st in everything}) == 5
-    assert len([c for c in sandbox.calls if c.step == "s"]) == 3
-    first_term = get(sandbox, "/v1/terms", limit=100)["data"][-1]["id"]
-    assert get(sandbox, "/v1/statements", term=first_term)["count"] == 1
-    assert get(sandbox, "/v1/statements", owner="tenant")["count"] == 0
-    assert get(sandbox, "/v1/balances", state="collecting", closed="false")["count"] == 1
-    assert get(sandbox, "/v1/balances", state="transfer")["count"] == 0
-    charges = get(sandbox, "/v1/charges", limit=3)
+    assert len([c for c in emu.calls if c.step == "s"]) == 3
+    first_term = get(emu, "/v1/terms", limit=100)["data"][-1]["id"]
+    assert get(emu, "/v1/statements", term=first_term)["count"] == 1
+    assert get(emu, "/v1/statements", owner="tenant")["count"] == 0
+    assert get(emu, "/v1/balances", state="collecting", closed="false")["count"] == 1
+    assert get(emu, "/v1/balances", state="transfer")["count"] == 0
+    charges = get(emu, "/v1/charges", limit=3)
     assert charges["count"] == 3
     assert charges["has_more"] is True
-    created = [c["created"] for c in get(sandbox, "/v1/charges", limit=100)["data"]]
+    created = [c["created"] for c in get(emu, "/v1/charges", limit=100)["data"]]
     assert created == sorted(created, reverse=True)
-    resp = sandbox.request(
-        "GET", "/payjp/v1/balances", params={"limit": 101}, auth=(SECRET_KEY, "")
-    )
+    resp = emu.request("GET", "/payjp/v1/balances", params={"limit": 101}, auth=(SECRET_KEY, ""))
     assert resp.status_code == 400
-    resp = sandbox.request(
-        "GET", "/payjp/v1/balances", params={"owner": "x"}, auth=(SECRET_KEY, "")
-    )
+    resp = emu.request("GET", "/payjp/v1/balances", params={"owner": "x"}, auth=(SECRET_KEY, ""))
     assert resp.json()["error"]["code"] == "invalid_owner_type"
 
 
-def test_provider_statement_listing(sandbox: Any) -> None:
-    pay(sandbox, 12_000, "order-1")
-    sandbox.control("close_term")
-    statements = sandbox.run(sandbox.provider.payout_statements(sandbox.ctx(), type="sales"))
+def test_provider_statement_listing(emu: Any) -> None:
+    pay(emu, 12_000, "order-1")
+    emu.control("close_term")
+    statements = emu.run(emu.provider.payout_statements(emu.ctx(), type="sales"))
     assert [st.type for st in statements] == ["sales"]
     assert statements[0].net == Money.jpy(11_640)
     assert statements[0].term is not None
     assert statements[0].term.closed
-    fees = sandbox.run(sandbox.provider.payout_statements(sandbox.ctx(), type="transfer_fee"))
+    fees = emu.run(emu.provider.payout_statements(emu.ctx(), type="transfer_fee"))
     assert [st.net for st in fees] == [Money.jpy(-250)]
-    all_balances = sandbox.run(sandbox.provider.payout_balances(sandbox.ctx(), state="transfer"))
+    all_balances = emu.run(emu.provider.payout_balances(emu.ctx(), state="transfer"))
     assert [b.state for b in all_balances] == ["transfer"]
-    terms = sandbox.run(sandbox.provider.payout_terms(sandbox.ctx()))
+    terms = emu.run(emu.provider.payout_terms(emu.ctx()))
     assert [t.closed for t in terms] == [False, True]
 
 
-def test_tenants(sandbox: Any) -> None:
-    tenant_provider = sandbox.with_settings(tenant="ten_test")
-    charge = pay(sandbox, 20_000, "order-1", provider=tenant_provider)
+def test_tenants(emu: Any) -> None:
+    tenant_provider = emu.with_settings(tenant="ten_test")
+    charge = pay(emu, 20_000, "order-1", provider=tenant_provider)
     assert charge.raw["tenant"] == "ten_test"
     assert charge.raw["platform_fee"] == 2_000
-    sandbox.advance(days=22)
-    tenant = sandbox.run(tenant_provider.payout_balance(sandbox.ctx()))
+    emu.advance(days=22)
+    tenant = emu.run(tenant_provider.payout_balance(emu.ctx()))
     assert tenant.scheduled == Money.jpy(20_000 - 600 - 2_000 - 250)
-    merchant = sandbox.run(sandbox.provider.payout_balance(sandbox.ctx()))
+    merchant = emu.run(emu.provider.payout_balance(emu.ctx()))
     assert merchant.collecting == Money.jpy(2_000)
-    assert get(sandbox, "/v1/balances", owner="tenant")["count"] == 1
-    assert get(sandbox, "/v1/balances", tenant="ten_test")["data"][0]["tenant_id"] == "ten_test"
-    new = sandbox.request(
+    assert get(emu, "/v1/balances", owner="tenant")["count"] == 1
+    assert get(emu, "/v1/balances", tenant="ten_test")["data"][0]["tenant_id"] == "ten_test"
+    new = emu.request(
         "POST",
         "/payjp/v1/tenants",
         data={"name": "Shop", "platform_fee_rate": "5.00", "id": "ten_shop"},
         auth=(SECRET_KEY, ""),
     )
     assert new.status_code == 200
-    assert get(sandbox, "/v1/tenants/ten_shop")["platform_fee_rate"] == "5.00"
-    assert sandbox.control("tenant", id="ten_other")["id"] == "ten_other"
+    assert get(emu, "/v1/tenants/ten_shop")["platform_fee_rate"] == "5.00"
+    assert emu.control("tenant", id="ten_other")["id"] == "ten_other"
 
 
-def test_statement_urls_download_for_an_hour(sandbox: Any) -> None:
-    pay(sandbox, 12_000, "order-1")
-    sandbox.control("close_term")
-    (statement,) = sandbox.run(sandbox.provider.payout_statements(sandbox.ctx(), type="sales"))
-    link = sandbox.run(sandbox.provider.statement_urls(sandbox.ctx(), statement_id=statement.id))
+def test_statement_urls_download_for_an_hour(emu: Any) -> None:
+    pay(emu, 12_000, "order-1")
+    emu.control("close_term")
+    (statement,) = emu.run(emu.provider.payout_statements(emu.ctx(), type="sales"))
+    link = emu.run(emu.provider.statement_urls(emu.ctx(), statement_id=statement.id))
     assert link.expires_at is not None
-    assert (link.expires_at - sandbox.clock.now()).total_seconds() <= 3600
+    assert (link.expires_at - emu.clock.now()).total_seconds() <= 3600
     url = urlsplit(link.url)
-    csv = sandbox.request("GET", f"{url.path}?{url.query}")
+    csv = emu.request("GET", f"{url.path}?{url.query}")
     assert csv.status_code == 200
     assert "gross_sales" in csv.text
-    whole = sandbox.run(
-        sandbox.provider.statement_urls(sandbox.ctx(), balance_id=statement.balance_id)
-    )
+    whole = emu.run(emu.provider.statement_urls(emu.ctx(), balance_id=statement.balance_id))
     whole_url = urlsplit(whole.url)
-    assert "transfer_fee" in sandbox.request("GET", f"{whole_url.path}?{whole_url.query}").text
-    tampered = sandbox.request(
-        "GET", f"{url.path}?{url.query}".replace("signature=", "signature=0")
-    )
+    assert "transfer_fee" in emu.request("GET", f"{whole_url.path}?{whole_url.query}").text
+    tampered = emu.request("GET", f"{url.path}?{url.query}".replace("signature=", "signature=0"))
     assert tampered.status_code == 403
-    sandbox.advance(hours=1)
-    assert sandbox.request("GET", f"{url.path}?{url.query}").status_code == 410
+    emu.advance(hours=1)
+    assert emu.request("GET", f"{url.path}?{url.query}").status_code == 410
     with pytest.raises(NotFound):
-        sandbox.run(sandbox.provider.statement_urls(sandbox.ctx(), statement_id="st_missing"))
+        emu.run(emu.provider.statement_urls(emu.ctx(), statement_id="st_missing"))
 
 
-def test_events_endpoint_and_webhook_control(sandbox: Any) -> None:
-    charge = pay(sandbox, 1_000, "order-1")
-    listed = get(sandbox, "/v1/events", resource_id=charge.provider_ref)
+def test_events_endpoint_and_webhook_control(emu: Any) -> None:
+    charge = pay(emu, 1_000, "order-1")
+    listed = get(emu, "/v1/events", resource_id=charge.provider_ref)
     assert [e["type"] for e in listed["data"]] == ["charge.succeeded"]
-    event = sandbox.control("webhook", type="charge.updated", id=charge.provider_ref)
-    assert get(sandbox, f"/v1/events/{event['id']}")["type"] == "charge.updated"
-    delivery = sandbox.deliveries[-1]
+    event = emu.control("webhook", type="charge.updated", id=charge.provider_ref)
+    assert get(emu, f"/v1/events/{event['id']}")["type"] == "charge.updated"
+    delivery = emu.deliveries[-1]
     assert delivery.provider == "payjp"
     assert delivery.event_id == event["id"]
     assert len(delivery.schedule) == 3
-    sandbox.provider.verify_webhook(delivery.headers, delivery.body)
+    emu.provider.verify_webhook(delivery.headers, delivery.body)
     with pytest.raises(ControlError):
-        sandbox.control("webhook", type="charge.updated", id="ch_missing")
+        emu.control("webhook", type="charge.updated", id="ch_missing")
 
 
-def test_sandbox_interface(sandbox: Any) -> None:
-    creds = sandbox.emulator.credentials()
+def test_sandbox_interface(emu: Any) -> None:
+    creds = emu.emulator.credentials()
     assert creds["secret_key"] == SECRET_KEY
     assert "tok_card_declined" in creds["tokens"]
-    settings = sandbox.emulator.account_settings()
+    settings = emu.emulator.account_settings()
     assert settings["provider"] == "payjp"
     assert settings["base_url"].endswith("/payjp")
-    pay(sandbox, 12_000, "order-1")
-    sandbox.control("close_term")
-    kinds = sorted(entry.kind for entry in sandbox.emulator.ledger())
+    pay(emu, 12_000, "order-1")
+    emu.control("close_term")
+    kinds = sorted(entry.kind for entry in emu.emulator.ledger())
     assert kinds == ["balance", "charge"]
-    sandbox.emulator.reset()
-    assert sandbox.emulator.ledger() == []
-    assert len(sandbox.emulator.books.terms) == 1
+    emu.emulator.reset()
+    assert emu.emulator.ledger() == []
+    assert len(emu.emulator.books.terms) == 1
