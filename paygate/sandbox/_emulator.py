@@ -158,6 +158,14 @@ class Emulator(ABC):
         """Perform a customer-side or operator action (pay a slip, scan a QR, ...)."""
         raise ControlError(f"unknown action {action!r} for {self.name}", status=404)
 
+    def fault_response(self, status: int) -> Any:
+        """The provider's own error response for an injected ``status`` fault.
+
+        Return a Starlette ``Response`` shaped like the provider's errors, or None for
+        the host's generic JSON body.
+        """
+        return None
+
     def on_clock_advanced(self, now: datetime) -> None:  # noqa: B027
         """React to time moving (expire codes, run closings); default: nothing."""
 

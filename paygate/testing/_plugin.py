@@ -52,7 +52,7 @@ def paygate_sandbox() -> Iterator[Any]:
 
 @pytest.fixture
 def sandbox(paygate_sandbox: Any) -> Any:
-    """The session's sandbox, reset (state, faults, clock offset kept monotonic) first."""
+    """The session's sandbox, reset first (state, faults, queued webhooks, the clock)."""
     paygate_sandbox.reset()
     paygate_sandbox.clear_faults()
     return paygate_sandbox

@@ -28,3 +28,33 @@ def process_worker(config: dict[str, Any], store: str, key: str, start: Any, out
     with Gateway.from_config(config, store=store, retry=RetryPolicy.no_wait()) as gw:
         start.wait()
         out.put(charge_once(gw, key))
+
+
+def crash_loop(config_json: str, store: str, count: int) -> None:
+    """Charge keys crash-0 .. crash-<count-1> in order (the crash test kills this)."""
+    import json
+    import sys
+
+    from paygate import Money
+    from paygate._registry import register_provider
+
+    from . import FakeProvider
+
+    register_provider(FakeProvider)
+    config = json.loads(config_json)
+    with Gateway.from_config(config, store=store, retry=RetryPolicy.no_wait()) as gw:
+        for i in range(count):
+            charge = gw.charge(
+                "fake",
+                amount=Money.jpy(100 + i),
+                method=Card(token="tok"),
+                idempotency_key=f"crash-{i}",
+            )
+            sys.stdout.write(f"{i} {charge.provider_ref}\n")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover - run by the crash test
+    import sys
+
+    crash_loop(sys.argv[1], sys.argv[2], int(sys.argv[3]))
