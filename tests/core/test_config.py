@@ -56,7 +56,8 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ('provider = "nopay"', "accounts.fake.provider"),
         ('provider = "fakepay"\nbase_url = "http://127.0.0.1:9"', "accounts.fake.api_key"),
         (
-            'provider = "fakepay"\nbase_url = "http://127.0.0.1:9"\napi_key = "x"\nmethods = ["konbini"]',
+            'provider = "fakepay"\nbase_url = "http://127.0.0.1:9"\n'
+            'api_key = "x"\nmethods = ["konbini"]',
             "accounts.fake.methods",
         ),
         (
