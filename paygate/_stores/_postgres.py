@@ -188,13 +188,8 @@ class PostgresStore(Store):
         if parts.password:
             register_secret(parts.password)
             register_secret(unquote(parts.password))
-        self._url = _masked(
-            urlunsplit(
-                parts._replace(
-                    query=urlencode([(k, "***" if k == "password" else v) for k, v in query])
-                )
-            )
-        )
+        shown = [(k, "***" if k == "password" else v) for k, v in query]
+        self._url = _masked(urlunsplit(parts._replace(query=urlencode(shown, safe="*"))))
         options = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]
         conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
