@@ -772,7 +772,7 @@ class ElepayEmulator(Emulator):
         raise _ApiError("M002003")
 
 
-# --------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------- utilities
 
 
 def _json(body: Any, status: int = 200) -> Response:

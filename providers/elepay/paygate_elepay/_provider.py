@@ -333,7 +333,7 @@ class ElepayProvider(Provider):
     def _front_url(self, method: QRCode) -> str | None:
         return method.return_url or self.settings.front_url
 
-    # -- wire helpers ---------------------------------------------------------------
+    # -- wire plumbing --------------------------------------------------------------
 
     def _call(
         self,
@@ -808,7 +808,7 @@ class ElepayProvider(Provider):
         ]
 
 
-# ------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------------- utilities
 
 
 def _qr(req: ChargeRequest) -> QRCode:
