@@ -345,11 +345,11 @@ class PokepayProvider(Provider):
         return ctx.charge_id or fallback
 
     def _now(self, ctx: OpContext, answer: Answer | None) -> datetime:
-        local = ctx.now()
         if answer is not None and answer.server_time is not None:
-            # The server's clock decides expiry; take whichever clock is further on.
-            return max(local, answer.server_time)
-        return local
+            # Pokepay's state machine compares expires_at with the server's now; the
+            # answer's own timestamp is that clock (and keeps replays deterministic).
+            return answer.server_time
+        return ctx.now()
 
     # -- mapping ---------------------------------------------------------------------
 
