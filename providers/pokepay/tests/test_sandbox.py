@@ -304,3 +304,15 @@ async def test_native_async_gateway(paygate_accounts: Any, sandbox: Any) -> None
         assert balance.collecting == Money.jpy(0)
     finally:
         await gw.aclose()
+
+
+def test_demo_script_passes() -> None:
+    import io
+
+    from rich.console import Console
+
+    from paygate.cli._demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=200), providers=["pokepay"]) == 0, out.getvalue()
+    assert "Cashtray" in out.getvalue()
