@@ -42,6 +42,7 @@ What it assumes where the facts are uncertain:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -197,6 +198,9 @@ class SmaregiEmulator(Emulator):
         self._next_payment_method_id = 101
         self._next_app_payment_method_id = 1
         self._limits: dict[str, int | None] = {"read": None, "write": None}
+        # (seconds, how many more) for slow app payment method reads; see `control`.
+        self._slow_reads: tuple[float, int] = (0.0, 0)
+        self._stale_reads = 0
         self._hits: dict[tuple[str, str, str, int], int] = {}
 
     def credentials(self) -> dict[str, Any]:
@@ -402,7 +406,17 @@ class SmaregiEmulator(Emulator):
             )
             if not write:
                 existing = contract.app_methods.get(app.client_id)
-                return JSONResponse([existing] if existing else [])
+                if self._stale_reads > 0:
+                    self._stale_reads -= 1
+                    existing = None
+                answer = JSONResponse([existing] if existing else [])
+                seconds, left = self._slow_reads
+                if left > 0:
+                    # The answer is fixed now and delivered late: racing readers all see
+                    # the state as it was when they asked.
+                    self._slow_reads = (seconds, left - 1)
+                    await asyncio.sleep(seconds)
+                return answer
             self._stats.app_payment_method_posts += 1
             body = await self._json_object(request)
             if app.client_id in contract.app_methods:
@@ -743,6 +757,12 @@ class SmaregiEmulator(Emulator):
         * ``rate_limit`` (``reads``, ``writes``: per second, null = unlimited).
         * ``expire_tokens``: every issued access token stops working (next call: 401).
         * ``void_transaction`` (``transaction_head_id``): a clerk voids the sale at the POS.
+        * ``slow_reads`` (``seconds``, ``count``): the next ``count`` app payment method
+          GETs are answered ``seconds`` late, with the state as it was when they arrived
+          (to make first-use races reproducible).
+        * ``stale_reads`` (``count``): the next ``count`` app payment method GETs answer
+          as if none existed — what a process sees when another registers the method
+          between its GET and its POST (the POST then gets the 403).
         * ``stats``: counters (token requests, app payment method POSTs and creations,
           transactions).
         """
@@ -780,6 +800,20 @@ class SmaregiEmulator(Emulator):
                 raise ControlError("the transaction is voided already", status=409)
             self._void(head)
             return {"transactionHeadId": head["transactionHeadId"], "cancelDivision": "1"}
+        if action == "slow_reads":
+            seconds, count = params.get("seconds", 1.0), params.get("count", 1)
+            if not isinstance(seconds, int | float) or not 0 <= seconds <= 30:
+                raise ControlError("seconds must be between 0 and 30")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ControlError("count must be a non-negative integer")
+            self._slow_reads = (float(seconds), count)
+            return {"seconds": float(seconds), "count": count}
+        if action == "stale_reads":
+            count = params.get("count", 1)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ControlError("count must be a non-negative integer")
+            self._stale_reads = count
+            return {"count": count}
         if action == "stats":
             s = self._stats
             return {
@@ -789,6 +823,56 @@ class SmaregiEmulator(Emulator):
                 "transactions_created": s.transactions_created,
             }
         return await super().control(action, params)
+
+    def fault_response(self, status: int) -> Response:
+        """Injected faults answer in Smaregi's problem-JSON shape."""
+        titles = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+        # The host adds Retry-After from the fault rule.
+        return problem(
+            status,
+            "サーバーが一時的に応答できません。" if status >= 500 else "エラーが発生しました。",
+            title=titles.get(status) or _TITLES.get(status),
+        )
+
+    def demo(self, demo: Any) -> None:
+        """``paygate demo``: first sale creates the app payment method, then refund it."""
+        from paygate import ChargeStatus, Money, PosLine, PosSale
+
+        gateway, account = demo.gateway, demo.account
+        demo.step(
+            "app payment method (created on first use)",
+            lambda: gateway.extension(account, "ensure_payment_method"),
+        )
+        sale = PosSale(
+            store_id=self.STORE_ID,
+            terminal_id=self.TERMINAL_ID,
+            lines=(
+                PosLine(product_id="8000001", unit_price=500, quantity=2),
+                PosLine(name="レジ袋", unit_price=5),
+            ),
+            slip_number="DEMO-0001",
+        )
+        charge = demo.step(
+            "register sale",
+            lambda: gateway.charge(
+                account, amount=Money.jpy(1005), method=sale, idempotency_key="demo-smaregi-1"
+            ),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        demo.step(
+            "app payment method again (cached: no request)",
+            lambda: gateway.extension(account, "ensure_payment_method"),
+        )
+        demo.step("status", lambda: gateway.status(account, charge.id))
+        demo.step(
+            "refund (voids the sale)",
+            lambda: gateway.refund(account, charge.id, idempotency_key="demo-smaregi-1-refund"),
+        )
+        demo.step(
+            "status after the void",
+            lambda: gateway.status(account, charge.id),
+            expect=lambda c: c.status is ChargeStatus.REFUNDED,
+        )
 
     def _contract(self, params: Mapping[str, Any]) -> _Contract:
         contract_id = str(params.get("contract_id") or self.CONTRACT_ID)

@@ -86,26 +86,29 @@ LOOKUP_FALLBACK = timedelta(days=1)
 LOOKUP_PAGE_SIZE = 1000
 LOOKUP_MAX_PAGES = 10
 
-_TRAN_ID_SPACE = 9_000_000_000  # 10-digit numbers that do not start with 0
+# 9-digit numbers that do not start with 0. Not 10 digits (the limit): runs of 10-13
+# digits look like phone numbers to paygate's redaction, which would mask them in
+# cassettes and messages and break matching on replay.
+_TRAN_ID_SPACE = 900_000_000
 
 
 def terminal_tran_id(ctx: OpContext) -> str:
     """The ``terminalTranId`` (1-10 characters) of this charge, derived from its key.
 
-    A 10-digit number from 1000000000 to 9999999999, taken from the UUIDv5 of the
-    account and the merchant's idempotency key, so a re-sent sale carries the same one.
-    Two different keys collide with probability 1 in 9e9; the lookup only compares sales
-    of one terminal inside a ±10 minute window and also matches store and total, so
-    among n sales in that window a false match has odds of about n / 9e9.
+    A 9-digit number from 100000000 to 999999999, taken from the UUIDv5 of the account
+    and the merchant's idempotency key, so a re-sent sale carries the same one. Two
+    different keys collide with probability 1 in 9e8; the lookup only compares sales of
+    one terminal inside a ±10 minute window and also matches store and total, so among
+    n such sales a false match has odds of about n / 9e8 (1 in 9 million for 100).
 
     >>> from paygate.adapter import OpContext
     >>> ctx = OpContext(account="pos", provider="smaregi", idempotency_key="order-1042")
     >>> tran_id = terminal_tran_id(ctx)
     >>> len(tran_id), tran_id == terminal_tran_id(ctx)
-    (10, True)
+    (9, True)
     """
     number = ctx.key_uuid("smaregi.terminalTranId").int % _TRAN_ID_SPACE
-    return str(1_000_000_000 + number)
+    return str(100_000_000 + number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,11 @@ class AppPaymentMethod:
     name: str | None = None
     app_payment_method_id: str | None = None
     code: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The ``paymentMethodId`` (what sales reference)."""
+        return self.payment_method_id
 
     def to_cache(self) -> dict[str, str | None]:
         """The entity-cache value."""

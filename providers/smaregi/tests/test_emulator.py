@@ -517,3 +517,18 @@ def test_credentials_and_account_settings(emulator: SmaregiEmulator) -> None:
     parsed = SmaregiSettings(**{k: v for k, v in settings.items() if k != "provider"})
     assert parsed.store_id == "1"
     assert parsed.terminal_id == "1"
+
+
+def test_stale_and_slow_reads(client: Client, emulator: SmaregiEmulator, token: str) -> None:
+    url = f"{POS}/app_payment_methods"
+    created = client.post(url, headers=bearer(token), json={}).json()
+    assert control(emulator, "stale_reads", count=1) == {"count": 1}
+    assert client.get(url, headers=bearer(token)).json() == []
+    assert client.get(url, headers=bearer(token)).json() == [created]
+    assert control(emulator, "slow_reads", seconds=0, count=1) == {"seconds": 0.0, "count": 1}
+    assert client.get(url, headers=bearer(token)).json() == [created]
+    for bad in ({"seconds": -1}, {"seconds": 31}, {"count": -1}, {"count": True}):
+        with pytest.raises(ControlError):
+            control(emulator, "slow_reads", **bad)
+    with pytest.raises(ControlError):
+        control(emulator, "stale_reads", count="x")

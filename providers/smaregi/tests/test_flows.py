@@ -548,7 +548,7 @@ def test_charge_wire_body(provider: SmaregiProvider, ctx: OpContext) -> None:
     assert _strings_only(body)
     tran_id = terminal_tran_id(ctx)
     assert body["terminalTranId"] == tran_id
-    assert len(tran_id) == 10
+    assert len(tran_id) == 9
     assert tran_id[0] != "0"
     assert body["terminalTranDateTime"] == "2025-03-01T10:00:00+09:00"
     assert body["transactionHeadDivision"] == "1"
@@ -623,7 +623,7 @@ def test_terminal_tran_id_is_deterministic_and_spread() -> None:
     assert make("pos", "order-1") != make("pos2", "order-1")
     ids = {make("pos", f"order-{i}") for i in range(2000)}
     assert len(ids) == 2000
-    assert all(len(i) == 10 and i.isdigit() and i[0] != "0" for i in ids)
+    assert all(len(i) == 9 and i.isdigit() and i[0] != "0" for i in ids)
 
 
 def test_charge_response_with_id_only(provider: SmaregiProvider, ctx: OpContext) -> None:
