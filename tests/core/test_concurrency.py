@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_processes_one_key_one_provider_call(
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     out = ctx.Queue()
-    key = f"storm-proc-{store_kind}"
+    key = f"storm-proc-{store_kind}-{uuid.uuid4().hex}"
     procs = [
         ctx.Process(target=process_worker, args=(config, store, key, start, out)) for _ in range(4)
     ]
