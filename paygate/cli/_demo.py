@@ -84,14 +84,15 @@ def _status(result: Any) -> str:
 
 def _ids(result: Any) -> str:
     parts = []
-    for name in ("id", "provider_ref"):
+    for name, width in (("id", 14), ("provider_ref", 22)):
         value = getattr(result, name, None)
         if value:
-            parts.append(str(value))
+            text = str(value)
+            parts.append(text if len(text) <= width else text[: width - 1] + "…")
     action = getattr(result, "next_action", None)
     if action is not None:
         parts.append(action.type)
-    return " · ".join(parts)[:60]
+    return " ".join(parts)
 
 
 def run_demo(console: Console | None = None, providers: list[str] | None = None) -> int:
@@ -138,7 +139,7 @@ def run_demo(console: Console | None = None, providers: list[str] | None = None)
 
 
 def _print_table(console: Console, provider: str, rows: list[Row]) -> None:
-    table = Table(title=provider, title_justify="left", expand=False)
+    table = Table(title=provider, title_justify="left", expand=False, min_width=100)
     for column in ("operation", "status", "ids", "latency"):
         table.add_column(column)
     for row in rows:
