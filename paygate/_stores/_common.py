@@ -70,28 +70,27 @@ def fast_factory(cls: type[T]) -> Callable[..., T]:
     """A positional constructor for a frozen, slotted dataclass that skips its
     ``__init__``.
 
-    A frozen dataclass sets every field through ``object.__setattr__``, which costs
-    about twice as much as writing the slots directly; the memory store builds a
-    record on every call, so it uses this. Falls back to ``cls`` itself when the
-    class has no slots.
+    A frozen dataclass sets every field through ``object.__setattr__``, which costs about
+    twice as much as writing the slots directly; the memory store builds a record on
+    every call, so it uses this. Like `dataclasses` itself, the constructor is generated
+    source (from the class's own field names). It takes every field, in order. Falls
+    back to ``cls`` when the class has no slots or defines ``__post_init__``.
     """
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     slots = [cls.__dict__.get(name) for name in names]
-    if not all(hasattr(slot, "__set__") and not isinstance(slot, property) for slot in slots):
+    if hasattr(cls, "__post_init__") or not all(
+        type(slot).__name__ == "member_descriptor" for slot in slots
+    ):
         return cls
-    setters = tuple(slot.__set__ for slot in slots)  # type: ignore[union-attr]
-    new = object.__new__
-
-    count = len(setters)
-
-    def make(*values: Any) -> T:
-        if len(values) != count:
-            return cls(*values)
-        obj = new(cls)
-        for setter, value in zip(setters, values, strict=True):
-            setter(obj, value)
-        return obj
-
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for i, slot in enumerate(slots):
+        namespace[f"_set{i}"] = slot.__set__  # type: ignore[union-attr]
+    params = ", ".join(f"v{i}" for i in range(len(names)))
+    body = "".join(f"    _set{i}(obj, v{i})\n" for i in range(len(names)))
+    source = f"def make({params}):\n    obj = _new(_cls)\n{body}    return obj\n"
+    exec(source, namespace)  # noqa: S102 - generated from field positions only
+    make: Callable[..., T] = namespace["make"]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
 
 
@@ -188,6 +187,8 @@ def claim_decision(
 
 # --------------------------------------------------------------------- charge tracking
 
+_make_charge = fast_factory(ChargeRecord)
+
 
 def plan_charge(
     current: ChargeRecord | None, update: ChargeUpdate, now: datetime
@@ -203,20 +204,20 @@ def plan_charge(
     if current is None:
         amount = update.amount
         refunded = min(max(update.amount_refunded, 0), max(amount, 0))
-        record = ChargeRecord(
-            charge_id=update.charge_id,
-            account=update.account,
-            provider=update.provider,
-            provider_ref=update.provider_ref,
-            method=update.method,
-            status=update.status,
-            amount=amount,
-            currency=update.currency,
-            amount_refunded=refunded,
-            created_at=now,
-            updated_at=now,
-            observed_at=observed_at,
-            charge_json=update.charge_json,
+        record = _make_charge(
+            update.charge_id,
+            update.account,
+            update.provider,
+            update.provider_ref,
+            update.method,
+            update.status,
+            amount,
+            update.currency,
+            refunded,
+            now,
+            now,
+            observed_at,
+            update.charge_json,
         )
         return record, True
 
@@ -228,39 +229,37 @@ def plan_charge(
     if status.can_become(new_status) or (
         new_status == status and refunded > current.amount_refunded
     ):
-        record = ChargeRecord(
-            charge_id=current.charge_id,
-            account=current.account,
-            provider=current.provider,
-            provider_ref=update.provider_ref or current.provider_ref,
-            method=current.method,
-            status=new_status,
-            amount=current.amount,
-            currency=current.currency,
-            amount_refunded=refunded,
-            created_at=current.created_at,
-            updated_at=now,
-            observed_at=observed_at,
-            charge_json=(
-                update.charge_json if update.charge_json is not None else current.charge_json
-            ),
+        record = _make_charge(
+            current.charge_id,
+            current.account,
+            current.provider,
+            update.provider_ref or current.provider_ref,
+            current.method,
+            new_status,
+            current.amount,
+            current.currency,
+            refunded,
+            current.created_at,
+            now,
+            observed_at,
+            update.charge_json if update.charge_json is not None else current.charge_json,
         )
         return record, True
     if new_status == status and update.charge_json is not None:
-        record = ChargeRecord(
-            charge_id=current.charge_id,
-            account=current.account,
-            provider=current.provider,
-            provider_ref=current.provider_ref,
-            method=current.method,
-            status=status,
-            amount=current.amount,
-            currency=current.currency,
-            amount_refunded=current.amount_refunded,
-            created_at=current.created_at,
-            updated_at=now,
-            observed_at=current.observed_at,
-            charge_json=update.charge_json,
+        record = _make_charge(
+            current.charge_id,
+            current.account,
+            current.provider,
+            current.provider_ref,
+            current.method,
+            status,
+            current.amount,
+            current.currency,
+            current.amount_refunded,
+            current.created_at,
+            now,
+            current.observed_at,
+            update.charge_json,
         )
         return record, False
     return current, False

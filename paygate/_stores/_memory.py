@@ -38,6 +38,7 @@ __all__ = ["MemoryStore"]
 
 _make_record = fast_factory(IdempotencyRecord)
 _begin = fast_factory(Begin)
+_transition = fast_factory(Transition)
 _STARTED = BeginOutcome.STARTED
 
 
@@ -318,7 +319,7 @@ class MemoryStore(Store):
                 self._by_ref.pop((current.account, current.provider_ref), None)
             self._by_ref[(record.account, record.provider_ref)] = record.charge_id
             if applied:
-                transition = Transition(
+                transition = _transition(
                     record.charge_id,
                     None if current is None else current.status,
                     record.status,

@@ -332,31 +332,41 @@ class SQLiteStore(Store):
         lease_us = to_micros(lease_until)
         conn = self._conn()
         while True:
-            inserted = conn.execute(
-                _INSERT_STARTED,
-                (key, account, operation, fingerprint, owner, lease_us, now_us, now_us, charge_id),
-            ).rowcount
-            if inserted == 1:
-                record = IdempotencyRecord(
-                    key,
-                    account,
-                    operation,
-                    fingerprint,
-                    "started",
-                    owner,
-                    lease_until,
-                    1,
-                    now,
-                    now,
-                    None,
-                    charge_id,
-                )
-                return Begin(BeginOutcome.STARTED, record)
-            # Replays, conflicts and live owners are answered from a plain read; only a
-            # takeover needs the write lock (and then decides again under it).
+            # Replays, conflicts and live owners are answered from a plain read, which
+            # takes no lock (WAL readers never wait); only a new key or a takeover writes.
             row = conn.execute(_SELECT_RECORD, (key,)).fetchone()
             if row is None:
-                continue  # released meanwhile: try to insert again
+                inserted = conn.execute(
+                    _INSERT_STARTED,
+                    (
+                        key,
+                        account,
+                        operation,
+                        fingerprint,
+                        owner,
+                        lease_us,
+                        now_us,
+                        now_us,
+                        charge_id,
+                    ),
+                ).rowcount
+                if inserted == 1:
+                    record = IdempotencyRecord(
+                        key,
+                        account,
+                        operation,
+                        fingerprint,
+                        "started",
+                        owner,
+                        lease_until,
+                        1,
+                        now,
+                        now,
+                        None,
+                        charge_id,
+                    )
+                    return Begin(BeginOutcome.STARTED, record)
+                continue  # someone inserted it meanwhile: read what they wrote
             current = _record(row)
             outcome = begin_decision(current, fingerprint, now, check_owner=True)
             if outcome is not None:

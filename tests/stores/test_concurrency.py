@@ -461,3 +461,52 @@ def test_owner_dead_only_for_a_gone_local_process(dead_pid: int) -> None:
     assert owner_dead(f"{host}:-1:x") is False
     for junk in (None, "", "nonsense", f"{host}", f"{host}:abc:x", f"{host}::x"):
         assert owner_dead(junk) is False
+
+
+# ------------------------------------------------------------- SQLite connections
+
+
+def test_sqlite_connection_of_a_finished_thread_is_closed(tmp_path: Path) -> None:
+    import gc
+
+    from paygate._stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "t.db")
+    try:
+        opened = len(store._conns)
+
+        def work() -> None:
+            store.cache_put("k", 1)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        gc.collect()
+        assert len(store._conns) == opened
+        assert store.cache_get("k") == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sqlite_store_keeps_working_in_a_forked_child(tmp_path: Path) -> None:
+    from paygate._stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "f.db")
+    try:
+        store.cache_put("parent", 1)
+        pid = os.fork()
+        if pid == 0:  # child: must open its own connection, never the parent's
+            code = 1
+            try:
+                store.cache_put("child", 2)
+                code = 0 if store.cache_get("parent") == 1 else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store.cache_get("child") == 2
+        store.cache_put("parent-again", 3)
+        assert store.cache_get("parent-again") == 3
+    finally:
+        store.close()
