@@ -72,8 +72,10 @@ class OperationPolicy:
     """How a provider protects one operation against duplicates.
 
     key: how the provider deduplicates a re-sent request: ``"header"`` (an
-        ``Idempotency-Key``), ``"body"`` (a field such as Pokepay's ``request_id``) or
-        ``"none"``.
+        ``Idempotency-Key``), ``"body"`` (a field such as Pokepay's ``request_id``, or a
+        tag the flow checks for before sending), ``"path"`` (the operation addresses one
+        object whose state makes a repeat harmless, e.g. closing a code) or ``"none"``.
+        Anything but ``"none"`` lets the gateway re-send after an unknown outcome.
     key_window: how long the provider remembers a key (None: for ever).
     lookup: the flow `Provider.lookup` can tell whether a possibly-sent request
         created the object.

@@ -152,18 +152,6 @@ class Konbini(_Frozen):
     expires_in: timedelta | None = None
 
 
-class QRCode(_Frozen):
-    """A QR code the customer scans (elepay EasyQR, Pokepay Cashtray).
-
-    >>> QRCode(expires_in=timedelta(minutes=10))
-    QRCode(expires_in=datetime.timedelta(seconds=600), return_url=None)
-    """
-
-    type: Literal["qr"] = Field(default="qr", repr=False)
-    expires_in: timedelta | None = None
-    return_url: str | None = None
-
-
 class Product(_Frozen):
     """A product line passed to providers that take one (Pokepay, elepay items)."""
 
@@ -171,6 +159,21 @@ class Product(_Frozen):
     unit_price: StrictInt
     quantity: StrictInt = 1
     code: str | None = None
+
+
+class QRCode(_Frozen):
+    """A QR code the customer scans (elepay EasyQR, Pokepay Cashtray).
+
+    ``products`` are passed to providers that itemise a QR payment (elepay ``items``).
+
+    >>> QRCode(expires_in=timedelta(minutes=10))
+    QRCode(expires_in=datetime.timedelta(seconds=600), return_url=None, products=())
+    """
+
+    type: Literal["qr"] = Field(default="qr", repr=False)
+    expires_in: timedelta | None = None
+    return_url: str | None = None
+    products: tuple[Product, ...] = ()
 
 
 class Wallet(_Frozen):
