@@ -12,7 +12,7 @@ Use with pytest-recording (``@pytest.mark.vcr``)::
 
     @pytest.fixture
     def vcr_config():
-        return cassette_config(recording_secret=os.environ.get("POKEPAY_RECORD_CLIENT_SECRET"))
+        return cassette_config(recording_secret=os.environ.get("PAYGATE_POKEPAY_CLIENT_SECRET"))
 """
 
 from __future__ import annotations
