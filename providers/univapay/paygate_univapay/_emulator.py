@@ -36,8 +36,9 @@ What it does, and what it assumes where UnivaPay's documentation is silent:
 * ``polling=true`` holds a GET of a pending charge, refund or cancel until it leaves
   ``pending`` or ``poll_hold_seconds`` (default 10) pass, waiting on an asyncio event.
 * Cards: see `TEST_CARDS`; the same recurring token and amount again within 30 seconds
-  is 400 ``CHARGE_TOO_QUICK``. Konbini charges cannot be refunded (400
-  ``REFUND_NOT_ALLOWED``) and, once paid, not cancelled (400 ``CANCEL_NOT_ALLOWED``).
+  is 400 ``CHARGE_TOO_QUICK`` (the two seed tokens, reusable test fixtures, are exempt).
+  Konbini charges cannot be refunded (400 ``REFUND_NOT_ALLOWED``) and, once paid, not
+  cancelled (400 ``CANCEL_NOT_ALLOWED``).
 * Webhooks: ``{"id", "event", "data", "created_on"}`` sent to every webhook registered
   through ``POST /stores/{storeId}/webhooks`` whose triggers match, with its
   ``auth_token`` as the whole ``Authorization`` header; when none is registered, to the
@@ -135,6 +136,10 @@ SEED_CARD_TOKENS = {
     "declined": "11f0c0de-70c2-4000-8000-70617967a7e0",
 }
 
+# The seed tokens are reusable test fixtures (like other sandboxes' ``tok_success``) and
+# exempt from the CHARGE_TOO_QUICK guard; tokens made over the API are not.
+_SEED_TOKEN_IDS = frozenset(SEED_CARD_TOKENS.values())
+
 KEY_WINDOW = timedelta(hours=24)
 TOO_QUICK = timedelta(seconds=30)
 KONBINI_MAX_AMOUNT = 299_999
@@ -147,6 +152,12 @@ _TRANSFER_STATUSES = frozenset(
 )
 _TIME_SHIFT = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?([+-]\d{2}):?(\d{2})$")
 _NO_CONFIRMATION = frozenset({"seven_eleven", "family_mart"})
+_FAULT_CODES = {
+    500: "UNKNOWN_ERROR",
+    502: "TIMEOUT",
+    503: "SERVICE_UNAVAILABLE_TRY_AGAIN",
+    504: "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST",
+}
 
 
 class _ApiError(Exception):
@@ -488,6 +499,13 @@ class UnivapayEmulator(Emulator):
                 }
                 self._notify(wire["id"])
                 self._emit("charge_finished", wire)
+
+    def fault_response(self, status: int) -> Response:
+        """UnivaPay's own error body for an injected fault (429: ``{}``, per the OpenAPI)."""
+        if status == 429:
+            return JSONResponse({}, status_code=429)
+        code = _FAULT_CODES.get(status, "UNKNOWN_ERROR" if status >= 500 else "BAD_REQUEST")
+        return _ApiError(status, code).response()
 
     def on_clock_advanced(self, now: datetime) -> None:
         """Expire unpaid slips whose deadline passed."""
@@ -834,7 +852,7 @@ class UnivapayEmulator(Emulator):
         ):
             raise _ApiError(400, "TRANSACTION_ALREADY_PROCESSED")
         now = self.now
-        if token["type"] != "one_time":
+        if token["type"] != "one_time" and token_id not in _SEED_TOKEN_IDS:
             last = self._last_charge.get((token_id, amount))
             if last is not None and now - last < TOO_QUICK:
                 raise _ApiError(400, "CHARGE_TOO_QUICK")
@@ -1144,6 +1162,66 @@ class UnivapayEmulator(Emulator):
         )
         page = f"<html><body><h1>Sandbox payment slip</h1><table>{cells}</table></body></html>"
         return HTMLResponse(page)
+
+    # -- demo ------------------------------------------------------------------------------------
+
+    def demo(self, demo: Any) -> None:
+        """``paygate demo``: a FamilyMart slip paid by the customer, the refund UnivaPay
+        cannot do, a second slip cancelled unpaid, and the payout that follows."""
+        from types import SimpleNamespace
+
+        from paygate import ChargeStatus, Konbini, Money, NotSupported
+
+        gw, account = demo.gateway, demo.account
+
+        def slip(key: str, amount: int) -> Any:
+            method = Konbini(
+                store="family_mart",
+                customer_name="テスト 太郎",
+                phone="03-6441-3400",
+                email="demo@example.com",
+                expires_in=timedelta(days=7),
+            )
+            return gw.charge(account, amount=Money.jpy(amount), method=method, idempotency_key=key)
+
+        def refund_refused() -> Any:
+            try:
+                gw.refund(account, charge.id, idempotency_key="demo-univapay-r1")
+            except NotSupported as exc:
+                return SimpleNamespace(status=f"not supported; {exc.alternative}")
+            raise AssertionError("a konbini refund must be refused")
+
+        charge = demo.step(
+            "charge (konbini slip)",
+            lambda: slip("demo-univapay-order-1", 1200),
+            expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
+        )
+        demo.step(
+            "customer pays at FamilyMart",
+            lambda: demo.sandbox.control(self.name, "pay_konbini", charge_id=charge.provider_ref),
+        )
+        demo.step(
+            "status",
+            lambda: gw.status(account, charge.id),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        demo.step("refund (konbini)", refund_refused)
+        other = demo.step(
+            "charge (second slip)",
+            lambda: slip("demo-univapay-order-2", 800),
+            expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
+        )
+        demo.step(
+            "cancel the unpaid slip",
+            lambda: gw.cancel(account, other.id),
+            expect=lambda c: c.status is ChargeStatus.CANCELED,
+        )
+        demo.step("transfer created", lambda: demo.sandbox.control(self.name, "run_transfer"))
+        demo.step(
+            "payout balance",
+            lambda: gw.payout_balance(account),
+            expect=lambda b: b.scheduled == Money.jpy(1200),
+        )
 
     # -- control ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from paygate._errors import (
     InvalidRequest,
     MalformedResponse,
     NotSupported,
+    PaymentDeclined,
     ProviderRejected,
     WebhookVerificationError,
 )
@@ -352,7 +353,9 @@ class UnivapayProvider(Provider):
 
         Both POSTs carry their own ``Idempotency-Key``. A pending charge is then read
         once with ``polling=true``, so the returned charge usually carries the issued
-        slip; if that read fails the charge is returned as created.
+        slip (or the card outcome); if that read fails the charge is returned as
+        created. A charge that ends ``failed`` / ``error`` there raises `PaymentDeclined`
+        with UnivaPay's payment error name as ``provider_code``.
         """
         validate_charge_request(req)
         method = req.method
@@ -361,6 +364,10 @@ class UnivapayProvider(Provider):
         if isinstance(method, Konbini):
             store = normalize_store(method.store)
             country_code, local_number = normalize_phone(method.phone)
+            # Personal data goes on the wire only: masked everywhere text leaves paygate
+            # (errors, logs, spans, cassettes).
+            for value in (method.customer_name, method.phone, local_number, method.email):
+                register_secret(value)
             data: dict[str, Any] = {
                 "customer_name": method.customer_name.strip(),
                 "convenience_store": store,
@@ -419,7 +426,18 @@ class UnivapayProvider(Provider):
                     obj = reply.json_object()
                 except MalformedResponse:
                     obj = created
-        return self.to_charge(obj, ctx, method=kind, store=store)
+        charge = self.to_charge(obj, ctx, method=kind, store=store)
+        if charge.status is ChargeStatus.FAILED:
+            # Declined while paygate waited for the outcome: the same typed error as a
+            # provider that declines synchronously, keeping UnivaPay's own code.
+            failure = charge.failure
+            raise PaymentDeclined(
+                "UnivaPay declined the charge",
+                provider=self.name,
+                provider_code=failure.code if failure and failure.code else "FAILED",
+                provider_message=failure.message if failure else None,
+            )
+        return charge
 
     def _fetch_charge(
         self, ref: ChargeRef, ctx: OpContext, *, polling: bool = False

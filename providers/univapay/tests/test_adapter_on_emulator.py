@@ -16,6 +16,7 @@ from paygate import (
     KonbiniSlip,
     Money,
     NotSupported,
+    PaymentDeclined,
     ProviderRejected,
     RateLimited,
     RefundStatus,
@@ -211,14 +212,10 @@ def test_card_refund_over_remaining_keeps_provider_code(
 
 def test_card_decline(wire: Any, provider: UnivapayProvider, ctx_factory: Ctx) -> None:
     token = wire.control("card_token", card="declined")["id"]
-    charge = wire.run(
-        provider.charge(
-            ChargeRequest(amount=Money.jpy(100), method=Card(token=token)), ctx_factory()
-        )
-    )
-    assert charge.status is ChargeStatus.FAILED
-    assert charge.failure is not None
-    assert charge.failure.code == "CARD_REJECTED"
+    req = ChargeRequest(amount=Money.jpy(100), method=Card(token=token))
+    with pytest.raises(PaymentDeclined) as info:
+        wire.run(provider.charge(req, ctx_factory()))
+    assert info.value.provider_code == "CARD_REJECTED"
 
 
 def test_authorize_capture_and_void(
@@ -252,7 +249,19 @@ def test_authorize_capture_and_void(
 def test_charge_too_quick_is_rate_limited(
     wire: Any, provider: UnivapayProvider, ctx_factory: Ctx, emulator: Any
 ) -> None:
-    token = emulator.credentials()["card_tokens"]["success"]
+    body = {
+        "payment_type": "card",
+        "type": "recurring",
+        "data": {
+            "cardholder": "TARO",
+            "card_number": "4111111111111111",
+            "exp_month": 12,
+            "exp_year": 2099,
+            "cvv": "123",
+        },
+    }
+    auth = {"Authorization": provider.cfg.authorization}
+    token = wire.client.post("/univapay/tokens", json=body, headers=auth).json()["id"]
     req = ChargeRequest(amount=Money.jpy(321), method=Card(token=token))
     wire.run(provider.charge(req, ctx_factory("q-1")))
     with pytest.raises(RateLimited) as info:

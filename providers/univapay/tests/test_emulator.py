@@ -495,14 +495,40 @@ def test_card_token_created_over_the_api(client: Any) -> None:
 def test_charge_too_quick_on_recurring_token(
     client: Any, emulator: UnivapayEmulator, clock: SandboxClock
 ) -> None:
-    token = emulator.credentials()["card_tokens"]["success"]
+    token = recurring_card_token(client)
     payload = {"transaction_token_id": token, "amount": 777, "currency": "JPY"}
     assert client.post(f"{P}/charges", json=payload, headers=AUTH).status_code == 201
     quick = client.post(f"{P}/charges", json=payload, headers=AUTH)
     assert quick.status_code == 400
     assert quick.json()["code"] == "CHARGE_TOO_QUICK"
+    other_amount = {**payload, "amount": 778}
+    assert client.post(f"{P}/charges", json=other_amount, headers=AUTH).status_code == 201
     clock.advance(timedelta(seconds=31))
     assert client.post(f"{P}/charges", json=payload, headers=AUTH).status_code == 201
+
+
+def test_seed_tokens_are_reusable_fixtures(client: Any, emulator: UnivapayEmulator) -> None:
+    token = emulator.credentials()["card_tokens"]["success"]
+    payload = {"transaction_token_id": token, "amount": 777, "currency": "JPY"}
+    for _ in range(3):
+        assert client.post(f"{P}/charges", json=payload, headers=AUTH).status_code == 201
+
+
+def recurring_card_token(client: Any) -> str:
+    body = {
+        "payment_type": "card",
+        "type": "recurring",
+        "data": {
+            "cardholder": "TARO",
+            "card_number": "4000020000000000",
+            "exp_month": 12,
+            "exp_year": 2099,
+            "cvv": "123",
+        },
+    }
+    response = client.post(f"{P}/tokens", json=body, headers=AUTH)
+    assert response.status_code == 201
+    return str(response.json()["id"])
 
 
 def test_capture_rules(client: Any) -> None:

@@ -253,7 +253,7 @@ def test_card_charge_uses_token_and_capture_flag(prov: UnivapayProvider) -> None
     assert charge.next_action is None
 
 
-def test_card_decline_is_a_failed_charge_with_provider_code(prov: UnivapayProvider) -> None:
+def test_card_decline_raises_with_provider_code(prov: UnivapayProvider) -> None:
     failed = charge_obj(
         status="failed",
         metadata={},
@@ -264,7 +264,21 @@ def test_card_decline_is_a_failed_charge_with_provider_code(prov: UnivapayProvid
         ("GET", CHARGE_PATH): [reply(200, failed)],
     }
     req = ChargeRequest(amount=Money.jpy(5000), method=Card(token="tok-card"))
-    charge = drive(prov.charge(req, ctx()), scripted(script, []))
+    with pytest.raises(PaymentDeclined) as info:
+        drive(prov.charge(req, ctx()), scripted(script, []))
+    assert info.value.provider_code == "CARD_REJECTED"
+    assert info.value.provider_message == "CARD_REJECTED - declined"
+    assert info.value.provider == "univapay"
+
+
+def test_failed_card_charge_read_later_is_a_failed_charge(prov: UnivapayProvider) -> None:
+    failed = charge_obj(
+        status="failed",
+        metadata={},
+        error={"code": 306, "message": "CARD_REJECTED", "details": "declined"},
+    )
+    ref = ChargeRef(charge_id="pgch_1", provider_ref="ch-1", method="card")
+    charge = drive(prov.status(ref, ctx(None)), lambda call: reply(200, failed))
     assert charge.status is ChargeStatus.FAILED
     assert charge.failure is not None
     assert charge.failure.code == "CARD_REJECTED"
