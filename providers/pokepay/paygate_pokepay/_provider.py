@@ -154,11 +154,11 @@ class PokepayProvider(Provider):
         # long Pokepay keeps request ids is undocumented ("purged after some period"):
         # one day is assumed. Cashtrays have no key; see lookup_charge.
         Operation.CHARGE: OperationPolicy(key="body", key_window=timedelta(days=1), lookup=True),
-        # The transaction id is the natural key: Pokepay refunds a transaction at most
-        # once, and a repeated refund is turned into the existing refund.
-        Operation.REFUND: OperationPolicy(key="body"),
-        # The Cashtray id is the natural key: a repeated cancel is answered from state.
-        Operation.CANCEL: OperationPolicy(key="body"),
+        # The refund addresses one transaction, refunded at most once: a repeated
+        # refund is turned into the refund that stands.
+        Operation.REFUND: OperationPolicy(key="path"),
+        # The cancel addresses one Cashtray: a repeated cancel is answered from its state.
+        Operation.CANCEL: OperationPolicy(key="path"),
     }
 
     def __init__(
@@ -254,8 +254,9 @@ class PokepayProvider(Provider):
         """Refuse what Pokepay would refuse, before any I/O.
 
         Checks: JPY only, 1 to 99,999,999 yen, description up to 200 characters,
-        flat string metadata (a Cashtray takes none), the customer's id (a UUID) and
-        the product lines of a `Wallet`, ``expires_in`` of a `QRCode` of a second or more.
+        flat string metadata, the customer's id (a UUID) and the product lines of a
+        `Wallet`; for a `QRCode` (a Cashtray): no metadata, no product lines, and an
+        ``expires_in`` of a second or more.
         """
         method = req.method
         if not isinstance(method, Wallet | QRCode):
@@ -280,7 +281,11 @@ class PokepayProvider(Provider):
             self._validate_wallet(method)
         else:
             if req.metadata:
-                raise _invalid("a Cashtray carries no metadata", "metadata")
+                raise _invalid("a Cashtray carries no metadata (use description)", "metadata")
+            if method.products:
+                raise _invalid(
+                    "a Cashtray carries no product lines (use description)", "method.products"
+                )
             if method.expires_in is not None and method.expires_in < timedelta(seconds=1):
                 raise _invalid("expires_in must be at least one second", "method.expires_in")
 

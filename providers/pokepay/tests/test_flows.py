@@ -318,6 +318,10 @@ def test_qr_charge_without_token_is_malformed(
         ),
         (ChargeRequest(Money.jpy(100), QRCode(), metadata={"a": "b"}), "metadata"),
         (
+            ChargeRequest(Money.jpy(100), QRCode(products=(Product(name="x", unit_price=100),))),
+            "method.products",
+        ),
+        (
             ChargeRequest(Money.jpy(100), QRCode(expires_in=timedelta(milliseconds=500))),
             "method.expires_in",
         ),
@@ -511,7 +515,8 @@ def test_policies(provider: PokepayProvider) -> None:
     assert charge.key == "body"
     assert charge.lookup
     assert charge.key_window == timedelta(days=1)
-    assert provider.policy(Operation.REFUND).keyed
+    assert provider.policy(Operation.REFUND).key == "path"
+    assert provider.policy(Operation.CANCEL).key == "path"
     assert not provider.policy(Operation.CAPTURE).keyed
     caps = provider.capabilities()
     assert set(caps.methods) == {"wallet", "qr"}
