@@ -7,9 +7,10 @@ Recording (see docs/providers/smaregi.md, "Re-recording cassettes"):
 
 * against the local sandbox: ``uv run pytest providers/smaregi/tests/test_cassettes.py
   --record-mode=rewrite``;
-* against Smaregi's own sandbox: the same, with ``PAYGATE_SMAREGI_CLIENT_ID`` (and the
-  other ``PAYGATE_SMAREGI_*`` variables) set. Flows that need emulator-only controls
-  (faults, deleting or hiding the app payment method, expiring tokens) are skipped then.
+* against Smaregi's own sandbox: the same, with ``PAYGATE_RECORD_REAL=1`` and
+  ``PAYGATE_RECORD_CONFIG`` naming a TOML file with a ``smaregi`` account (with
+  ``store_id`` and ``terminal_id``). Flows that need emulator-only controls (faults,
+  hiding the app payment method, expiring tokens) are skipped then.
 
 The gateway's clock is fixed, so the sale times, ``terminalTranId`` values and lookup
 queries are the same on every run. Control calls to the sandbox are never recorded.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any
 import pytest
 import vcr
 from pytest_recording.network import blocking_context
+from vcr.serializers import yamlserializer
 
 from paygate import (
     AuthenticationError,
@@ -56,7 +59,6 @@ from paygate_smaregi._emulator import SmaregiEmulator
 CASSETTES = Path(__file__).resolve().parents[3] / "cassettes" / "smaregi"
 FIXED_NOW = datetime(2025, 3, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
 REPLAY_URL = "http://127.0.0.1:8765"
-ENV = "PAYGATE_SMAREGI_"
 
 
 # ------------------------------------------------------------------------- scrubbing
@@ -97,24 +99,51 @@ def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+class QuotedUriYaml:
+    """vcrpy's YAML, with every ``uri`` written as a quoted scalar (same data).
+
+    Smaregi's token endpoint ends in ``/token``; unquoted, the next YAML line
+    (``  response:``) reads like ``token <value>`` to paygate's bearer-token pattern when
+    a whole cassette is scanned. Quoting ends the word; the cassette loads the same.
+    """
+
+    _URI = re.compile(r"^(\s+uri: )(\S+)$", re.MULTILINE)
+
+    @classmethod
+    def serialize(cls, cassette_dict: dict[str, Any]) -> str:
+        text: str = yamlserializer.serialize(cassette_dict)
+
+        def quote(match: re.Match[str]) -> str:
+            value = match.group(2)
+            if value.startswith(("'", '"')):
+                return match.group(0)
+            return match.group(1) + "'" + value.replace("'", "''") + "'"
+
+        return cls._URI.sub(quote, text)
+
+    @staticmethod
+    def deserialize(cassette_string: str) -> Any:
+        return yamlserializer.deserialize(cassette_string)
+
+
 # ---------------------------------------------------------------------------- target
 
 
 def real_account() -> dict[str, Any] | None:
-    """The account of Smaregi's developer sandbox, from the environment (or None)."""
-    client_id = os.environ.get(f"{ENV}CLIENT_ID")
-    if not client_id:
+    """The Smaregi account of a real-sandbox recording, or None.
+
+    paygate's convention: ``PAYGATE_RECORD_REAL=1`` and the account tables in the TOML
+    file named by ``PAYGATE_RECORD_CONFIG`` (``${ENV}`` references are resolved).
+    """
+    if os.environ.get("PAYGATE_RECORD_REAL") != "1":
         return None
-    return {
-        "provider": "smaregi",
-        "client_id": client_id,
-        "client_secret": os.environ[f"{ENV}CLIENT_SECRET"],
-        "contract_id": os.environ[f"{ENV}CONTRACT_ID"],
-        "store_id": os.environ[f"{ENV}STORE_ID"],
-        "terminal_id": os.environ[f"{ENV}TERMINAL_ID"],
-        "base_url": os.environ.get(f"{ENV}BASE_URL", "https://api.smaregi.dev"),
-        "id_base_url": os.environ.get(f"{ENV}ID_BASE_URL", "https://id.smaregi.dev"),
-    }
+    from paygate._config import _interpolate, _read
+
+    config = _interpolate(_read(os.environ.get("PAYGATE_RECORD_CONFIG", "paygate.toml")), "")
+    for table in config.get("accounts", {}).values():
+        if table.get("provider") == "smaregi":
+            return dict(table)
+    pytest.skip("no smaregi account in PAYGATE_RECORD_CONFIG")
 
 
 class Tape:
@@ -137,8 +166,9 @@ class Tape:
             cassette_library_dir=str(CASSETTES),
             path_transformer=vcr.VCR.ensure_suffix(".yaml"),
         )
-        self._vcr = vcr.VCR(**config)
+        self._vcr = vcr.VCR(serializer="quoted-uri-yaml", **config)
         self._vcr.register_matcher("paygate_path", path_matcher)
+        self._vcr.register_serializer("quoted-uri-yaml", QuotedUriYaml)
         self._made: list[Any] = []
 
     @property
@@ -468,16 +498,12 @@ def test_cassettes_hold_no_secrets() -> None:
     files = sorted(CASSETTES.glob("*.yaml"))
     assert files, "no cassettes recorded"
     secrets = [SmaregiEmulator.CLIENT_SECRET, "not-the-right-secret"]
-    for var in ("CLIENT_SECRET",):
-        value = os.environ.get(f"{ENV}{var}")
-        if value:
-            secrets.append(value)
+    real = real_account() if os.environ.get("PAYGATE_RECORD_REAL") == "1" else None
+    if real is not None:
+        secrets.append(str(real.get("client_secret", "")))
     for path in files:
         text = path.read_text(encoding="utf-8")
-        # Line by line: on the whole text, a URI ending in ".../token" followed by the
-        # next line's "response:" reads like "token <value>" to the bearer pattern.
-        for number, line in enumerate(text.splitlines(), start=1):
-            assert cassette_secrets(line, secrets) == [], f"{path.name}:{number}"
+        assert cassette_secrets(text, secrets) == [], path.name
         assert '"access_token":"[redacted]"' in text or "access_token" not in text, path.name
 
 
