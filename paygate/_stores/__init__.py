@@ -77,7 +77,9 @@ def open_store(url: str) -> Store:
       query options ``busy_timeout`` (milliseconds) and ``synchronous`` (NORMAL, FULL).
     * ``postgresql://user:password@host:port/db`` (or ``postgres://``) — PostgreSQL;
       query options ``schema``, ``pool_min_size``, ``pool_max_size``,
-      ``pool_timeout`` (seconds); other query parameters go to libpq.
+      ``pool_timeout`` (seconds), ``prepare_threshold`` (``none`` behind a
+      transaction-mode pooler); other query parameters go to libpq
+      (``connect_timeout`` defaults to 10 seconds).
 
     A password in the URL is registered as a secret, so it never shows in reprs,
     logs or errors.

@@ -60,7 +60,9 @@ SCHEMA_VERSION = 1
 # Any fixed number: serialises schema creation between instances opening together.
 _SCHEMA_LOCK = 0x70617967  # "payg"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_OPTIONS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")
+_OPTIONS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout", "prepare_threshold")
+# libpq waits for ever by default; an unreachable server should fail the open instead.
+_DEFAULT_CONNECT_TIMEOUT = "10"
 
 _IDEM_COLUMNS = (
     "key, account, operation, fingerprint, state, owner, lease_until, attempts, "
@@ -192,6 +194,8 @@ class PostgresStore(Store):
         self._url = _masked(urlunsplit(parts._replace(query=urlencode(shown, safe="*"))))
         options = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]
+        if not any(k == "connect_timeout" for k, _ in rest):
+            rest.append(("connect_timeout", _DEFAULT_CONNECT_TIMEOUT))
         conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
 
         schema = options.get("schema")
@@ -214,10 +218,26 @@ class PostgresStore(Store):
                 "need 0 <= pool_min_size <= pool_max_size, pool_max_size >= 1, pool_timeout > 0",
                 key="store",
             )
+        # Server-side prepared statements speed up the hot queries; a transaction-mode
+        # pooler older than PgBouncer 1.21 cannot keep them: ?prepare_threshold=none.
+        threshold_text = options.get("prepare_threshold", "5").lower()
+        prepare_threshold: int | None
+        if threshold_text in ("none", "off", ""):
+            prepare_threshold = None
+        elif threshold_text.isdigit():
+            prepare_threshold = int(threshold_text)
+        else:
+            raise ConfigurationError(
+                "prepare_threshold must be a whole number or none", key="store"
+            )
+        connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": prepare_threshold,
+        }
         self._clock = clock
         self._build_sql(schema)
         try:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
+            with psycopg.connect(conninfo, **connect_kwargs) as conn:
                 self._create_schema(conn)
         except psycopg.Error as exc:
             raise ConfigurationError(
@@ -228,7 +248,7 @@ class PostgresStore(Store):
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            kwargs=connect_kwargs,
             configure=_configure,
             name="paygate-store",
             open=True,

@@ -143,7 +143,14 @@ def test_postgres_connection_failure_is_a_configuration_error() -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["schema=bad-name", "schema=a;drop", "pool_max_size=0", "pool_min_size=x", "pool_timeout=-1"],
+    [
+        "schema=bad-name",
+        "schema=a;drop",
+        "pool_max_size=0",
+        "pool_min_size=x",
+        "pool_timeout=-1",
+        "prepare_threshold=sometimes",
+    ],
 )
 def test_bad_postgres_options(query: str) -> None:
     pytest.importorskip("psycopg")
@@ -163,7 +170,8 @@ def test_postgres_repr_hides_the_password() -> None:
     host = parts.netloc.rpartition("@")[2]
     secret = "Trust-Ignores-This-Pass"
     url = urlunsplit(parts._replace(netloc=f"{user}:{secret}@{host}"))
-    store = open_store(url + ("&" if parts.query else "?") + "application_name=paygate-test")
+    sep = "&" if parts.query else "?"
+    store = open_store(f"{url}{sep}application_name=paygate-test&prepare_threshold=none")
     try:
         assert secret not in repr(store)
         assert "***" in repr(store)
