@@ -80,6 +80,7 @@ CARD_MESSAGES = {
     "unacceptable_brand": "The card brand is not accepted.",
     "processing_error": "An error occurred while processing the card.",
 }
+_DEMO_CARD = "tok_success"
 _TDS_FAILS = "tok_3ds_failed"  # its 3-D Secure page fails the authentication
 SEED_CUSTOMERS = {"cus_success": "tok_success", "cus_card_declined": "tok_card_declined"}
 SEED_TENANTS = {"ten_test": ("Test tenant", "10.00")}
@@ -343,6 +344,94 @@ class PayjpEmulator(Emulator):
             for balance in self.books.balances.values()
         ]
         return entries
+
+    def demo(self, demo: Any) -> None:
+        """``paygate demo``: a card charge refunded in two parts, an authorisation captured
+        in part, a 3-D Secure charge, a void, then a closing run and the payout balance."""
+        from paygate import Card, ChargeStatus, Money
+
+        gw, account = demo.gateway, demo.account
+        charge = demo.step(
+            "charge 12,000 JPY (tok_success)",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(12_000),
+                method=Card(token=_DEMO_CARD),
+                idempotency_key="demo-payjp-order-1",
+            ),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        demo.step(
+            "refund 1,000 JPY",
+            lambda: gw.refund(
+                account, charge.id, amount=Money.jpy(1_000), idempotency_key="demo-payjp-r1"
+            ),
+        )
+        demo.step(
+            "refund the rest",
+            lambda: gw.refund(account, charge.id, idempotency_key="demo-payjp-r2"),
+        )
+        demo.step(
+            "status",
+            lambda: gw.status(account, charge.id),
+            expect=lambda c: c.status is ChargeStatus.REFUNDED,
+        )
+        auth = demo.step(
+            "authorise 3,000 JPY",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(3_000),
+                method=Card(token=_DEMO_CARD, capture=False),
+                idempotency_key="demo-payjp-order-2",
+            ),
+            expect=lambda c: c.status is ChargeStatus.AUTHORIZED,
+        )
+        demo.step(
+            "capture 2,500 JPY",
+            lambda: gw.capture(
+                account, auth.id, amount=Money.jpy(2_500), idempotency_key="demo-payjp-cap"
+            ),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        tds = demo.step(
+            "charge with 3-D Secure",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(8_000),
+                method=Card(token=_DEMO_CARD, three_d_secure=True),
+                idempotency_key="demo-payjp-order-3",
+            ),
+            expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
+        )
+        demo.step(
+            "customer passes 3-D Secure",
+            lambda: demo.sandbox.control(self.name, "tds", charge=tds.provider_ref),
+        )
+        demo.step(
+            "status (tds_finish)",
+            lambda: gw.status(account, tds.id),
+            expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
+        )
+        void = demo.step(
+            "authorise 1,500 JPY",
+            lambda: gw.charge(
+                account,
+                amount=Money.jpy(1_500),
+                method=Card(token=_DEMO_CARD, capture=False),
+                idempotency_key="demo-payjp-order-4",
+            ),
+        )
+        demo.step(
+            "cancel (void the authorisation)",
+            lambda: gw.cancel(account, void.id, idempotency_key="demo-payjp-void"),
+            expect=lambda c: c.status is ChargeStatus.CANCELED,
+        )
+        demo.step("closing run (close_term)", lambda: demo.sandbox.control(self.name, "close_term"))
+        demo.step(
+            "payout balance",
+            lambda: gw.payout_balance(account),
+            expect=lambda b: b.scheduled.amount > 0,
+        )
 
     def fault_response(self, status: int) -> Response | None:
         """PAY.JP's own error body for a fault the sandbox injects (429 and 5xx)."""

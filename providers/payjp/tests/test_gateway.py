@@ -210,3 +210,15 @@ def test_webhook_deliveries_are_verified_and_deduplicated(gw: Any, sandbox: Any)
     (created,) = api(sandbox, "/v1/events", type="statement.created")["data"]
     (payout,) = gw.webhooks.handle("card", headers, json.dumps(created).encode())
     assert payout.type == "payout.updated"
+
+
+def test_demo_script_passes() -> None:
+    import io
+
+    from rich.console import Console
+
+    from paygate.cli._demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=120), providers=["payjp"]) == 0, out.getvalue()
+    assert "payout balance" in out.getvalue()
