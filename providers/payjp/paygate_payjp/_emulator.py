@@ -1018,7 +1018,7 @@ class PayjpEmulator(Emulator):
         if request.query_params.get("publickey") != PUBLIC_KEY:
             return HTMLResponse("<p>Invalid public key.</p>", status_code=400)
         if charge is None or charge.wire.get("three_d_secure_status") != "unverified":
-            return HTMLResponse("<p>This 3-D Secure session is not open.</p>", status_code=400)
+            return HTMLResponse("<p>This 3-D Secure request is not open.</p>", status_code=400)
         result = "failed" if charge.behaviour == _TDS_FAILS else "verified"
         charge.wire["three_d_secure_status"] = result
         return HTMLResponse(

@@ -125,6 +125,10 @@ class PayjpProvider(Provider):
                 "must be a PAY.JP secret key (sk_...); public keys only tokenise cards",
                 key="secret_key",
             )
+        if settings.public_key is not None and not settings.public_key.startswith("pk_"):
+            # Most likely a secret key in the wrong place: never echo it.
+            register_secret(settings.public_key)
+            raise ConfigurationError("must be a PAY.JP public key (pk_...)", key="public_key")
         super().__init__(settings, account=account)
         self.config = settings
         self.api = Api(settings.base_url, secret, provider=self.name)

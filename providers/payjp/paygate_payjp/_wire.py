@@ -1,4 +1,4 @@
-"""PAY.JP v1 wire helpers: form encoding, timestamps, list envelopes, payout objects.
+"""PAY.JP v1 wire format: form encoding, timestamps, list envelopes, payout objects.
 
 PAY.JP v1 takes ``application/x-www-form-urlencoded`` bodies with nested objects as
 ``metadata[key]=value`` and answers JSON with Unix-second timestamps. Payout objects

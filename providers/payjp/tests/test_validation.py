@@ -95,6 +95,13 @@ def test_public_key_is_refused_as_secret_key(settings_factory: Any) -> None:
     assert "pk_test_abcdef" not in str(info.value)
 
 
+def test_secret_key_as_public_key_is_refused_silently(settings_factory: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PayjpProvider(settings_factory(public_key="sk_test_misplaced01"), account="card")
+    assert info.value.key == "public_key"
+    assert "sk_test_misplaced01" not in str(info.value)
+
+
 def test_base_url_rules() -> None:
     assert PayjpSettings(secret_key="sk_test_1").base_url == "https://api.pay.jp"
     settings = PayjpSettings(secret_key="sk_test_1", base_url="https://api.pay.jp/v1/")
