@@ -12,6 +12,7 @@ import base64
 import enum
 import hashlib
 import ipaddress
+import ssl
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -99,7 +100,8 @@ class ProviderSettings(BaseModel):
     too, and then a warning is logged on every load.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Validation errors never quote the input: it may be a secret.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     base_url: str
     timeout: float = 30.0
@@ -297,7 +299,7 @@ class Provider(ABC):
         """Extra keyword arguments for the account's httpx client (``cert``, ``verify``)."""
         opts: dict[str, Any] = {}
         if self.settings.ca_bundle is not None:
-            opts["verify"] = str(self.settings.ca_bundle)
+            opts["verify"] = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
         if not self.settings.tls_verify:
             if not self.settings.allow_insecure_tls:
                 raise ConfigurationError(
