@@ -192,8 +192,10 @@ class SmaregiProvider(Provider):
     settings_model: ClassVar[type[SmaregiSettings]] = SmaregiSettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
         Operation.CHARGE: OperationPolicy(key="none", lookup=True),
-        Operation.REFUND: OperationPolicy(key="none"),
-        Operation.CANCEL: OperationPolicy(key="none"),
+        # A cancel addresses one transaction and a repeat is answered with an error the
+        # flow resolves by reading it back (voided: done), so re-sending is harmless.
+        Operation.REFUND: OperationPolicy(key="path"),
+        Operation.CANCEL: OperationPolicy(key="path"),
     }
 
     settings: SmaregiSettings

@@ -941,6 +941,8 @@ def test_capabilities_and_policies(provider: SmaregiProvider) -> None:
     assert not pos.multiple_refunds
     assert caps.payout_balance is False
     assert caps.currencies == ("JPY",)
+    assert provider.policy(Operation.REFUND).key == "path"
+    assert provider.policy(Operation.CANCEL).key == "path"
     charge = provider.policy(Operation.CHARGE)
     assert charge.key == "none"
     assert charge.lookup is True

@@ -186,6 +186,16 @@ def test_status_refund_and_cancel(gw: Any, sandbox: Any) -> None:
     assert entries[three.provider_ref].refunded == 1200
 
 
+def test_lost_answer_of_a_refund_is_resent_harmlessly(gw: Any, sandbox: Any) -> None:
+    sold = charge(gw, "lost-refund-1")
+    sandbox.fault("smaregi", "drop_after_commit", path="/cancel$", method="POST")
+    refund = gw.refund("pos", sold.id, idempotency_key="lost-refund-1-r")
+    assert refund.amount == Money.jpy(1200)
+    assert gw.status("pos", sold.id).status is ChargeStatus.REFUNDED
+    [entry] = sales(sandbox)
+    assert entry.refunded == 1200
+
+
 def test_missing_scope_is_permission_denied(
     make_gateway: Callable[..., Any], paygate_accounts: dict[str, Any], sandbox: Any
 ) -> None:
