@@ -103,6 +103,7 @@ _SCHEMA = (
         state text NOT NULL,
         owner text,
         lease_until timestamptz,
+        updated_at timestamptz NOT NULL,
         PRIMARY KEY (account, event_id))""",
     """CREATE TABLE IF NOT EXISTS {charges} (
         charge_id text PRIMARY KEY,
@@ -302,21 +303,22 @@ class PostgresStore(Store):
             "INSERT INTO {cache} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
         )
         self._sql_event_insert = render(
-            "INSERT INTO {events} (account, event_id, state, owner, lease_until)"
-            " VALUES (%s, %s, 'processing', %s, %s) ON CONFLICT (account, event_id) DO NOTHING"
+            "INSERT INTO {events} (account, event_id, state, owner, lease_until, updated_at)"
+            " VALUES (%s, %s, 'processing', %s, %s, %s)"
+            " ON CONFLICT (account, event_id) DO NOTHING"
         )
         self._sql_event_select = render(
             "SELECT state, owner, lease_until FROM {events} WHERE account = %s AND event_id = %s"
         )
         self._sql_event_lock = self._sql_event_select + " FOR UPDATE"
         self._sql_event_take = render(
-            "UPDATE {events} SET state = 'processing', owner = %s, lease_until = %s"
-            " WHERE account = %s AND event_id = %s"
+            "UPDATE {events} SET state = 'processing', owner = %s, lease_until = %s,"
+            " updated_at = %s WHERE account = %s AND event_id = %s"
         )
         self._sql_event_finish = render(
-            "INSERT INTO {events} (account, event_id, state, owner, lease_until)"
-            " VALUES (%s, %s, 'done', %s, NULL) ON CONFLICT (account, event_id) DO UPDATE"
-            " SET state = 'done', lease_until = NULL"
+            "INSERT INTO {events} (account, event_id, state, owner, lease_until, updated_at)"
+            " VALUES (%s, %s, 'done', %s, NULL, %s) ON CONFLICT (account, event_id) DO UPDATE"
+            " SET state = 'done', lease_until = NULL, updated_at = excluded.updated_at"
         )
         self._sql_event_release = render(
             "DELETE FROM {events} WHERE account = %s AND event_id = %s AND owner = %s"
@@ -563,7 +565,7 @@ class PostgresStore(Store):
         with self._conn() as conn:
             while True:
                 cursor = conn.execute(
-                    self._sql_event_insert, (account, event_id, owner, lease_until)
+                    self._sql_event_insert, (account, event_id, owner, lease_until, now)
                 )
                 if cursor.rowcount == 1:
                     return ClaimOutcome.NEW
@@ -580,13 +582,13 @@ class PostgresStore(Store):
                     outcome = claim_decision(row[0], row[1], row[2], now, check_owner=False)
                     if outcome is not None:
                         return outcome
-                    conn.execute(self._sql_event_take, (owner, lease_until, account, event_id))
+                    conn.execute(self._sql_event_take, (owner, lease_until, now, account, event_id))
                 return ClaimOutcome.NEW
 
     def finish_event(self, account: str, event_id: str, owner: str) -> None:
         # Processed is a fact whoever finished it, even a claimer whose lease ran out.
         with self._conn() as conn:
-            conn.execute(self._sql_event_finish, (account, event_id, owner))
+            conn.execute(self._sql_event_finish, (account, event_id, owner, self._clock()))
 
     def release_event(self, account: str, event_id: str, owner: str) -> None:
         with self._conn() as conn:

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS paygate_events (
     state TEXT NOT NULL,
     owner TEXT,
     lease_until INTEGER,
+    updated_at INTEGER NOT NULL,
     PRIMARY KEY (account, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS paygate_charges (
@@ -513,10 +514,11 @@ class SQLiteStore(Store):
         now = utc(now)
         lease_us = to_micros(now + lease)
         conn = self._conn()
+        now_us = to_micros(now)
         inserted = conn.execute(
-            "INSERT INTO paygate_events (account, event_id, state, owner, lease_until)"
-            " VALUES (?, ?, 'processing', ?, ?) ON CONFLICT DO NOTHING",
-            (account, event_id, owner, lease_us),
+            "INSERT INTO paygate_events (account, event_id, state, owner, lease_until,"
+            " updated_at) VALUES (?, ?, 'processing', ?, ?, ?) ON CONFLICT DO NOTHING",
+            (account, event_id, owner, lease_us, now_us),
         ).rowcount
         if inserted == 1:
             return ClaimOutcome.NEW
@@ -537,21 +539,22 @@ class SQLiteStore(Store):
                 if outcome is not None:
                     return outcome
             conn.execute(
-                "INSERT INTO paygate_events (account, event_id, state, owner, lease_until)"
-                " VALUES (?, ?, 'processing', ?, ?) ON CONFLICT (account, event_id) DO UPDATE"
-                " SET state = 'processing', owner = excluded.owner,"
-                " lease_until = excluded.lease_until",
-                (account, event_id, owner, lease_us),
+                "INSERT INTO paygate_events (account, event_id, state, owner, lease_until,"
+                " updated_at) VALUES (?, ?, 'processing', ?, ?, ?)"
+                " ON CONFLICT (account, event_id) DO UPDATE SET state = 'processing',"
+                " owner = excluded.owner, lease_until = excluded.lease_until,"
+                " updated_at = excluded.updated_at",
+                (account, event_id, owner, lease_us, now_us),
             )
         return ClaimOutcome.NEW
 
     def finish_event(self, account: str, event_id: str, owner: str) -> None:
         # Processed is a fact whoever finished it, even a claimer whose lease ran out.
         self._conn().execute(
-            "INSERT INTO paygate_events (account, event_id, state, owner, lease_until)"
-            " VALUES (?, ?, 'done', ?, NULL) ON CONFLICT (account, event_id) DO UPDATE"
-            " SET state = 'done', lease_until = NULL",
-            (account, event_id, owner),
+            "INSERT INTO paygate_events (account, event_id, state, owner, lease_until,"
+            " updated_at) VALUES (?, ?, 'done', ?, NULL, ?) ON CONFLICT (account, event_id)"
+            " DO UPDATE SET state = 'done', lease_until = NULL, updated_at = excluded.updated_at",
+            (account, event_id, owner, to_micros(self._clock())),
         )
 
     def release_event(self, account: str, event_id: str, owner: str) -> None:
