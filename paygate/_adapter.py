@@ -145,9 +145,10 @@ def derive_key(merchant_key: str, *, scope: str = "", max_len: int = 64, alphabe
     'pg-charge-order-1042'
     """
     base = f"pg-{scope}-{merchant_key}" if scope else f"pg-{merchant_key}"
-    if alphabet == "alnum":
-        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in base)
-    if len(base) <= max_len and base.isascii():
+    allowed = (not alphabet) or all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in base)
+    # A key is kept readable only when it fits unchanged: replacing characters would let
+    # two merchant keys ("order/1", "order_1") share one provider key.
+    if allowed and len(base) <= max_len and base.isascii():
         return base
     digest = base64.b32encode(hashlib.sha256(f"{scope}\0{merchant_key}".encode()).digest())
     tail = digest.decode().rstrip("=").lower()[:26]

@@ -424,9 +424,14 @@ def wait(
         ctx = _ctx(provider, env, key=None, charge_id=charge_id)
         long_poll = provider.wait_status(ref_of(record), ctx, min(remaining, 60.0))
         if long_poll is not None:
+            before = current.status
             fresh = yield from _read(long_poll, provider.name)
             updated = yield from _record(env, fresh, "poll")
             current = view(fresh, updated)
+            if current.status == before:
+                # The hold ended early with nothing new: back off before holding again.
+                yield Sleep(min(delay, max(0.0, deadline - monotonic())))
+                delay = min(delay * 2, 15.0)
             continue
         yield Sleep(min(delay, remaining))
         delay = min(delay * 2, 15.0)

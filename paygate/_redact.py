@@ -28,7 +28,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # Japanese phone numbers: a leading 0 (or +81), 10-11 digits, optionally split by
 # hyphens. Unix timestamps and amounts do not start with 0, so they are left alone.
 _PHONE = re.compile(r"(?<![\w.-])(?:\+81[- ]?|0)\d{1,4}-?\d{1,4}-?\d{3,4}(?![\w-])")
-_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+_BEARER = re.compile(r"(?i)\b(bearer|basic|token)[ \t]+[A-Za-z0-9._~+/=-]{8,}")
 
 
 def register_secret(value: str | None) -> None:

@@ -43,11 +43,15 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
     @app.command()
-    def demo() -> None:
+    def demo(
+        provider: Annotated[
+            list[str] | None, typer.Option("--provider", "-p", help="only these providers")
+        ] = None,
+    ) -> None:
         """Run every provider's real flows end to end against the built-in sandbox."""
         from ._demo import run_demo
 
-        raise typer.Exit(run_demo())
+        raise typer.Exit(run_demo(providers=provider or None))
 
     @app.command("reconcile")
     def reconcile_cmd(

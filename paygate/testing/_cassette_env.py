@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -54,17 +56,36 @@ class CassetteEnv:
             return dict(self.sandbox.account_settings(provider))
         return _replay_settings(provider)
 
-    def gateway(self, provider: str, *, account: str | None = None) -> Any:
-        """A blocking `Gateway` with one account for ``provider`` (memory store)."""
-        from .._gateway import Gateway
+    def gateway(
+        self,
+        provider: str,
+        *,
+        account: str | None = None,
+        driver: str = "sync",
+        clock: Callable[[], datetime] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A gateway with one account for ``provider`` (memory store).
+
+        ``driver="async"`` gives a blocking facade over an `AsyncGateway`. ``clock`` pins
+        the gateway's clock (flows whose requests carry times replay byte-for-byte);
+        ``overrides`` change account settings.
+        """
+        from .._gateway import AsyncGateway, Gateway
         from .._retry import RetryPolicy
+        from ._runner import BlockingAsyncGateway
 
         name = account or provider
-        gw = Gateway.from_config(
-            {"store": "memory://", "accounts": {name: self.account(provider)}},
-            store="memory://",
-            retry=RetryPolicy.no_wait(),
-        )
+        table = {**self.account(provider), **(overrides or {})}
+        config = {"store": "memory://", "accounts": {name: table}}
+        kwargs: dict[str, Any] = {"store": "memory://", "retry": RetryPolicy.no_wait()}
+        if clock is not None:
+            kwargs["clock"] = clock
+        gw: Any
+        if driver == "async":
+            gw = BlockingAsyncGateway(AsyncGateway.from_config(config, **kwargs))
+        else:
+            gw = Gateway.from_config(config, **kwargs)
         self._gateways.append(gw)
         return gw
 

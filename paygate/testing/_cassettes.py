@@ -103,6 +103,6 @@ def cassette_secrets(cassette_text: str, secrets: Iterable[str]) -> list[str]:
     if redact(cassette_text) != cassette_text:
         found.append("personal-data pattern")
     for marker in ("Bearer ", "Basic "):
-        if re.search(marker + r"(?!\[redacted\])[A-Za-z0-9]", cassette_text):
+        if re.search(marker.replace(" ", "[ \t]+") + r"(?!\[redacted\])[A-Za-z0-9]", cassette_text):
             found.append(marker.strip())
     return found

@@ -45,6 +45,13 @@ class ProviderContract:
         """A payment method that succeeds (possibly after `complete_payment`)."""
         raise NotImplementedError
 
+    def method_for(self, amount: Money) -> PaymentMethod:
+        """The payment method for a charge of ``amount`` (default: `payment_method`).
+
+        Override when the method depends on the amount (a POS sale's lines add up to it).
+        """
+        return self.payment_method()
+
     def declined_method(self) -> PaymentMethod | None:
         """A payment method the provider declines at charge time (None: not applicable)."""
         return None
@@ -68,10 +75,11 @@ class ProviderContract:
         return f"contract-{self.provider}-{label}-{next(_keys)}"
 
     def charge(self, gateway: Any, key: str | None = None, amount: Money | None = None) -> Charge:
+        amount = amount or self.amount
         return gateway.charge(  # type: ignore[no-any-return]
             self.provider,
-            amount=amount or self.amount,
-            method=self.payment_method(),
+            amount=amount,
+            method=self.method_for(amount),
             idempotency_key=key or self.key("charge"),
         )
 
@@ -127,7 +135,10 @@ class ProviderContract:
             )
         with pytest.raises(InvalidRequest):
             gateway.charge(
-                self.provider, amount=self.amount, method=self.payment_method(), idempotency_key=""
+                self.provider,
+                amount=self.amount,
+                method=self.method_for(self.amount),
+                idempotency_key="",
             )
         assert sandbox.host.request_count == before
 
