@@ -1,0 +1,221 @@
+"""Deterministic reproductions of the bugs the reliability runs found.
+
+Each test states the correct behaviour and is a strict xfail until the owner fixes the
+bug; the fix then turns it into an unexpected pass, and the marker (and the matching
+entry of ``KNOWN_BUGS`` in chaos.py) goes, leaving a regression test. See
+docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from paygate import (
+    Card,
+    Gateway,
+    IdempotencyInProgress,
+    Money,
+    OutcomeUnknown,
+    PaygateError,
+    PosLine,
+    PosSale,
+    ProviderUnavailable,
+    RetryPolicy,
+    Wallet,
+)
+from paygate import _operations as ops
+from paygate._adapter import ChargeRequest
+from paygate._flow import StoreCall
+from paygate._stores import open_store
+from paygate.sandbox import serve_app
+
+ONE_ATTEMPT = RetryPolicy.no_wait(attempts=1)
+
+
+@pytest.fixture
+def gw(sandbox: Any, paygate_accounts: dict[str, Any]) -> Iterator[Gateway]:
+    gateway = Gateway.from_config(
+        {"store": "memory://", "accounts": paygate_accounts}, retry=ONE_ATTEMPT
+    )
+    yield gateway
+    gateway.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B1 (paygate/_operations.py _mutate): an error raised by the re-send after "
+    "a transport failure escapes every classification, so the key stays 'started' and "
+    "the merchant's retry gets IdempotencyInProgress until the lease runs out",
+)
+def test_b1_error_of_the_resend_does_not_lock_the_key(gw: Gateway, sandbox: Any) -> None:
+    sandbox.fault("fakepay", "reset", path="^/charges$", method="POST", count=1)
+    sandbox.fault("fakepay", "status", status=503, path="^/charges$", method="POST", count=1)
+    with pytest.raises(ProviderUnavailable):
+        gw.charge("fakepay", amount=Money.jpy(100), method=Card(token="t"), idempotency_key="b1")
+    try:
+        charge = gw.charge(
+            "fakepay", amount=Money.jpy(100), method=Card(token="t"), idempotency_key="b1"
+        )
+    except IdempotencyInProgress:
+        pytest.fail("the key is locked although no attempt is running")
+    assert charge.provider_ref
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B2 (paygate/_operations.py refund): the refundable checks run on a "
+    "recovering key; once paygate's record counts the refund, its own retry is refused "
+    "with InvalidRequest and the key stays unknown for ever",
+)
+def test_b2_refund_retried_after_unknown_outcome_recovers(gw: Gateway, sandbox: Any) -> None:
+    charge = gw.charge(
+        "fakepay", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="b2"
+    )
+    # The refund reaches the provider twice (first send and the keyed re-send); both
+    # answers are lost.
+    sandbox.fault("fakepay", "drop_after_commit", path="/refunds$", method="POST", count=2)
+    with pytest.raises(OutcomeUnknown):
+        gw.refund("fakepay", charge.id, idempotency_key="b2-r1")
+    gw.status("fakepay", charge.id)  # paygate learns the charge is refunded
+    refund = gw.refund("fakepay", charge.id, idempotency_key="b2-r1")
+    assert refund.amount == Money.jpy(1000)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B3 (paygate/_operations.py webhook): a status-only event that moves a "
+    "charge to refunded keeps the recorded refunded amount (0); refunded is terminal, "
+    "so no later poll can correct it",
+)
+def test_b3_refund_webhook_records_the_refunded_amount(gw: Gateway, sandbox: Any) -> None:
+    with serve_app(gw.webhooks.asgi()) as url:
+        sandbox.set_webhook_url(f"{url}/payjp", "payjp")
+        try:
+            charge = gw.charge(
+                "payjp",
+                amount=Money.jpy(1000),
+                method=Card(token="tok_success"),
+                idempotency_key="b3",
+            )
+            sandbox.advance(timedelta(seconds=5))
+            # Refunded outside paygate (the PAY.JP dashboard); PAY.JP sends a webhook.
+            creds = sandbox.credentials()["payjp"]
+            answer = httpx.post(
+                f"{creds['base_url']}/v1/charges/{charge.provider_ref}/refund",
+                auth=(creds["secret_key"], ""),
+            )
+            assert answer.status_code == 200
+            sandbox.flush_webhooks()
+        finally:
+            sandbox.set_webhook_url(None)
+    fresh = gw.status("payjp", charge.id)
+    assert fresh.amount_refunded == Money.jpy(1000)
+
+
+def test_b4_smaregi_refund_retry_after_lost_answer(gw: Gateway, sandbox: Any) -> None:
+    """B4, fixed: a Smaregi void retried with its key after both sends lost their answer
+    completes (the void is idempotent: policy key kind "path")."""
+    sale = PosSale(store_id="1", terminal_id="1", lines=(PosLine(name="b4", unit_price=500),))
+    charge = gw.charge("smaregi", amount=Money.jpy(500), method=sale, idempotency_key="b4")
+    sandbox.fault("smaregi", "drop_after_commit", path="/cancel$", method="POST", count=2)
+    with pytest.raises(OutcomeUnknown):
+        gw.refund("smaregi", charge.id, idempotency_key="b4-r1")
+    refund = gw.refund("smaregi", charge.id, idempotency_key="b4-r1")
+    assert refund.amount == Money.jpy(500)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="BUG B5 (paygate/_operations.py _mutate): `except BaseException` also catches "
+    "GeneratorExit and yields a store call, so closing an abandoned flow (a cancelled "
+    "task, a KeyboardInterrupt) raises 'generator ignored GeneratorExit'",
+)
+def test_b5_abandoned_flow_closes_cleanly(gw: Gateway) -> None:
+    provider = gw.provider("fakepay")
+    store = open_store("memory://")
+    req = ChargeRequest(amount=Money.jpy(100), method=Card(token="t"))
+    flow = ops.charge(provider, gw._env, req, "b5")
+    effect = next(flow)
+    while isinstance(effect, StoreCall):
+        effect = flow.send(getattr(store, effect.method)(**effect.kwargs))
+    # The provider call is in flight when the task is cancelled: the flow is closed.
+    flow.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B6 (providers/payjp/paygate_payjp/_provider.py _refund_flow): a full "
+    "refund re-sent after a lost answer reads the charge after the refund, so it reports "
+    "the charge's whole refunded total as this refund's amount",
+)
+def test_b6_payjp_full_refund_after_lost_answer_reports_its_amount(
+    gw: Gateway, sandbox: Any
+) -> None:
+    charge = gw.charge(
+        "payjp", amount=Money.jpy(1000), method=Card(token="tok_success"), idempotency_key="b6"
+    )
+    gw.refund("payjp", charge.id, amount=Money.jpy(600), idempotency_key="b6-r1")
+    sandbox.fault("payjp", "drop_after_commit", path="/refund$", method="POST", count=1)
+    rest = gw.refund("payjp", charge.id, idempotency_key="b6-r2")
+    assert rest.amount == Money.jpy(400)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B7 (providers/pokepay/paygate_pokepay/_provider.py _charge_wallet and "
+    "peers): the partner_request_already_done recovery runs once; a second lost answer "
+    "ends in ProviderRejected, which the gateway stores as a definitive failure "
+    "although the customer paid",
+)
+def test_b7_pokepay_two_lost_answers_do_not_fail_a_paid_charge(
+    sandbox: Any, paygate_accounts: dict[str, Any]
+) -> None:
+    customer = sandbox.credentials()["pokepay"]["customers"]["funded"]
+    # Seed 3 hits the 1st and 3rd matching calls: the payment, then the fresh envelope
+    # sent after the driver's identical re-send was refused as already done.
+    sandbox.fault(
+        "pokepay",
+        "drop_after_commit",
+        path="^/transactions/payment$",
+        probability=0.5,
+        seed=3,
+        count=2,
+    )
+    with Gateway.from_config(
+        {"store": "memory://", "accounts": paygate_accounts}, retry=RetryPolicy.no_wait()
+    ) as gw:
+        try:
+            charge = gw.charge(
+                "pokepay",
+                amount=Money.jpy(500),
+                method=Wallet(customer_id=customer),
+                idempotency_key="b7",
+            )
+        except PaygateError as exc:
+            payments = [e for e in sandbox.ledger()["pokepay"] if e.kind == "payment"]
+            pytest.fail(f"{exc.code} although the provider holds {len(payments)} payment")
+    assert charge.paid
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B8 (paygate/_operations.py refund): the refund records "
+    "record.amount_refunded + its amount; when a poll or webhook already counted it "
+    "(a recovered attempt), paygate's refunded total exceeds the provider's",
+)
+def test_b8_recovered_refund_is_counted_once(gw: Gateway, sandbox: Any) -> None:
+    charge = gw.charge(
+        "fakepay", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="b8"
+    )
+    sandbox.fault("fakepay", "drop_after_commit", path="/refunds$", method="POST", count=2)
+    with pytest.raises(OutcomeUnknown):
+        gw.refund("fakepay", charge.id, amount=Money.jpy(300), idempotency_key="b8-r1")
+    assert gw.status("fakepay", charge.id).amount_refunded == Money.jpy(300)
+    gw.refund("fakepay", charge.id, amount=Money.jpy(300), idempotency_key="b8-r1")
+    assert gw.status("fakepay", charge.id).amount_refunded == Money.jpy(300)
