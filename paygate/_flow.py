@@ -30,7 +30,9 @@ __all__ = [
     "Flow",
     "Reply",
     "Retry",
+    "Sleep",
     "TransportFailure",
+    "cache_claim",
     "drive",
 ]
 
@@ -148,6 +150,16 @@ class Sleep:
     seconds: float
 
 
+def cache_claim(key: str, value: Any) -> StoreCall:
+    """Store ``value`` under ``key`` unless something is there; receive what is stored.
+
+    The answer equals ``value`` when this caller won the claim. Atomic across threads,
+    processes and (PostgreSQL) machines: the way a flow makes sure only one worker
+    creates a provider entity.
+    """
+    return StoreCall("cache_put_if_absent", {"key": key, "value": value})
+
+
 Effect = Union[Call, CacheGet, CachePut, StoreCall, Sleep]  # noqa: UP007  (runtime alias)
 Flow = Generator[Effect, Any, T]
 
@@ -190,6 +202,10 @@ def drive(
             elif isinstance(effect, CachePut):
                 store[effect.key] = effect.value
                 result = None
+            elif isinstance(effect, Sleep):
+                result = None  # tests do not wait
+            elif isinstance(effect, StoreCall) and effect.method == "cache_put_if_absent":
+                result = store.setdefault(effect.kwargs["key"], effect.kwargs["value"])
             else:
                 raise TypeError(f"drive() cannot run core effect {effect!r}")
             effect = flow.send(result)

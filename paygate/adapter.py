@@ -20,7 +20,19 @@ from ._adapter import (
     derive_key,
     is_loopback,
 )
-from ._flow import CacheGet, CachePut, Call, Effect, Flow, Reply, Retry, TransportFailure, drive
+from ._flow import (
+    CacheGet,
+    CachePut,
+    Call,
+    Effect,
+    Flow,
+    Reply,
+    Retry,
+    Sleep,
+    TransportFailure,
+    cache_claim,
+    drive,
+)
 
 __all__ = [
     "CacheGet",
@@ -42,7 +54,9 @@ __all__ = [
     "Reply",
     "Retry",
     "RetryDecision",
+    "Sleep",
     "TransportFailure",
+    "cache_claim",
     "check_base_url",
     "derive_key",
     "drive",

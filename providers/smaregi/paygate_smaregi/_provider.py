@@ -59,6 +59,8 @@ from paygate.adapter import (
     RefundRequest,
     Reply,
     Retry,
+    Sleep,
+    cache_claim,
 )
 
 from ._auth import TokenKeeper
@@ -315,9 +317,42 @@ class SmaregiProvider(Provider):
             return cached, True
         pm = yield from self._find_payment_method(ctx)
         if pm is None:
-            pm = yield from self._create_payment_method(ctx)
+            pm = yield from self._create_once(ctx)
         yield CachePut(self.payment_method_cache_key, pm.to_cache())
         return pm, False
+
+    def _create_once(self, ctx: OpContext) -> Flow[AppPaymentMethod]:
+        """POST the app payment method from one worker only.
+
+        Workers sharing a store claim the creation in it; the others wait for the
+        winner's result (cache or GET). A claim left by a worker that died is taken over
+        after `_CLAIM_STALE`. Workers on different stores cannot see each other's claim:
+        for them the 403 "already registered" answer is the fallback (GET again).
+        """
+        now = ctx.now()
+        mine = {"owner": str(ctx.new_uuid()), "at": now.isoformat()}
+        claim_key = f"{self.payment_method_cache_key}:creating"
+        holder = yield cache_claim(claim_key, mine)
+        if holder != mine and not _claim_stale(holder, now):
+            for delay in _CLAIM_WAITS:
+                yield Sleep(delay)
+                cached = AppPaymentMethod.from_wire((yield CacheGet(self.payment_method_cache_key)))
+                if cached is not None:
+                    return cached
+                found = yield from self._find_payment_method(ctx)
+                if found is not None:
+                    return found
+        if holder != mine:
+            # The claim was finished or abandoned: a finished one left its result here.
+            cached = AppPaymentMethod.from_wire((yield CacheGet(self.payment_method_cache_key)))
+            if cached is not None:
+                return cached
+            yield CachePut(claim_key, mine)
+        created = yield from self._create_payment_method(ctx)
+        yield CachePut(self.payment_method_cache_key, created.to_cache())
+        # Done: a later re-creation (the method was deleted) need not wait on this claim.
+        yield CachePut(claim_key, {"done": created.payment_method_id})
+        return created
 
     def _find_payment_method(self, ctx: OpContext) -> Flow[AppPaymentMethod | None]:
         reply = yield from self._send(ctx, "GET", self._pm_url, step="app_payment_methods.get")
@@ -702,3 +737,21 @@ def _same_sale(tran: Any, sale: Sale, tran_id: str) -> bool:
         return False
     total = tran.get("total")
     return total is None or same("total", str(sale.total))
+
+
+# How long a creation claim is honoured, and how its waiters poll (about 6 s in all).
+_CLAIM_STALE = timedelta(seconds=30)
+_CLAIM_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+
+
+def _claim_stale(holder: Any, now: datetime) -> bool:
+    """A claim whose time is unreadable or older than `_CLAIM_STALE` is abandoned."""
+    if not isinstance(holder, dict):
+        return True
+    try:
+        at = datetime.fromisoformat(str(holder.get("at")))
+    except ValueError:
+        return True
+    if at.tzinfo is None or now.tzinfo is None:
+        return True
+    return now - at > _CLAIM_STALE

@@ -20,6 +20,7 @@ from paygate import (
     ProviderRejected,
     RateLimited,
 )
+from paygate._flow import StoreCall
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -29,6 +30,7 @@ from paygate.adapter import (
     ChargeRequest,
     OpContext,
     RefundRequest,
+    Sleep,
 )
 from paygate.sandbox import SandboxClock
 from paygate_smaregi import SmaregiProvider
@@ -130,6 +132,10 @@ def advance_until(flow: Any, wire: Wire, step: str) -> Any:
         elif isinstance(effect, CachePut):
             wire.cache[effect.key] = effect.value
             effect = flow.send(None)
+        elif isinstance(effect, StoreCall):  # cache_claim
+            effect = flow.send(wire.cache.setdefault(effect.kwargs["key"], effect.kwargs["value"]))
+        elif isinstance(effect, Sleep):
+            effect = flow.send(None)
 
 
 def finish(flow: Any, wire: Wire, effect: Any) -> Any:
@@ -140,6 +146,12 @@ def finish(flow: Any, wire: Wire, effect: Any) -> Any:
                 effect = flow.send(wire.cache.get(effect.key))
             elif isinstance(effect, CachePut):
                 wire.cache[effect.key] = effect.value
+                effect = flow.send(None)
+            elif isinstance(effect, StoreCall):  # cache_claim
+                effect = flow.send(
+                    wire.cache.setdefault(effect.kwargs["key"], effect.kwargs["value"])
+                )
+            elif isinstance(effect, Sleep):
                 effect = flow.send(None)
             else:
                 effect = flow.send(wire.respond(effect))

@@ -274,4 +274,31 @@ def test_processes_racing_ensure_end_with_one_method(
     assert len(ids) == 1
     counts = stats(sandbox)
     assert counts["app_payment_methods_created"] == 1
-    assert counts["app_payment_method_posts"] in (1, 2)
+    assert counts["app_payment_method_posts"] == 1  # the shared store's claim: one POST
+
+
+def test_threads_sharing_a_store_post_once(
+    make_gateway: Callable[..., Any], sandbox: Any, tmp_path: Path
+) -> None:
+    """Two gateways on one SQLite store (two app instances of one deployment): the
+    creation is claimed in the store, so exactly one POST reaches Smaregi."""
+    sandbox.control("smaregi", "slow_reads", seconds=0.5, count=2)
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    gateways = [make_gateway(store=store), make_gateway(driver="async", store=store)]
+    barrier = threading.Barrier(len(gateways))
+    results: list[Any] = [None] * len(gateways)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = gateways[i].extension("pos", "ensure_payment_method")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(gateways))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] is not None
+    assert results[0] == results[1]
+    counts = stats(sandbox)
+    assert counts["app_payment_methods_created"] == 1
+    assert counts["app_payment_method_posts"] == 1
