@@ -219,3 +219,23 @@ def test_b8_recovered_refund_is_counted_once(gw: Gateway, sandbox: Any) -> None:
     assert gw.status("fakepay", charge.id).amount_refunded == Money.jpy(300)
     gw.refund("fakepay", charge.id, amount=Money.jpy(300), idempotency_key="b8-r1")
     assert gw.status("fakepay", charge.id).amount_refunded == Money.jpy(300)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="BUG B9 (paygate/_reconcile.py): the lookup request is rebuilt with "
+    "model_construct(type=...) only; Smaregi's and Pokepay's lookups read the method's "
+    "fields, raise AttributeError, and reconcile stops at the first such record",
+)
+def test_b9_reconcile_resolves_a_lost_smaregi_sale(gw: Gateway, sandbox: Any) -> None:
+    from paygate._reconcile import reconcile
+
+    sale = PosSale(store_id="1", terminal_id="1", lines=(PosLine(name="b9", unit_price=500),))
+    # The sale is registered but its answer is lost, and the lookup fails too.
+    sandbox.fault("smaregi", "drop_after_commit", path="/pos/transactions$", method="POST")
+    sandbox.fault("smaregi", "status", status=503, path="/pos/transactions$", method="GET")
+    with pytest.raises(OutcomeUnknown):
+        gw.charge("smaregi", amount=Money.jpy(500), method=sale, idempotency_key="b9")
+    rows = reconcile(gw)
+    assert [row.action.split(" ")[0] for row in rows] == ["found"]
