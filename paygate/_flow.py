@@ -204,7 +204,7 @@ def drive(
                 result = None
             elif isinstance(effect, Sleep):
                 result = None  # tests do not wait
-            elif isinstance(effect, StoreCall) and effect.method == "cache_put_if_absent":
+            elif effect.method == "cache_put_if_absent":
                 result = store.setdefault(effect.kwargs["key"], effect.kwargs["value"])
             else:
                 raise TypeError(f"drive() cannot run core effect {effect!r}")
