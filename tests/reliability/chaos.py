@@ -125,7 +125,7 @@ KNOWN_BUGS = {
     "('generator ignored GeneratorExit')",
     "B7": "pokepay: two lost answers in a row end in ProviderRejected("
     "partner_request_already_done), stored as a definitive failure although the payment "
-    "(or refund) exists",
+    "(or refund) exists; a status read fails the same way",
     "B8": "core: a refund adds its amount to the recorded refunded total even when a "
     "webhook or poll already counted it (a recovered attempt), so paygate's refunded "
     "amount exceeds the provider's",
@@ -558,6 +558,10 @@ class Merchant:
                 return self.gw.status(account, charge_id)
             except (ProviderUnavailable, RateLimited) as exc:
                 self.fig(account).errors[f"status:{type(exc).__name__}"] += 1
+            except PaygateError as exc:
+                # A read has no outcome to lose: any other error is a bug.
+                bug = "B7" if exc.provider_code == "partner_request_already_done" else None
+                self.report.problem(f"{account} status {charge_id}: {exc.code}", bug=bug)
         return None
 
     # -- operations ----------------------------------------------------------------------
