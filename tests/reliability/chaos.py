@@ -131,6 +131,8 @@ KNOWN_BUGS = {
     "amount exceeds the provider's",
     "B9": "core: reconcile rebuilds the charge request with an empty payment method, so "
     "the Smaregi and Pokepay wallet lookups fail with AttributeError and reconcile stops",
+    "B10": "core: Reply.json lets RecursionError through for deeply nested JSON (every "
+    "adapter; webhook bodies too)",
     "B6": "payjp: a full refund re-sent after a lost answer reports the charge's total "
     "refunded amount as the refund's amount",
 }
