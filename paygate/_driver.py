@@ -8,13 +8,15 @@ decides (which failures are retried, how long to wait, what a span records) live
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import httpx
 import stamina
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 
 from ._adapter import Provider
 from ._errors import PaygateError
@@ -36,6 +38,15 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 T = TypeVar("T")
 
 _USER_AGENT = "paygate"
+
+# Without an OpenTelemetry SDK every span is a no-op, yet creating and entering one
+# still costs more than the rest of the driver's bookkeeping; skip them then.
+_NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_NO_SPAN = contextlib.nullcontext(INVALID_SPAN)
+
+
+def _tracing() -> bool:
+    return not isinstance(trace.get_tracer_provider(), _NO_SDK)
 
 
 def _reply(response: httpx.Response, provider: str) -> Reply:
@@ -90,19 +101,33 @@ class _DriverBase:
             return True if exc.after is None else exc.after
         return isinstance(exc, RetryableTransport)
 
-    def _retrying(self) -> Any:
+    def _retrying(self, timeout: float) -> Any:
         p = self.policy
         return stamina.retry_context(
             on=self._hook,
             attempts=p.attempts,
-            timeout=p.deadline,
+            timeout=timeout,
             wait_initial=p.wait_initial,
             wait_max=p.wait_max,
             wait_jitter=p.wait_jitter,
         )
 
+    def _remaining(self, started: float) -> float:
+        """What is left of the call's deadline, counted from its first attempt."""
+        return self.policy.deadline - (time.monotonic() - started)
+
+    @staticmethod
+    def _gave_up(call: Call, error: RetryableTransport, number: int) -> TransportFailure:
+        return TransportFailure(
+            f"{type(error.error).__name__} during {call.step} after {number} attempts",
+            sent=error.sent,
+            step=call.step,
+        )
+
     @staticmethod
     def _attempt_span(call: Call, provider: Provider, number: int) -> Span:
+        if not _tracing():
+            return INVALID_SPAN
         return tracer.start_span(
             f"{provider.name} {call.step}",
             kind=SpanKind.CLIENT,
@@ -126,6 +151,8 @@ class _DriverBase:
         span.end()
 
     def _operation_span(self, name: str, attributes: Mapping[str, str]) -> Any:
+        if not _tracing():
+            return _NO_SPAN
         return tracer.start_as_current_span(
             f"paygate.{name}",
             kind=SpanKind.INTERNAL,
@@ -225,40 +252,53 @@ class SyncDriver(_DriverBase):
         raise TypeError(f"unknown effect {effect!r}")
 
     def _http(self, account: str, provider: Provider, call: Call) -> Reply:
+        # Most calls succeed at once: the first attempt runs outside the retry loop,
+        # which is only built (with what is left of the deadline) when it fails.
         client = self.client(account)
-        number = 0
+        started = time.monotonic()
         try:
-            for attempt in self._retrying():
+            return self._attempt(client, provider, call, 1)
+        except (RetryableReply, RetryableTransport) as exc:
+            first: Exception = exc
+        pending: Exception | None = first
+        number = 1
+        try:
+            remaining = self._remaining(started)
+            if remaining <= 0:
+                raise first
+            for attempt in self._retrying(remaining):
                 with attempt:
+                    if pending is not None:
+                        # Replayed inside the loop, so stamina counts the failed first
+                        # attempt and waits its backoff before the second.
+                        failed, pending = pending, None
+                        raise failed
                     number += 1
-                    span = self._attempt_span(call, provider, number)
-                    reply: Reply | None = None
-                    try:
-                        response = client.request(
-                            call.method,
-                            call.url,
-                            headers=call.headers,
-                            content=call.content,
-                            timeout=call.timeout
-                            if call.timeout is not None
-                            else httpx.USE_CLIENT_DEFAULT,
-                        )
-                        reply = _reply(response, provider.name)
-                    except httpx.TransportError as exc:
-                        self._end_attempt(span, None, exc)
-                        raise self._transport(call, exc) from None
-                    self._end_attempt(span, reply, None)
-                    self._judge(provider, call, reply)
-                    return reply
+                    return self._attempt(client, provider, call, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
-            raise TransportFailure(
-                f"{type(exc.error).__name__} during {call.step} after {number} attempts",
-                sent=exc.sent,
-                step=call.step,
-            ) from None
+            raise self._gave_up(call, exc, number) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, client: httpx.Client, provider: Provider, call: Call, number: int) -> Reply:
+        """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
+        span = self._attempt_span(call, provider, number)
+        try:
+            response = client.request(
+                call.method,
+                call.url,
+                headers=call.headers,
+                content=call.content,
+                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            reply = _reply(response, provider.name)
+        except httpx.TransportError as exc:
+            self._end_attempt(span, None, exc)
+            raise self._transport(call, exc) from None
+        self._end_attempt(span, reply, None)
+        self._judge(provider, call, reply)
+        return reply
 
     def close(self) -> None:
         """Close every HTTP client."""
@@ -358,40 +398,52 @@ class AsyncDriver(_DriverBase):
         raise TypeError(f"unknown effect {effect!r}")
 
     async def _http(self, account: str, provider: Provider, call: Call) -> Reply:
+        # See `SyncDriver._http`: the retry loop is only built after a failed attempt.
         client = self.client(account)
-        number = 0
+        started = time.monotonic()
         try:
-            async for attempt in self._retrying():
+            return await self._attempt(client, provider, call, 1)
+        except (RetryableReply, RetryableTransport) as exc:
+            first: Exception = exc
+        pending: Exception | None = first
+        number = 1
+        try:
+            remaining = self._remaining(started)
+            if remaining <= 0:
+                raise first
+            async for attempt in self._retrying(remaining):
                 with attempt:
+                    if pending is not None:
+                        failed, pending = pending, None
+                        raise failed
                     number += 1
-                    span = self._attempt_span(call, provider, number)
-                    reply: Reply | None = None
-                    try:
-                        response = await client.request(
-                            call.method,
-                            call.url,
-                            headers=call.headers,
-                            content=call.content,
-                            timeout=call.timeout
-                            if call.timeout is not None
-                            else httpx.USE_CLIENT_DEFAULT,
-                        )
-                        reply = _reply(response, provider.name)
-                    except httpx.TransportError as exc:
-                        self._end_attempt(span, None, exc)
-                        raise self._transport(call, exc) from None
-                    self._end_attempt(span, reply, None)
-                    self._judge(provider, call, reply)
-                    return reply
+                    return await self._attempt(client, provider, call, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
-            raise TransportFailure(
-                f"{type(exc.error).__name__} during {call.step} after {number} attempts",
-                sent=exc.sent,
-                step=call.step,
-            ) from None
+            raise self._gave_up(call, exc, number) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, provider: Provider, call: Call, number: int
+    ) -> Reply:
+        """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
+        span = self._attempt_span(call, provider, number)
+        try:
+            response = await client.request(
+                call.method,
+                call.url,
+                headers=call.headers,
+                content=call.content,
+                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            reply = _reply(response, provider.name)
+        except httpx.TransportError as exc:
+            self._end_attempt(span, None, exc)
+            raise self._transport(call, exc) from None
+        self._end_attempt(span, reply, None)
+        self._judge(provider, call, reply)
+        return reply
 
     async def aclose(self) -> None:
         """Close every HTTP client."""
