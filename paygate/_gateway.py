@@ -209,6 +209,9 @@ class _GatewayBase:
                 allowed[acct.name] = acct.methods
         self._providers = providers
         self._methods = allowed
+        # An adapter's capabilities follow from its settings, fixed at construction;
+        # charge checks read them on every call, so they are built once per account.
+        self._caps: dict[str, Capabilities] = {}
         self._owns_store = isinstance(store, str)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.retry = retry or RetryPolicy()
@@ -296,7 +299,9 @@ class _GatewayBase:
             raise InvalidRequest(
                 "method must be a payment method (Card, Konbini, ...)", param="method"
             )
-        caps = self.capabilities(account)
+        caps = self._caps.get(account)
+        if caps is None:
+            caps = self._caps[account] = self.capabilities(account)
         if method_type not in caps.methods:
             others = [
                 name
