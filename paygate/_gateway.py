@@ -14,20 +14,20 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import _operations as ops
 from ._adapter import ChargeRequest, OpContext, Provider
 from ._config import AccountConfig, LoadedConfig, load_config
-from ._driver import AsyncDriver, SyncDriver
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
 from ._flow import Flow
 from ._models import Capabilities, Charge, Event, PaymentMethod, PayoutBalance, Refund
 from ._money import Money
 from ._retry import RetryPolicy
 from ._stores import Store, open_store
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AsyncGateway", "Gateway"]
 
@@ -368,6 +368,10 @@ class Gateway(_GatewayBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(accounts, **kwargs)
+        # Imported here: the drivers bring httpx, stamina and OpenTelemetry, which
+        # ``import paygate`` alone does not need.
+        from ._driver import SyncDriver
+
         self._driver = SyncDriver(
             store=self.store, providers=self._providers, policy=self.retry, transport=transport
         )
@@ -502,6 +506,8 @@ class AsyncGateway(_GatewayBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(accounts, **kwargs)
+        from ._driver import AsyncDriver
+
         self._driver = AsyncDriver(
             store=self.store, providers=self._providers, policy=self.retry, transport=transport
         )

@@ -19,10 +19,14 @@ from __future__ import annotations
 import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ._flow import Call, Reply, Retry
+
+if TYPE_CHECKING:
+    # httpx (with its CLI's rich and click) is imported when the first gateway
+    # starts, not by ``import paygate``.
+    import httpx
 
 __all__ = ["RetryPolicy"]
 
@@ -69,12 +73,14 @@ class RetryableTransport(Exception):
         self.sent = sent
 
 
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
 def surely_not_sent(error: httpx.TransportError) -> bool:
     """True when the request cannot have reached the provider."""
-    return isinstance(error, _NOT_SENT)
+    import httpx
+
+    return isinstance(
+        error,
+        (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol),
+    )
 
 
 def transport_retryable(call: Call, error: httpx.TransportError) -> bool:
