@@ -93,7 +93,7 @@ class Reply:
         """The body parsed as JSON, or `MalformedResponse`."""
         try:
             return json.loads(self.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise MalformedResponse(
                 f"response is not JSON (HTTP {self.status}, {len(self.content)} bytes)",
                 provider=self.provider,

@@ -59,6 +59,9 @@ from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate, ClaimOutco
 
 T = TypeVar("T")
 
+# Method fields that are personal data or card credentials: never kept in a hint.
+_PERSONAL = {"customer_name", "phone", "email", "customer_id", "token", "customer", "memo"}
+
 # Outcomes the provider decided: replaying them is the truthful answer.
 _DEFINITIVE = (PaymentDeclined, ProviderRejected, IdempotencyConflict)
 # Nothing was created: the key may start afresh.
@@ -243,40 +246,13 @@ def _mutate(
                 provider=ctx.provider,
             )
     try:
-        return (yield from create())
-    except TransportFailure as exc:
-        if not exc.sent:
-            yield StoreCall("release", {"key": key, "owner": env.owner})
-            raise ProviderUnavailable(
-                f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
-            ) from None
-        if lookup is not None:
-            # The request may have been processed: ask before anything is re-sent.
-            try:
-                found = yield from lookup()
-            except (TransportFailure, PaygateError):
-                found = None
-                checked = False
-            else:
-                checked = True
-            if found is not None:
-                return found
-            if checked:
-                try:
-                    return (yield from create())
-                except TransportFailure:
-                    pass
-        elif policy.keyed:
-            try:
-                return (yield from create())
-            except TransportFailure:
-                pass
-        yield from _unknown(env, key, f"transport failure after sending: {exc}", hint)
-        raise OutcomeUnknown(
-            "the request may have reached the provider and no answer came back; "
-            "retry later with the same key or run `paygate reconcile`",
-            provider=ctx.provider,
-        ) from None
+        return (yield from _create_resolving(env, key, policy, ctx, create, lookup, hint))
+    except _Settled as settled:
+        raise settled.error from None
+    except GeneratorExit:
+        # The flow was abandoned (a cancelled task): nothing may be yielded any more.
+        # The record stays started until its lease runs out, then recovers.
+        raise
     except _DEFINITIVE as exc:
         yield StoreCall("fail", {"key": key, "owner": env.owner, "error": exc.to_dict()})
         raise
@@ -292,6 +268,65 @@ def _mutate(
         # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
         yield from _unknown(env, key, "unexpected error", hint)
         raise
+
+
+class _Settled(Exception):
+    """The store already holds the outcome of ``error``: raise it as it is."""
+
+    def __init__(self, error: PaygateError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _create_resolving(
+    env: Env,
+    key: str,
+    policy: OperationPolicy,
+    ctx: OpContext,
+    create: Callable[[], Flow[T]],
+    lookup: Callable[[], Flow[T | None]] | None,
+    hint: Mapping[str, Any] | None,
+) -> Flow[T]:
+    """``create``; after a failure that may have reached the provider, look up first and
+    re-send only where that is safe. Errors of the re-send are classified like any other
+    (the caller's handlers see them); transport outcomes are settled here."""
+    try:
+        return (yield from create())
+    except TransportFailure as exc:
+        if not exc.sent:
+            yield StoreCall("release", {"key": key, "owner": env.owner})
+            raise _Settled(
+                ProviderUnavailable(
+                    f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
+                )
+            ) from None
+        first = exc
+    resend = False
+    if lookup is not None:
+        # The request may have been processed: ask before anything is re-sent.
+        try:
+            found = yield from lookup()
+        except (TransportFailure, PaygateError):
+            found = None
+        else:
+            if found is not None:
+                return found
+            resend = True
+    elif policy.keyed:
+        resend = True
+    if resend:
+        try:
+            return (yield from create())
+        except TransportFailure:
+            pass
+    yield from _unknown(env, key, f"transport failure after sending: {first}", hint)
+    raise _Settled(
+        OutcomeUnknown(
+            "the request may have reached the provider and no answer came back; "
+            "retry later with the same key or run `paygate reconcile`",
+            provider=ctx.provider,
+        )
+    )
 
 
 def _unknown(env: Env, key: str, detail: str, hint: Mapping[str, Any] | None = None) -> Flow[None]:
@@ -380,6 +415,7 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
             "amount": req.amount.amount,
             "currency": req.amount.currency,
             "method": req.method.type,
+            "method_fields": req.method.model_dump(mode="json", exclude=_PERSONAL),
             "charge_id": charge_id,
         },
     )
@@ -472,24 +508,28 @@ def refund(
     if begin.outcome is BeginOutcome.REPLAY:
         return Refund.model_validate(_replayed(begin))
     try:
-        if record.status not in (ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED):
+        if begin.recovering:
+            # The checks passed when this key first ran; the refund may since be counted
+            # in the record, so checking again would refuse the refund's own retry.
+            pass
+        elif record.status not in (ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED):
             raise InvalidRequest(
                 f"charge is {record.status.value}, not refundable", param="charge_id"
             )
-        if amount is not None and amount.amount <= 0:
+        elif amount is not None and amount.amount <= 0:
             raise InvalidRequest("refund amount must be positive", param="amount")
-        if amount is not None and amount.amount > refundable:
+        elif amount is not None and amount.amount > refundable:
             raise InvalidRequest(
                 f"refund amount exceeds the refundable {refundable}", param="amount"
             )
-        if caps.refund == "full" and amount is not None and amount.amount != record.amount:
+        elif caps.refund == "full" and amount is not None and amount.amount != record.amount:
             raise NotSupported(
                 "partial refund",
                 provider=provider.name,
                 reason=f"{provider.name} refunds {record.method} charges only in full",
                 alternative="refund without an amount (the whole charge)",
             )
-        if not caps.multiple_refunds and record.amount_refunded > 0:
+        elif not caps.multiple_refunds and record.amount_refunded > 0:
             raise NotSupported(
                 "a second refund", provider=provider.name, reason="only one refund per charge"
             )
@@ -510,7 +550,7 @@ def refund(
     result = result.model_copy(
         update={"id": refund_id_for(account, key), "charge_id": charge_id, "account": account}
     )
-    refunded = min(record.amount, record.amount_refunded + result.amount.amount)
+    refunded = yield from _refunded_after(record, result, recovering=begin.recovering)
     new_status = (
         ChargeStatus.REFUNDED if refunded >= record.amount else ChargeStatus.PARTIALLY_REFUNDED
     )
@@ -545,6 +585,22 @@ def refund(
         },
     )
     return result
+
+
+def _refunded_after(before: ChargeRecord, refund_: Refund, *, recovering: bool) -> Flow[int]:
+    """The charge's refunded total after ``refund_``, counted once.
+
+    Adding the refund to the total read before it is right only when nothing else
+    counted it meanwhile: not on a recovered attempt (an earlier one may already be
+    counted by a poll or webhook), and not when a webhook or poll moved the record while
+    the refund was in flight. Otherwise the record stands; the next poll brings the
+    provider's own total (never more than it, never counted twice).
+    """
+    current = yield from _tracked(before.account, before.charge_id)
+    untouched = current.amount_refunded == before.amount_refunded
+    if untouched and not recovering:
+        return min(before.amount, before.amount_refunded + refund_.amount.amount)
+    return current.amount_refunded
 
 
 def _state_change(
@@ -665,9 +721,16 @@ def webhook(
     """
     provider.verify_webhook(headers, body)
     ctx = _ctx(provider, env, key=None, charge_id=None)
-    parsed: Sequence[ParsedEvent] = yield from _read(
-        provider.parse_webhook(headers, body, ctx), provider.name
-    )
+    try:
+        parsed: Sequence[ParsedEvent] = yield from _read(
+            provider.parse_webhook(headers, body, ctx), provider.name
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # An authentic but unreadable delivery (wrong shape, absurd nesting): refused as
+        # malformed, nothing recorded.
+        raise MalformedResponse(
+            f"webhook body could not be read ({type(exc).__name__})", provider=provider.name
+        ) from None
     out: list[tuple[Event, str, bool]] = []
     account = provider.account
     for item in parsed:
@@ -707,7 +770,11 @@ def webhook(
                             status=item.status,
                             amount=record.amount,
                             currency=record.currency,
-                            amount_refunded=record.amount_refunded,
+                            amount_refunded=(
+                                record.amount
+                                if item.status is ChargeStatus.REFUNDED
+                                else record.amount_refunded
+                            ),
                             observed_at=item.occurred_at or env.clock(),
                             source="webhook",
                             charge_json=record.charge_json,
@@ -765,8 +832,12 @@ def resolve_charge(
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=True)
     try:
         found = yield from provider.lookup_charge(req, ctx)
-    except (TransportFailure, PaygateError) as exc:
+    except GeneratorExit:
+        raise
+    except Exception as exc:
         yield from _unknown(env, skey, f"reconcile lookup failed: {type(exc).__name__}")
+        if not isinstance(exc, (TransportFailure, PaygateError)):
+            raise
         raise OutcomeUnknown(
             "the provider could not be asked; try again later", provider=provider.name
         ) from None

@@ -112,9 +112,19 @@ def reconcile(
                 )
             )
             continue
+        fields = hint.get("method_fields")
+        fields = dict(fields) if isinstance(fields, dict) else {}
+        fields["type"] = hint["method"]
+        # Personal fields were never kept; a lookup that needs them fails below, per row.
+        method = method_cls.model_construct(**fields)
+        if "lines" in fields and isinstance(fields["lines"], list):
+            from ._models import PosLine
+
+            lines = tuple(PosLine.model_validate(line) for line in fields["lines"])
+            method = method_cls.model_construct(**{**fields, "lines": lines})
         req = ChargeRequest(
             amount=Money(amount=int(hint["amount"]), currency=str(hint.get("currency", "JPY"))),
-            method=method_cls.model_construct(type=hint["method"]),
+            method=method,
         )
         try:
             found = gateway._run(
@@ -122,6 +132,19 @@ def reconcile(
                 "reconcile",
                 ops.resolve_charge(provider, gateway._env, key, record.fingerprint, req),
             )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            rows.append(
+                ReconcileRow(
+                    acct,
+                    "unknown outcome",
+                    ref,
+                    record.state,
+                    record.state,
+                    f"lookup needs data that is not kept ({type(exc).__name__}): "
+                    "retry with the same key",
+                )
+            )
+            continue
         except PaygateError as exc:
             rows.append(
                 ReconcileRow(

@@ -46,12 +46,6 @@ def gw(sandbox: Any, paygate_accounts: dict[str, Any]) -> Iterator[Gateway]:
     gateway.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B1 (paygate/_operations.py _mutate): an error raised by the re-send after "
-    "a transport failure escapes every classification, so the key stays 'started' and "
-    "the merchant's retry gets IdempotencyInProgress until the lease runs out",
-)
 def test_b1_error_of_the_resend_does_not_lock_the_key(gw: Gateway, sandbox: Any) -> None:
     sandbox.fault("fakepay", "reset", path="^/charges$", method="POST", count=1)
     sandbox.fault("fakepay", "status", status=503, path="^/charges$", method="POST", count=1)
@@ -66,12 +60,6 @@ def test_b1_error_of_the_resend_does_not_lock_the_key(gw: Gateway, sandbox: Any)
     assert charge.provider_ref
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B2 (paygate/_operations.py refund): the refundable checks run on a "
-    "recovering key; once paygate's record counts the refund, its own retry is refused "
-    "with InvalidRequest and the key stays unknown for ever",
-)
 def test_b2_refund_retried_after_unknown_outcome_recovers(gw: Gateway, sandbox: Any) -> None:
     charge = gw.charge(
         "fakepay", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="b2"
@@ -86,12 +74,6 @@ def test_b2_refund_retried_after_unknown_outcome_recovers(gw: Gateway, sandbox: 
     assert refund.amount == Money.jpy(1000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B3 (paygate/_operations.py webhook): a status-only event that moves a "
-    "charge to refunded keeps the recorded refunded amount (0); refunded is terminal, "
-    "so no later poll can correct it",
-)
 def test_b3_refund_webhook_records_the_refunded_amount(gw: Gateway, sandbox: Any) -> None:
     with serve_app(gw.webhooks.asgi()) as url:
         sandbox.set_webhook_url(f"{url}/payjp", "payjp")
@@ -129,13 +111,6 @@ def test_b4_smaregi_refund_retry_after_lost_answer(gw: Gateway, sandbox: Any) ->
     assert refund.amount == Money.jpy(500)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG B5 (paygate/_operations.py _mutate): `except BaseException` also catches "
-    "GeneratorExit and yields a store call, so closing an abandoned flow (a cancelled "
-    "task, a KeyboardInterrupt) raises 'generator ignored GeneratorExit'",
-)
 def test_b5_abandoned_flow_closes_cleanly(gw: Gateway) -> None:
     provider = gw.provider("fakepay")
     store = open_store("memory://")
@@ -148,12 +123,6 @@ def test_b5_abandoned_flow_closes_cleanly(gw: Gateway) -> None:
     flow.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B6 (providers/payjp/paygate_payjp/_provider.py _refund_flow): a full "
-    "refund re-sent after a lost answer reads the charge after the refund, so it reports "
-    "the charge's whole refunded total as this refund's amount",
-)
 def test_b6_payjp_full_refund_after_lost_answer_reports_its_amount(
     gw: Gateway, sandbox: Any
 ) -> None:
@@ -166,13 +135,6 @@ def test_b6_payjp_full_refund_after_lost_answer_reports_its_amount(
     assert rest.amount == Money.jpy(400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B7 (providers/pokepay/paygate_pokepay/_provider.py _charge_wallet and "
-    "peers): the partner_request_already_done recovery runs once; a second lost answer "
-    "ends in ProviderRejected, which the gateway stores as a definitive failure "
-    "although the customer paid",
-)
 def test_b7_pokepay_two_lost_answers_do_not_fail_a_paid_charge(
     sandbox: Any, paygate_accounts: dict[str, Any]
 ) -> None:
@@ -203,12 +165,6 @@ def test_b7_pokepay_two_lost_answers_do_not_fail_a_paid_charge(
     assert charge.paid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B8 (paygate/_operations.py refund): the refund records "
-    "record.amount_refunded + its amount; when a poll or webhook already counted it "
-    "(a recovered attempt), paygate's refunded total exceeds the provider's",
-)
 def test_b8_recovered_refund_is_counted_once(gw: Gateway, sandbox: Any) -> None:
     charge = gw.charge(
         "fakepay", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="b8"
@@ -221,13 +177,6 @@ def test_b8_recovered_refund_is_counted_once(gw: Gateway, sandbox: Any) -> None:
     assert gw.status("fakepay", charge.id).amount_refunded == Money.jpy(300)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="BUG B9 (paygate/_reconcile.py): the lookup request is rebuilt with "
-    "model_construct(type=...) only; Smaregi's and Pokepay's lookups read the method's "
-    "fields, raise AttributeError, and reconcile stops at the first such record",
-)
 def test_b9_reconcile_resolves_a_lost_smaregi_sale(gw: Gateway, sandbox: Any) -> None:
     from paygate._reconcile import reconcile
 

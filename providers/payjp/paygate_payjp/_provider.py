@@ -38,6 +38,8 @@ from paygate import (
 from paygate._errors import ConfigurationError, InvalidRequest, NotSupported
 from paygate._redact import register_secret
 from paygate.adapter import (
+    CacheGet,
+    CachePut,
     CancelRequest,
     CaptureRequest,
     ChargeRef,
@@ -355,8 +357,18 @@ class PayjpProvider(Provider):
         charge_id = quote(req.charge.provider_ref, safe="")
         before: dict[str, Any] | None = None
         if req.amount is None:
-            reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
-            before = self.api.read(reply, "charge")
+            # The refunded total before this refund, remembered under its key: a re-run
+            # after a lost answer must measure against the first reading, not one taken
+            # after the refund already happened.
+            memo = f"payjp:refund-before:{ctx.account}:{key}"
+            remembered = yield CacheGet(memo)
+            if isinstance(remembered, dict):
+                before = remembered
+            else:
+                reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
+                read = self.api.read(reply, "charge")
+                before = {"amount_refunded": int(read.get("amount_refunded") or 0)}
+                yield CachePut(memo, before)
         params = {
             "amount": req.amount.amount if req.amount is not None else None,
             "refund_reason": req.reason,

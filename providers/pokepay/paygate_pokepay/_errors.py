@@ -42,7 +42,13 @@ ERROR_TYPES: Mapping[str, tuple[type[PaygateError], str]] = {
         ProviderRejected,
         "the request timestamp is too old (check the clock)",
     ),
-    "partner_request_already_done": (ProviderRejected, "this partner call was already processed"),
+    # The envelope was processed before and its answer was lost: whatever it did stands,
+    # so the outcome is unknown here (the gateway then looks the request up), never a
+    # refusal to be replayed.
+    "partner_request_already_done": (
+        ProviderUnavailable,
+        "this partner call was already processed; its answer was lost",
+    ),
     "invalid_parameters": (ProviderRejected, "the provider refused the parameters"),
     "unpermitted_admin_user": (PermissionDenied, "the client may not do this"),
     "forbidden": (PermissionDenied, "the client may not do this"),

@@ -51,6 +51,7 @@ from paygate import (
     PayoutItem,
     ProviderError,
     ProviderRejected,
+    ProviderUnavailable,
     QRCode,
     Refund,
     RefundStatus,
@@ -560,18 +561,27 @@ class PokepayProvider(Provider):
         request_id = self._request_id(ctx)
         params = self._payment_params(req, method, request_id)
         step = "transactions.payment"
-        try:
-            answer = yield from self._send(
-                ctx, "POST", "/transactions/payment", params, step=step, retry=Retry.KEYED
-            )
-        except ProviderError as exc:
-            if exc.provider_code != ALREADY_DONE:
-                raise
-            # The same envelope was already processed; request_id makes a re-send safe.
-            answer = yield from self._send(
-                ctx, "POST", "/transactions/payment", params, step=step, retry=Retry.KEYED
-            )
-        return self._checked_payment(answer.data, req, ctx)
+        for _ in range(3):
+            try:
+                answer = yield from self._send(
+                    ctx, "POST", "/transactions/payment", params, step=step, retry=Retry.KEYED
+                )
+            except ProviderError as exc:
+                if exc.provider_code != ALREADY_DONE:
+                    raise
+                # An envelope of ours was processed and its answer lost: the payment may
+                # exist. Ask by request_id; re-send (a fresh envelope, same request_id)
+                # only if it does not.
+                found = yield from self.lookup_charge(req, ctx)
+                if found is not None:
+                    return found
+                continue
+            return self._checked_payment(answer.data, req, ctx)
+        raise ProviderUnavailable(
+            "the payment's answers kept getting lost; retry with the same key",
+            provider=self.name,
+            provider_code=ALREADY_DONE,
+        )
 
     def _checked_payment(
         self, data: Mapping[str, Any], req: ChargeRequest, ctx: OpContext

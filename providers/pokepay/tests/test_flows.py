@@ -208,13 +208,28 @@ def test_already_done_envelope_is_resent_fresh(
 ) -> None:
     fake.then(
         fake.sealed(400, {"type": "partner_request_already_done", "message": "done"}),
+        # Asked by request_id first: not created, so the payment is re-sent.
+        fake.sealed(422, {"type": "transaction_not_found", "message": "not found"}),
         fake.sealed(200, transaction()),
     )
     charge = drive(provider.charge(wallet_req(), make_ctx()), fake)
     assert charge.status is ChargeStatus.SUCCEEDED
-    first, second = (r["inner"] for r in fake.requests)
+    first, lookup, second = (r["inner"] for r in fake.requests)
     assert first["partner_call_id"] != second["partner_call_id"]
     assert first["request_data"]["request_id"] == second["request_data"]["request_id"]
+    assert lookup["partner_call_id"] not in (first["partner_call_id"], second["partner_call_id"])
+
+
+def test_already_done_envelope_finds_the_payment_by_request_id(
+    provider: PokepayProvider, make_ctx: Ctx, fake: Any
+) -> None:
+    fake.then(
+        fake.sealed(400, {"type": "partner_request_already_done", "message": "done"}),
+        fake.sealed(200, transaction()),
+    )
+    charge = drive(provider.charge(wallet_req(), make_ctx()), fake)
+    assert charge.status is ChargeStatus.SUCCEEDED
+    assert len(fake.requests) == 2  # the payment, then the lookup that found it
 
 
 def test_transport_failure_propagates(provider: PokepayProvider, make_ctx: Ctx) -> None:
