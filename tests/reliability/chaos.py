@@ -130,9 +130,15 @@ KNOWN_BUGS = {
     "webhook or poll already counted it (a recovered attempt), so paygate's refunded "
     "amount exceeds the provider's",
     "B9": "core: reconcile rebuilds the charge request with an empty payment method, so "
-    "the Smaregi and Pokepay wallet lookups fail with AttributeError and reconcile stops",
+    "the Smaregi and Pokepay wallet lookups fail with AttributeError, reconcile stops, "
+    "and the key it took stays held until its lease runs out",
     "B10": "core: Reply.json lets RecursionError through for deeply nested JSON (every "
     "adapter; webhook bodies too)",
+    "B11": "core: account names and charge ids are not type-checked (raw TypeError, "
+    "sqlite3 and UnicodeEncodeError)",
+    "B12": "payjp: an empty card token is sent to PAY.JP instead of refused before I/O",
+    "B13": "core: a refund on a charge that is not succeeded asks the provider before "
+    "refusing an amount or currency that is wrong on its face",
     "B6": "payjp: a full refund re-sent after a lost answer reports the charge's total "
     "refunded amount as the refund's amount",
 }
@@ -842,10 +848,10 @@ class Merchant:
             rows = reconcile(self.gw, now=self.clock.now())
         except AttributeError as exc:
             self.report.problem(f"reconcile stopped: {exc}", bug="B9")
-            return
+            rows = []
         except Exception as exc:
             self.report.unexpected.append(f"reconcile: {exc!r}")
-            return
+            rows = []
         for row in rows:
             if row.kind == "stale charge":
                 continue
@@ -853,6 +859,16 @@ class Merchant:
             self.report.reconcile_rows[f"{label}: {'resolved' if resolved else 'left'}"] += 1
             if resolved:
                 self.fig(row.account).reconciled += 1
+        if label != "during the run":
+            return
+        # What reconcile advises for the rest: retry with the same key (inside the
+        # provider's window). The job does so for the keys still unknown.
+        for op in list(self.unresolved):
+            record = self.gw.store.get(f"{op.account}\x1f{op.kind}\x1f{op.key}")
+            if record is not None and record.state == "unknown":
+                self.fig(op.account).operations["retry_after_reconcile"] += 1
+                self.execute(op, attempts=2)
+                self._settle(op)
 
     def storm(self) -> None:
         provider = self.rng.choice(sorted(set(ACCOUNTS.values())))
@@ -1028,6 +1044,7 @@ def finish(merchant: Merchant) -> None:
         merchant._settle(op)
         if op.outcome != "unresolved":
             merchant.fig(op.account).resolved_by_retry += 1
+    ops = {f"{op.account}\x1f{op.kind}\x1f{op.key}": op for op in merchant.ops}
     for record in merchant.gw.store.records(states=["unknown", "started"]):
         account = record.key.split("\x1f", 1)[0]
         merchant.fig(account).unresolvable += 1
@@ -1036,13 +1053,36 @@ def finish(merchant: Merchant) -> None:
         if not policy.keyed and not policy.lookup and ACCOUNTS[account] == "fakepay":
             if account not in report.unresolvable_allowed:
                 report.unresolvable_allowed.append(account)
-        elif record.operation == "refund" and "released after recovery" in (record.detail or ""):
-            report.problem(text, bug="B2")
         else:
-            report.problem(text)
+            report.problem(text, bug=_stuck_bug(record, ops.get(record.key), report))
     for state in merchant.charges:
         if not state.charge.status.is_terminal:
             merchant._observe(state, None)
+
+
+def _stuck_bug(record: Any, op: Op | None, report: ChaosReport | None = None) -> str | None:
+    """Which known bug explains a key left unresolved at the end, if one does."""
+    if op is None:
+        return None
+    if (
+        report is not None
+        and report.known["B9"]
+        and record.state == "started"
+        and op.kind == "charge"
+        and ACCOUNTS[op.account] in ("smaregi", "pokepay")
+    ):
+        return "B9"  # reconcile's lookup failed with the key taken: it stays held
+    if record.state == "started" and op.outcome in ("ok", "error"):
+        return "B1"  # the merchant got an answer; the record was never finished
+    if (
+        record.state == "unknown"
+        and op.kind == "refund"
+        and op.outcome == "error"
+        and op.error is not None
+        and op.error.code == "invalid_request"
+    ):
+        return "B2"
+    return None
 
 
 def _name(store_key: str) -> str:
@@ -1182,12 +1222,10 @@ def _refund_bug(
     refunds = [o for o in merchant.ops if o.charge_key == op.key and o.kind == "refund"]
     for refund in refunds:
         record = store.get(f"{op.account}\x1frefund\x1f{refund.key}")
-        if (
-            record is not None
-            and record.state in ("unknown", "started")
-            and "released after recovery" in (record.detail or "")
-        ):
-            return "B2"
+        if record is not None and record.state in ("unknown", "started"):
+            bug = _stuck_bug(record, refund)
+            if bug is not None:
+                return bug
     provider = ACCOUNTS[op.account]
     if provider == "payjp" and state.refunded > ledger == stored:
         return "B6"
