@@ -1,9 +1,10 @@
-"""Deterministic reproductions of the bugs the reliability runs found.
+"""Deterministic reproductions of the bugs the reliability runs found (see
+docs/reliability.md for the list).
 
-Each test states the correct behaviour and is a strict xfail until the owner fixes the
-bug; the fix then turns it into an unexpected pass, and the marker (and the matching
-entry of ``KNOWN_BUGS`` in chaos.py) goes, leaving a regression test. See
-docs/reliability.md.
+Each test states the correct behaviour. While a bug is open its test is a strict xfail;
+the fix turns it into an unexpected pass and the marker goes, leaving a regression
+test. B1 to B9 are fixed; B4 was fixed in the Smaregi adapter, the others in the core,
+PAY.JP and Pokepay.
 """
 
 from __future__ import annotations
