@@ -144,6 +144,9 @@ BUGS = {
     "B13": "core: a refund on a charge that is not succeeded asks the provider before "
     "refusing an amount or currency that is wrong on its face",
     "B14": "core: Refund.reason (free text, often the customer's words) is shown in reprs",
+    "B15": "univapay: a full refund re-sent after a lost answer (the gateway's keyed re-send "
+    "or a later retry) re-reads the charge, finds nothing left and raises InvalidRequest: "
+    "the merchant is told the refund was refused although it happened",
 }
 FIXED = frozenset({"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"})
 KNOWN_BUGS = {bug: text for bug, text in BUGS.items() if bug not in FIXED}
@@ -1085,6 +1088,8 @@ def _stuck_bug(record: Any, op: Op | None, report: ChaosReport | None = None) ->
         return "B9"  # reconcile's lookup failed with the key taken: it stays held
     if record.state == "started" and op.outcome in ("ok", "error"):
         return "B1"  # the merchant got an answer; the record was never finished
+    if _b15(op):
+        return "B15"
     if (
         record.state == "unknown"
         and op.kind == "refund"
@@ -1094,6 +1099,17 @@ def _stuck_bug(record: Any, op: Op | None, report: ChaosReport | None = None) ->
     ):
         return "B2"
     return None
+
+
+def _b15(op: Op) -> bool:
+    return (
+        ACCOUNTS[op.account] == "univapay"
+        and op.kind == "refund"
+        and op.params.get("amount") is None
+        and op.error is not None
+        and op.error.code == "invalid_request"
+        and "nothing left" in op.error.message
+    )
 
 
 def _describe(op: Op) -> str:
@@ -1241,6 +1257,8 @@ def _refund_bug(
     """Which known bug explains a refund mismatch, if one does exactly."""
     store = merchant.gw.store
     refunds = [o for o in merchant.ops if o.charge_key == op.key and o.kind == "refund"]
+    if any(_b15(refund) for refund in refunds) and state.refunded < ledger:
+        return "B15"
     for refund in refunds:
         record = store.get(f"{op.account}\x1frefund\x1f{refund.key}")
         if record is not None and record.state in ("unknown", "started"):

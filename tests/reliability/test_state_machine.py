@@ -446,4 +446,3 @@ def test_payment_state_machine(
     assert stats["webhook deliveries"] > 0, stats
     assert stats["webhook duplicates"] > 0, stats
     assert stats["refund refused: not supported"] + stats["refund refused: too much"] > 0, stats
-    print(dict(stats))
