@@ -84,12 +84,18 @@ def _no_leftover_secrets() -> Iterator[None]:
     forget_secrets()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> str | None:
-    """The test PostgreSQL server (``PAYGATE_TEST_POSTGRES_URL``), or None."""
+    """The test PostgreSQL server (``PAYGATE_TEST_POSTGRES_URL``) with a schema of this
+    test's own (the server outlives test runs: no state leaks between tests), or None."""
     import os
+    import uuid
 
-    return os.environ.get("PAYGATE_TEST_POSTGRES_URL") or None
+    base = os.environ.get("PAYGATE_TEST_POSTGRES_URL") or None
+    if base is None:
+        return None
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}schema=t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
