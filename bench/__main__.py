@@ -1,0 +1,190 @@
+"""``python -m bench``: run the benchmarks, write bench/results.md and docs/bench.png.
+
+uv run --group bench python -m bench            # full run, a few minutes
+uv run --group bench python -m bench --quick    # smoke run, well under a minute
+uv run python -m bench --only overhead,startup --providers fakepay,payjp
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import ROOT
+from ._machine import describe, git_commit, load
+from ._sandbox import sandbox
+from ._scenarios import SCENARIOS
+from .memory import measure_memory
+from .overhead import measure_provider
+from .report import Results, targets, write_markdown, write_plot
+from .startup import import_profile, measure_startup
+from .stores import measure_store
+from .throughput import measure_throughput
+
+SECTIONS = ("overhead", "throughput", "stores", "startup", "memory")
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few samples: a smoke run")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"sections to run ({', '.join(SECTIONS)})"
+    )
+    parser.add_argument(
+        "--providers",
+        default="",
+        help="providers to measure (default: every installed one that works, and fakepay)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=("process", "thread"),
+        default="process",
+        help="serve the sandbox in a child process (default) or a thread of this one",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("PAYGATE_TEST_POSTGRES_URL", ""),
+        help="PostgreSQL for the store benchmark (default: $PAYGATE_TEST_POSTGRES_URL)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench.png")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw docs/bench.png")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected sections and write the results."""
+    args = _args(argv)
+    quick = args.quick
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}")
+    command = "uv run --group bench python -m bench" + (" --quick" if quick else "")
+    started = time.perf_counter()
+    results = Results(
+        command=command,
+        quick=quick,
+        sandbox_mode=args.sandbox,
+        machine=describe(),
+        commit=git_commit(ROOT),
+        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        load_start=load(),
+    )
+    _log(f"load average {results.load_start}")
+
+    if "startup" in sections:
+        # First, while nothing else of ours is running.
+        _log("start-up times")
+        results.startup = measure_startup(runs=3 if quick else 15)
+        results.imports = import_profile(runs=1 if quick else 5)
+
+    if "stores" in sections:
+        kinds = ["memory", "sqlite"]
+        if args.postgres_url:
+            kinds.append("postgres")
+        else:
+            results.skipped["PostgreSQL store"] = (
+                "no PAYGATE_TEST_POSTGRES_URL (start one with "
+                '`eval "$(bash .ci/start-postgres.sh)"`)'
+            )
+        for kind in kinds:
+            _log(f"store {kind}")
+            try:
+                results.stores += measure_store(
+                    kind,
+                    n=100 if quick else 2000,
+                    rounds=10 if quick else 200,
+                    postgres_url=args.postgres_url or None,
+                )
+            except Exception as exc:  # a missing server must not sink the run
+                results.skipped[f"{kind} store"] = f"{type(exc).__name__}: {exc}"
+
+    if {"overhead", "throughput", "memory"} & set(sections):
+        with sandbox(args.sandbox) as served:
+            sb = served.client
+            accounts = sb.accounts()
+            credentials = sb.credentials()
+            wanted = [p for p in args.providers.split(",") if p] or list(SCENARIOS)
+            providers = [p for p in wanted if p in SCENARIOS and p in accounts]
+            for p in wanted:
+                if p not in providers:
+                    results.skipped[p] = "not installed (no emulator in the sandbox)"
+
+            if "overhead" in sections:
+                for provider in list(providers):
+                    _log(f"overhead {provider}")
+                    try:
+                        results.overhead += measure_provider(
+                            provider,
+                            accounts[provider],
+                            rounds=15 if quick else 300,
+                            warmup=3 if quick else 30,
+                        )
+                    except Exception as exc:
+                        results.skipped[f"{provider} overhead"] = f"{type(exc).__name__}: {exc}"
+                        providers.remove(provider)
+
+            if "throughput" in sections:
+                calls = {
+                    row.provider: row.calls for row in results.overhead if row.operation == "charge"
+                }
+                for provider in providers:
+                    scenario = SCENARIOS[provider]
+                    if scenario.sdk is None and provider != "fakepay":
+                        continue
+                    _log(f"throughput {provider}")
+                    try:
+                        results.throughput += measure_throughput(
+                            provider,
+                            accounts[provider],
+                            url=sb.url,
+                            credentials=credentials.get(provider, {}),
+                            rounds=1 if quick else 3,
+                            warmup=0.1 if quick else 0.3,
+                            window=0.3 if quick else 1.0,
+                            sqlite=provider == "fakepay",
+                            calls=calls.get(provider, 1),
+                            server_cpu=served.cpu,
+                        )
+                    except Exception as exc:
+                        results.skipped[f"{provider} throughput"] = f"{type(exc).__name__}: {exc}"
+
+            if "memory" in sections:
+                target = "fakepay" if "fakepay" in providers else (providers or [None])[0]
+                if target is None:
+                    results.skipped["memory"] = "no provider to charge"
+                else:
+                    _log(f"memory ({target})")
+                    results.memory = measure_memory(
+                        target,
+                        accounts[target],
+                        charges=1_000 if quick else 10_000,
+                        batch=200 if quick else 1_000,
+                    )
+
+    results.load_end = load()
+    results.duration_s = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_markdown(results, args.out)
+    _log(f"wrote {args.out}")
+    if not args.no_plot:
+        if write_plot(results, args.plot):
+            _log(f"wrote {args.plot}")
+        else:
+            _log("matplotlib not installed: no plot (run with `uv run --group bench ...`)")
+    for t in targets(results):
+        _log(f"{'MET ' if t.met else 'MISS' if t.met is False else '----'} {t.name}: {t.measured}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,506 @@
+"""Write the results: ``bench/results.md`` (tables) and ``docs/bench.png`` (plot)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .memory import MemoryRow
+from .overhead import OverheadRow
+from .startup import ImportProfile, StartupRow
+from .stores import StoreRow
+from .throughput import ThroughputRow
+
+__all__ = ["Results", "Target", "targets", "write_markdown", "write_plot"]
+
+IMPORT_TARGET_MS = 150.0
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    command: str
+    quick: bool
+    sandbox_mode: str
+    machine: dict[str, str]
+    commit: str
+    started: str
+    load_start: str
+    load_end: str = ""
+    duration_s: float = 0.0
+    overhead: list[OverheadRow] = field(default_factory=list)
+    throughput: list[ThroughputRow] = field(default_factory=list)
+    stores: list[StoreRow] = field(default_factory=list)
+    startup: list[StartupRow] = field(default_factory=list)
+    imports: ImportProfile | None = None
+    memory: list[MemoryRow] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 10 and how this run did."""
+
+    name: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def _us(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def targets(r: Results) -> list[Target]:
+    """Judge the run against the targets."""
+    out: list[Target] = []
+    mem = [row for row in r.overhead if row.store == "memory"]
+    if mem:
+        worst = max(mem, key=lambda row: row.ratio)
+        out.append(
+            Target(
+                "per-call overhead ≤ 1.10× raw httpx (memory store)",
+                f"worst {worst.ratio:.2f}× ({worst.provider} {worst.operation}); "
+                + ", ".join(f"{row.provider} {row.operation} {row.ratio:.2f}×" for row in mem),
+                all(row.ratio <= 1.10 for row in mem),
+            )
+        )
+    else:
+        out.append(Target("per-call overhead ≤ 1.10× raw httpx (memory store)", "—", None))
+    added = _sqlite_added(r)
+    if added:
+        worst_key = max(added, key=lambda k: added[k])
+        out.append(
+            Target(
+                "durable SQLite store adds ≤ 1 ms",
+                f"worst +{added[worst_key]:,.0f} µs ({worst_key[0]} {worst_key[1]}); "
+                + ", ".join(f"{p} {o} +{v:,.0f} µs" for (p, o), v in added.items()),
+                all(v <= 1000 for v in added.values()),
+            )
+        )
+    else:
+        out.append(Target("durable SQLite store adds ≤ 1 ms", "—", None))
+    ratios = _throughput_ratios(r, 16)
+    if ratios:
+        vs_raw = {p: [v[k] for k in ("raw", "raw+lanes") if k in v] for p, v in ratios.items()}
+        out.append(
+            Target(
+                "AsyncGateway at concurrency 16 ≥ 0.9× raw httpx async",
+                "; ".join(
+                    f"{p} {v['raw']:.2f}× (one shared client)"
+                    + (
+                        f", {v['raw+lanes']:.2f}× (client per connection)"
+                        if "raw+lanes" in v
+                        else ""
+                    )
+                    for p, v in ratios.items()
+                    if "raw" in v
+                ),
+                all(min(v) >= 0.9 for v in vs_raw.values() if v),
+            )
+        )
+        sdk = {p: v["sdk"] for p, v in ratios.items() if "sdk" in v}
+        out.append(
+            Target(
+                "AsyncGateway at concurrency 16 ≥ 3× the official SDK (threads)",
+                ", ".join(f"{p} {v:.1f}×" for p, v in sdk.items()) or "—",
+                all(v >= 3 for v in sdk.values()) if sdk else None,
+            )
+        )
+    else:
+        out.append(Target("AsyncGateway at concurrency 16 ≥ 0.9× raw httpx async", "—", None))
+        out.append(Target("AsyncGateway at concurrency 16 ≥ 3× the official SDK", "—", None))
+    imp = next((row for row in r.startup if row.name == "import paygate"), None)
+    out.append(
+        Target(
+            f"`import paygate` < {IMPORT_TARGET_MS:.0f} ms",
+            f"{imp.cost.median:,.0f} ms" if imp else "—",
+            (imp.cost.median < IMPORT_TARGET_MS) if imp else None,
+        )
+    )
+    return out
+
+
+def _sqlite_added(r: Results) -> dict[tuple[str, str], float]:
+    by: dict[tuple[str, str], dict[str, OverheadRow]] = {}
+    for row in r.overhead:
+        by.setdefault((row.provider, row.operation), {})[row.store] = row
+    return {
+        k: v["sqlite"].gateway.median - v["memory"].gateway.median
+        for k, v in by.items()
+        if "sqlite" in v and "memory" in v
+    }
+
+
+def _throughput_ratios(r: Results, concurrency: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    rows = [row for row in r.throughput if row.concurrency == concurrency]
+    for provider in dict.fromkeys(row.provider for row in rows):
+        mine = {row.contender: row.rate.median for row in rows if row.provider == provider}
+        pg = mine.get("paygate")
+        if not pg:
+            continue
+        ratios: dict[str, float] = {}
+        if mine.get("raw"):
+            ratios["raw"] = pg / mine["raw"]
+        if mine.get("raw+lanes"):
+            ratios["raw+lanes"] = pg / mine["raw+lanes"]
+        sdks = [v for k, v in mine.items() if not k.startswith(("paygate", "raw"))]
+        if sdks and max(sdks) > 0:
+            ratios["sdk"] = pg / max(sdks)
+        out[provider] = ratios
+    return out
+
+
+def _mark(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[met]
+
+
+def write_markdown(r: Results, path: Path) -> None:
+    """Render ``r`` as Markdown."""
+    lines: list[str] = []
+    add = lines.append
+    add("# paygate benchmarks")
+    add("")
+    add(
+        "Generated by `bench/` — do not edit by hand. Reproduce with "
+        f"`{r.command}` (about {r.duration_s / 60:.0f} min"
+        + (", quick mode: few samples, smoke only" if r.quick else "")
+        + "); `--quick` for a smoke run."
+    )
+    add("")
+    add("## Machine")
+    add("")
+    for key, value in r.machine.items():
+        add(f"- **{key}**: {value}")
+    add(f"- **Run**: {r.started}, commit {r.commit}, {r.duration_s:,.0f} s")
+    add(f"- **Load average** (1/5/15 min): {r.load_start} at the start, {r.load_end} at the end")
+    add(
+        "- **Sandbox**: `paygate.sandbox.running()`, started once, "
+        + (
+            "in a child process, so the emulators do not share the client's GIL (client and "
+            "server each have a core of their own only when the machine is otherwise idle)."
+            if r.sandbox_mode == "process"
+            else "in a thread of the benchmark process (sharing its GIL)."
+        )
+    )
+    add("")
+    add("## Targets")
+    add("")
+    add("| target | this run | |")
+    add("|---|---|---|")
+    for t in targets(r):
+        add(f"| {t.name} | {t.measured} | {_mark(t.met)} |")
+    add("")
+    if r.overhead:
+        add("## Per-call overhead: `Gateway` against raw httpx")
+        add("")
+        add(
+            "Wall time per call in µs, median (p10–p90), over interleaved rounds; overhead is "
+            "the median of per-round differences (p25–p75). Raw httpx sends the same requests on "
+            "a bare keep-alive client with the same settings and decodes the JSON answer."
+        )
+        add("")
+        add(
+            "| provider | operation | HTTP calls | store | raw httpx µs | paygate µs "
+            "| overhead µs | ratio |"
+        )
+        add("|---|---|---:|---|---:|---:|---:|---:|")
+        for row in r.overhead:
+            o = row.overhead
+            add(
+                f"| {row.provider} | {row.operation} | {row.calls} | {row.store} "
+                f"| {row.raw.spread()} | {row.gateway.spread()} "
+                f"| {o.median:,.0f} ({o.p25:,.0f}–{o.p75:,.0f}) | {row.ratio:.2f}× |"
+            )
+        add("")
+        cpu_rows = [row for row in r.overhead if row.cpu_raw is not None]
+        if cpu_rows:
+            add(
+                "Client CPU time per call (µs, median), the part of the wall time spent in this "
+                "process; it moves less than wall time when the machine is busy:"
+            )
+            add("")
+            add(
+                "| provider | operation | store | raw httpx CPU µs | paygate CPU µs "
+                "| difference µs |"
+            )
+            add("|---|---|---|---:|---:|---:|")
+            for row in cpu_rows:
+                assert row.cpu_raw is not None
+                assert row.cpu_gateway is not None
+                add(
+                    f"| {row.provider} | {row.operation} | {row.store} "
+                    f"| {_us(row.cpu_raw.median)} | {_us(row.cpu_gateway.median)} "
+                    f"| {_us(row.cpu_gateway.median - row.cpu_raw.median)} |"
+                )
+            add("")
+    if r.throughput:
+        add("## Throughput: `AsyncGateway` against raw httpx async and the official SDKs")
+        add("")
+        add(
+            "Charges per second, median window (slowest–fastest). paygate and raw httpx run on "
+            "one event loop; each SDK runs in a thread pool as large as the concurrency. "
+            "Under each rate: CPU busy of the client process / of the sandbox process (1.00 = "
+            "one core). A sandbox near 1.00 is the bottleneck: no client can go faster there."
+        )
+        add("")
+        concs = sorted({row.concurrency for row in r.throughput})
+        add(
+            "| provider | client | HTTP calls / charge | "
+            + " | ".join(f"c={c}" for c in concs)
+            + " |"
+        )
+        add("|---|---|---:|" + "---:|" * len(concs))
+        keyed: dict[tuple[str, str], dict[int, ThroughputRow]] = {}
+        for row in r.throughput:
+            keyed.setdefault((row.provider, row.contender), {})[row.concurrency] = row
+        for (provider, contender), by_c in keyed.items():
+            calls = next(iter(by_c.values())).calls
+            cells = []
+            for c in concs:
+                row = by_c.get(c)
+                if row is None:
+                    cells.append("—")
+                else:
+                    err = f", {row.errors} errors" if row.errors else ""
+                    cpu = ""
+                    if row.client_busy is not None:
+                        server = "–" if row.server_busy is None else f"{row.server_busy:.2f}"
+                        cpu = f"<br>cpu {row.client_busy:.2f} / {server}"
+                    cells.append(
+                        f"{row.rate.median:,.0f} ({min(row.windows):,.0f}–{max(row.windows):,.0f})"
+                        f"{err}{cpu}"
+                    )
+            name = {
+                "paygate": "paygate AsyncGateway (memory)",
+                "paygate+sqlite": "paygate AsyncGateway (SQLite)",
+                "raw": "raw httpx async (one shared client)",
+                "raw+lanes": "raw httpx async (client per connection)",
+            }.get(contender, f"official SDK `{contender}`")
+            add(f"| {provider} | {name} | {calls} | " + " | ".join(cells) + " |")
+        add("")
+    if r.stores:
+        add("## Idempotency stores")
+        add("")
+        add(
+            "`begin` + `complete` per cycle (what each charge does); latency µs per measured "
+            "call, median (p10–p90); throughput in store decisions per second."
+        )
+        add("")
+        add("| store | workload | latency µs | decisions/s | outcomes |")
+        add("|---|---|---:|---:|---|")
+        for row in r.stores:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row.outcomes.items()))
+            add(
+                f"| {row.store} | {row.workload} | {row.latency.spread()} "
+                f"| {row.throughput:,.0f} | {outcomes} |"
+            )
+        add("")
+    if r.startup:
+        add("## Start-up")
+        add("")
+        add(
+            "Fresh interpreter each run; ms above a bare `python -c pass` of the same venv, "
+            "median (p10–p90)."
+        )
+        add("")
+        add("| command | ms above bare start | total ms |")
+        add("|---|---:|---:|")
+        for row in r.startup:
+            add(f"| `{row.command}` | {row.cost.spread(1)} | {row.total.spread(1)} |")
+        add("")
+        if r.imports is not None:
+            add(
+                f"`-X importtime` of `import paygate` ({r.imports.total:,.0f} ms in total); "
+                "heaviest third-party packages (cumulative ms): "
+                + ", ".join(f"{n} {v:,.0f}" for n, v in r.imports.heavy)
+                + "."
+            )
+            add("")
+    if r.memory:
+        add("## Memory per 10,000 charges")
+        add("")
+        add(
+            "`AsyncGateway` runs charges 16 at a time against the fake provider; after each "
+            "batch (and a collection) the live Python memory blocks and the resident set size "
+            "are read. Growth is the least-squares slope over the batches."
+        )
+        add("")
+        add(
+            "| store | charges | live blocks: start → end | blocks / charge "
+            "| RSS: start → end | RSS / charge | peak RSS |"
+        )
+        add("|---|---:|---:|---:|---:|---:|---:|")
+        for m in r.memory:
+            first, last = m.checkpoints[0], m.checkpoints[-1]
+            rss = (
+                f"{first[2] / 2**20:,.1f} → {last[2] / 2**20:,.1f} MiB"
+                if first[2] is not None and last[2] is not None
+                else "—"
+            )
+            peak = f"{m.peak_rss / 2**20:,.1f} MiB" if m.peak_rss else "—"
+            add(
+                f"| {m.store} | {m.charges:,} | {first[1]:,} → {last[1]:,} "
+                f"| {m.per_charge:,.1f} | {rss} | {m.rss_per_charge:,.0f} B | {peak} |"
+            )
+        add("")
+    if r.skipped:
+        add("## Not measured")
+        add("")
+        for name, why in r.skipped.items():
+            add(f"- {name}: {why}")
+        add("")
+    path.write_text("\n".join(lines))
+
+
+def write_plot(r: Results, path: Path) -> bool:
+    """Draw the summary figure; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    _plot_latency(axes[0][0], r)
+    _plot_throughput_bars(axes[0][1], r)
+    _plot_throughput_lines(axes[1][0], r)
+    _plot_stores(axes[1][1], r)
+    fig.suptitle(
+        f"paygate benchmarks ({r.machine.get('CPU', '')}; load {r.load_start})", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _bars(ax: Any, groups: list[str], series: dict[str, list[tuple[float, float, float]]]) -> None:
+    n = max(1, len(series))
+    width = 0.8 / n
+    for i, (label, values) in enumerate(series.items()):
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        med = [v[0] for v in values]
+        lo = [max(0.0, v[0] - v[1]) for v in values]
+        hi = [max(0.0, v[2] - v[0]) for v in values]
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
+    ax.legend(fontsize=8)
+
+
+def _plot_latency(ax: Any, r: Results) -> None:
+    rows = [row for row in r.overhead if row.operation == "charge"]
+    providers = list(dict.fromkeys(row.provider for row in rows))
+    series: dict[str, list[tuple[float, float, float]]] = {"raw httpx": []}
+    for store in ("memory", "sqlite"):
+        series[f"paygate ({store})"] = []
+    for p in providers:
+        mine = {row.store: row for row in rows if row.provider == p}
+        first = next(iter(mine.values()))
+        series["raw httpx"].append((first.raw.median, first.raw.p10, first.raw.p90))
+        for store in ("memory", "sqlite"):
+            row = mine.get(store)
+            series[f"paygate ({store})"].append(
+                (row.gateway.median, row.gateway.p10, row.gateway.p90) if row else (0, 0, 0)
+            )
+    _bars(ax, providers, series)
+    ax.set_title("Gateway.charge latency (µs, median, p10–p90)", fontsize=10)
+
+
+def _plot_throughput_bars(ax: Any, r: Results) -> None:
+    rows = [row for row in r.throughput if row.concurrency == 16]
+    providers = list(dict.fromkeys(row.provider for row in rows))
+    series: dict[str, list[tuple[float, float, float]]] = {
+        "paygate async": [],
+        "raw httpx async, shared client": [],
+        "raw httpx async, client per connection": [],
+        "official SDK (threads)": [],
+    }
+    for p in providers:
+        mine = {row.contender: row for row in rows if row.provider == p}
+        for label, key in (
+            ("paygate async", "paygate"),
+            ("raw httpx async, shared client", "raw"),
+            ("raw httpx async, client per connection", "raw+lanes"),
+        ):
+            row = mine.get(key)
+            series[label].append(_window_spread(row))
+        sdk = [row for k, row in mine.items() if not k.startswith(("paygate", "raw"))]
+        series["official SDK (threads)"].append(_window_spread(sdk[0] if sdk else None))
+    _bars(ax, providers, series)
+    ax.set_title("Charges per second at concurrency 16", fontsize=10)
+
+
+def _window_spread(row: ThroughputRow | None) -> tuple[float, float, float]:
+    if row is None:
+        return (0.0, 0.0, 0.0)
+    return (row.rate.median, min(row.windows), max(row.windows))
+
+
+def _plot_throughput_lines(ax: Any, r: Results) -> None:
+    providers = list(dict.fromkeys(row.provider for row in r.throughput))
+    provider = "payjp" if "payjp" in providers else (providers[0] if providers else None)
+    if provider is None:
+        return
+    labels = {
+        "paygate": "paygate AsyncGateway",
+        "paygate+sqlite": "paygate AsyncGateway (SQLite)",
+        "raw": "raw httpx async, shared client",
+        "raw+lanes": "raw httpx async, client per connection",
+    }
+    for contender in dict.fromkeys(
+        row.contender for row in r.throughput if row.provider == provider
+    ):
+        rows = sorted(
+            (
+                row
+                for row in r.throughput
+                if row.provider == provider and row.contender == contender
+            ),
+            key=lambda row: row.concurrency,
+        )
+        if contender.startswith("paygate"):
+            style = "-"
+        elif contender.startswith("raw"):
+            style = ":"
+        else:
+            style = "--"
+        ax.errorbar(
+            [row.concurrency for row in rows],
+            [row.rate.median for row in rows],
+            yerr=[
+                [row.rate.median - min(row.windows) for row in rows],
+                [max(row.windows) - row.rate.median for row in rows],
+            ],
+            fmt=style,
+            marker="o",
+            capsize=2,
+            label=labels.get(contender, f"official SDK ({contender}, threads)"),
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("charges / s")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{provider}: charges per second by concurrency", fontsize=10)
+
+
+def _plot_stores(ax: Any, r: Results) -> None:
+    workloads = list(dict.fromkeys(row.workload for row in r.stores))
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for store in dict.fromkeys(row.store for row in r.stores):
+        mine = {row.workload: row for row in r.stores if row.store == store}
+        series[store] = [
+            (mine[w].latency.median, mine[w].latency.p10, mine[w].latency.p90)
+            if w in mine
+            else (0, 0, 0)
+            for w in workloads
+        ]
+    _bars(ax, workloads, series)
+    ax.set_yscale("log")
+    ax.set_title("Idempotency store latency (µs, log scale)", fontsize=10)
