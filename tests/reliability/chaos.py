@@ -628,12 +628,10 @@ class Merchant:
         if ACCOUNTS[account] == "pokepay" and self.fig(account).charges % 200 == 0:
             self._top_up()
         method, amount = self.method_for(account)
-        op = Op(
-            "charge",
-            account,
-            self.new_key(account, "c"),
-            {"amount": Money.jpy(amount), "method": method, "metadata": {"run": "chaos"}},
-        )
+        params: dict[str, Any] = {"amount": Money.jpy(amount), "method": method}
+        if not (ACCOUNTS[account] == "pokepay" and method.type == "qr"):
+            params["metadata"] = {"run": "chaos"}  # a Pokepay Cashtray takes no metadata
+        op = Op("charge", account, self.new_key(account, "c"), params)
         self.fig(account).operations["charge"] += 1
         self.fig(account).charges += 1
         self._run(op)
@@ -875,6 +873,9 @@ class Merchant:
         # What reconcile advises for the rest: retry with the same key (inside the
         # provider's window). The job does so for the keys still unknown.
         for op in list(self.unresolved):
+            policy = self.gw.provider(op.account).policy(op.kind)  # type: ignore[arg-type]
+            if not (policy.keyed or policy.lookup):
+                continue  # reconcile's advice there: check the provider's dashboard
             record = self.gw.store.get(f"{op.account}\x1f{op.kind}\x1f{op.key}")
             if record is not None and record.state == "unknown":
                 self.fig(op.account).operations["retry_after_reconcile"] += 1
