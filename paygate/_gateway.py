@@ -21,7 +21,7 @@ from ._adapter import ChargeRequest, OpContext, Provider
 from ._config import AccountConfig, LoadedConfig, load_config
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
 from ._flow import Flow
-from ._models import Capabilities, Charge, Event, PaymentMethod, PayoutBalance, Refund
+from ._models import Capabilities, Card, Charge, Event, PaymentMethod, PayoutBalance, Refund
 from ._money import Money
 from ._retry import RetryPolicy
 from ._stores import Store, open_store
@@ -259,6 +259,11 @@ class _GatewayBase:
 
     def provider(self, account: str) -> Provider:
         """The adapter instance serving ``account``."""
+        given: object = account  # callers may pass anything at run time
+        if not isinstance(given, str):
+            raise ConfigurationError(
+                f"no account {given!r}: accounts are named by strings", key="accounts"
+            )
         try:
             return self._providers[account]
         except KeyError:
@@ -299,6 +304,8 @@ class _GatewayBase:
             raise InvalidRequest(
                 "method must be a payment method (Card, Konbini, ...)", param="method"
             )
+        if isinstance(method, Card) and not (method.token or method.customer):
+            raise InvalidRequest("a card payment needs a token or a customer", param="method")
         caps = self._caps.get(account)
         if caps is None:
             caps = self._caps[account] = self.capabilities(account)

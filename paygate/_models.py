@@ -318,7 +318,8 @@ class Refund(_Frozen):
     provider_ref: str
     amount: Money
     status: RefundStatus
-    reason: str | None = None
+    # Free text merchants often fill with the customer's words: never in reprs.
+    reason: str | None = Field(default=None, repr=False)
     created_at: datetime
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
 

@@ -352,6 +352,15 @@ def _record(env: Env, charge: Charge, source: str) -> Flow[ChargeRecord]:
 
 
 def _tracked(account: str, charge_id: str) -> Flow[ChargeRecord]:
+    given: object = charge_id  # callers may pass anything at run time
+    valid = isinstance(given, str) and 0 < len(given) <= 255 and given.isprintable()
+    if valid:
+        try:
+            charge_id.encode("utf-8")
+        except UnicodeEncodeError:
+            valid = False
+    if not valid:
+        raise InvalidRequest("charge_id must be a paygate charge id (a string)", param="charge_id")
     record: ChargeRecord | None = yield StoreCall("get_charge", {"charge_id": charge_id})
     if record is None or record.account != account:
         raise InvalidRequest(
@@ -488,15 +497,24 @@ def refund(
             provider=provider.name,
             alternative=caps.refund_alternative if caps else None,
         )
-    if record.status not in (ChargeStatus.SUCCEEDED, ChargeStatus.PARTIALLY_REFUNDED):
-        # The record may be behind the provider (a missed webhook): ask once.
-        yield from status(provider, env, charge_id)
-        record = yield from _tracked(account, charge_id)
+    # What is wrong on its face is refused before any request.
     if amount is not None and amount.currency != record.currency:
         raise InvalidRequest(
             f"refund currency {amount.currency} differs from the charge's {record.currency}",
             param="amount",
         )
+    if amount is not None and amount.amount <= 0:
+        raise InvalidRequest("refund amount must be positive", param="amount")
+    if amount is not None and amount.amount > record.amount:
+        raise InvalidRequest("refund amount exceeds the charge", param="amount")
+    if record.status in (
+        ChargeStatus.PENDING,
+        ChargeStatus.REQUIRES_ACTION,
+        ChargeStatus.AUTHORIZED,
+    ):
+        # The record may be behind the provider (a missed webhook): ask once.
+        yield from status(provider, env, charge_id)
+        record = yield from _tracked(account, charge_id)
     refundable = record.amount - record.amount_refunded
     skey = store_key(account, Operation.REFUND, key)
     fp = fingerprint(
@@ -719,7 +737,12 @@ def webhook(
     Returns each event with its dedup id and whether this worker claimed it (and must
     run the handlers, then finish or release it).
     """
-    provider.verify_webhook(headers, body)
+    try:
+        provider.verify_webhook(headers, body)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise MalformedResponse(
+            f"webhook body could not be read ({type(exc).__name__})", provider=provider.name
+        ) from None
     ctx = _ctx(provider, env, key=None, charge_id=None)
     try:
         parsed: Sequence[ParsedEvent] = yield from _read(

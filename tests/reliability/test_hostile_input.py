@@ -581,12 +581,6 @@ def test_malformed_webhook_bodies_with_valid_tokens(
     del handled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B10 (providers/elepay/paygate_elepay/_provider.py _event): a deeply nested "
-    "JSON webhook body raises RecursionError (the ASGI app answers 500, so elepay retries "
-    "it); PAY.JP and UnivaPay answer MalformedResponse",
-)
 def test_deeply_nested_webhook_body(
     gw: Gateway, deliveries: dict[str, tuple[dict[str, str], bytes]]
 ) -> None:
@@ -677,12 +671,6 @@ def test_fuzzed_webhook_bodies(
         gw.webhooks.handle(account, headers, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B11 (paygate/_gateway.py): account names and charge ids are not checked: "
-    "a list or dict raises a raw TypeError (unhashable), a lone surrogate a raw "
-    "UnicodeEncodeError from SQLite",
-)
 @pytest.mark.parametrize("bad", [[], {}, ["ch_1"], "\ud800"])
 def test_b11_unhashable_account_or_charge_id(gw: Gateway, bad: Any) -> None:
     with pytest.raises(PaygateError):
@@ -694,11 +682,6 @@ def test_b11_unhashable_account_or_charge_id(gw: Gateway, bad: Any) -> None:
             gw.charge(bad, amount=Money.jpy(100), method=Card(token="t"), idempotency_key="k")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B12 (providers/payjp/paygate_payjp/_provider.py validate_charge): an empty "
-    "card token is sent to PAY.JP (missing_param) instead of refused before I/O",
-)
 def test_b12_empty_card_token_refused_before_io(gw: Gateway, sandbox: Any) -> None:
     before = _requests(sandbox)
     with pytest.raises(InvalidRequest):
@@ -706,12 +689,6 @@ def test_b12_empty_card_token_refused_before_io(gw: Gateway, sandbox: Any) -> No
     assert _requests(sandbox) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B13 (paygate/_operations.py refund): on a charge that is not succeeded "
-    "(even a terminal one), paygate asks the provider for its status before refusing a "
-    "refund whose amount or currency is wrong on its face",
-)
 def test_b13_bad_refund_amount_refused_before_io(gw: Gateway, sandbox: Any) -> None:
     charge = gw.charge(
         "payjp", amount=Money.jpy(1000), method=Card(token="tok_success"), idempotency_key="b13"

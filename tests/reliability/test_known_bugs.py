@@ -191,13 +191,6 @@ def test_b9_reconcile_resolves_a_lost_smaregi_sale(gw: Gateway, sandbox: Any) ->
     assert [row.action.split(" ")[0] for row in rows] == ["found"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B15 (providers/univapay/paygate_univapay/_provider.py refund): a full refund "
-    "(amount=None) re-reads the charge before each send; when the first send was processed "
-    "and its answer lost, the re-send finds nothing left and raises InvalidRequest, so the "
-    "merchant is told the refund was refused although it happened",
-)
 def test_b15_univapay_full_refund_after_lost_answer(gw: Gateway, sandbox: Any) -> None:
     token = sandbox.control("univapay", "card_token", card="success")["id"]
     charge = gw.charge(

@@ -479,12 +479,6 @@ def test_canaries_never_reach_a_cassette(
     assert not found, found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B14 (paygate/_models.py Refund.reason): the refund reason is free text the "
-    "merchant often fills with the customer's words or details, and it is shown in the "
-    "Refund's repr (Konbini hides its personal fields; Refund.reason does not)",
-)
 def test_b14_refund_reason_not_in_repr(sandbox: Any, paygate_accounts: dict[str, Any]) -> None:
     accounts = {"payjp": paygate_accounts["payjp"]}
     with Gateway.from_config(

@@ -49,8 +49,9 @@ from paygate._models import (
 )
 from paygate._money import Money
 from paygate._redact import register_secret
-from paygate.adapter import Call as _Call
 from paygate.adapter import (
+    CacheGet,
+    CachePut,
     CancelRequest,
     CaptureRequest,
     ChargeRef,
@@ -68,6 +69,7 @@ from paygate.adapter import (
     RetryDecision,
     TransportFailure,
 )
+from paygate.adapter import Call as _Call
 
 from ._errors import RETRY_CODES, error_code, map_error, retry_after
 from ._settings import UnivapaySettings
@@ -551,10 +553,19 @@ class UnivapayProvider(Provider):
             if ref.amount is not None and amount.amount > ref.amount.amount:
                 raise InvalidRequest("refund exceeds the charged amount", param="amount")
         if amount is None:
-            charge = yield from self._fetch_charge(ref, ctx)
-            amount = charge.refundable
-            if amount.amount < 1:
-                raise InvalidRequest("nothing left to refund on this charge", param="amount")
+            # "Everything left", measured once and remembered under the key: a re-run
+            # after a lost answer must send what the first attempt sent (the key makes
+            # UnivaPay replay it), not what is left after the refund happened.
+            memo = f"univapay:refund-amount:{ctx.account}:{ctx.provider_key('refund')}"
+            remembered = yield CacheGet(memo)
+            if isinstance(remembered, dict) and isinstance(remembered.get("amount"), int):
+                amount = Money(amount=remembered["amount"], currency=str(remembered["currency"]))
+            else:
+                charge = yield from self._fetch_charge(ref, ctx)
+                amount = charge.refundable
+                if amount.amount < 1:
+                    raise InvalidRequest("nothing left to refund on this charge", param="amount")
+                yield CachePut(memo, {"amount": amount.amount, "currency": amount.currency})
         body: dict[str, Any] = {"amount": amount.amount, "currency": amount.currency}
         if req.reason:
             mapped = _REFUND_REASONS.get(req.reason.strip().lower())
