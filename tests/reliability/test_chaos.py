@@ -20,8 +20,8 @@ def test_chaos_ledger_matches_store(paygate_sandbox: Any, tmp_path: Path) -> Non
     finally:
         paygate_sandbox.reset()
     text = report.text()
-    # Every invariant holds; symptoms of the bugs reported to their owners are counted
-    # under their ids (each has a strict-xfail reproduction in test_known_bugs.py).
+    # Every invariant holds. A symptom of an open bug would be counted under its id (each
+    # has a reproduction in test_known_bugs.py); one of a fixed bug fails the run.
     assert report.ok, text
     assert set(report.known) <= set(KNOWN_BUGS), text
     assert report.total("duplicates") == 0, text

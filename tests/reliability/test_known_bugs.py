@@ -3,8 +3,8 @@ docs/reliability.md for the list).
 
 Each test states the correct behaviour. While a bug is open its test is a strict xfail;
 the fix turns it into an unexpected pass and the marker goes, leaving a regression
-test. B1 to B9 are fixed; B4 was fixed in the Smaregi adapter, the others in the core,
-PAY.JP and Pokepay.
+test. All fifteen (B1 to B15) are fixed; these are their regression tests (B10 to B14
+sit with the hostile input and secrets tests).
 """
 
 from __future__ import annotations
