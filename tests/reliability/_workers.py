@@ -18,7 +18,7 @@ from paygate import (
     RetryPolicy,
 )
 
-_METHOD: TypeAdapter[Any] = TypeAdapter(PaymentMethod)
+METHOD: TypeAdapter[Any] = TypeAdapter(PaymentMethod)
 
 
 def charge_spec(account: str, key: str, amount: int, method: Any) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def charge_from_spec(gw: Gateway, spec: dict[str, Any]) -> str:
         charge = gw.charge(
             spec["account"],
             amount=Money.jpy(spec["amount"]),
-            method=_METHOD.validate_python(spec["method"]),
+            method=METHOD.validate_python(spec["method"]),
             idempotency_key=spec["key"],
         )
     except IdempotencyInProgress:

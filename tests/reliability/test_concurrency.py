@@ -9,16 +9,39 @@ payment-method bootstrap, Pokepay's encrypted envelope, elepay's order number).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import multiprocessing
+import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from reliability._workers import charge_from_spec, charge_spec, refund_spec, storm_worker
+from reliability._workers import (
+    METHOD,
+    charge_from_spec,
+    charge_spec,
+    refund_spec,
+    storm_worker,
+)
 from reliability.chaos import provider_key
 
-from paygate import Card, Gateway, Konbini, Money, PosLine, PosSale, QRCode, RetryPolicy, Wallet
+from paygate import (
+    AsyncGateway,
+    Card,
+    Gateway,
+    IdempotencyInProgress,
+    Konbini,
+    Money,
+    PosLine,
+    PosSale,
+    QRCode,
+    RetryPolicy,
+    Wallet,
+)
 
 WORKERS = 4
 # The create call of each provider: slowed down so that the first worker holds the key
@@ -137,3 +160,114 @@ def test_instances_one_key_each_provider_postgres(
 
     # A fresh key prefix: the PostgreSQL store outlives the test.
     _run(sandbox, paygate_accounts, postgres_url, f"storm-pg-{uuid.uuid4().hex[:8]}")
+
+
+# -- asyncio: tasks of one AsyncGateway -------------------------------------------------------
+
+
+class _Cancel(httpx.AsyncBaseTransport):
+    """Cancels the task once the provider has answered a create (its work is done)."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.path = path
+        self.armed = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.armed and request.method == "POST" and request.url.path.endswith(self.path):
+            self.armed = False
+            await response.aread()
+            raise asyncio.CancelledError
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_asyncio_tasks_one_key_each_provider(
+    sandbox: Any, paygate_accounts: dict[str, Any], tmp_path: Path
+) -> None:
+    """Eight tasks per key on one AsyncGateway (SQLite), every provider at once."""
+    tables = {name: paygate_accounts[name] for name in CREATE_PATHS}
+    for provider, path in CREATE_PATHS.items():
+        sandbox.fault(provider, "latency", path=path, method="POST", latency_ms=200, count=1)
+    specs = _specs(sandbox, "storm-async")
+
+    async def storm() -> list[list[str]]:
+        async with AsyncGateway.from_config(
+            {"store": "memory://", "accounts": tables},
+            store=f"sqlite:///{tmp_path / 'async.db'}",
+            retry=RetryPolicy.no_wait(),
+        ) as gw:
+
+            async def one(spec: dict[str, Any]) -> str:
+                try:
+                    charge = await gw.charge(
+                        spec["account"],
+                        amount=Money.jpy(spec["amount"]),
+                        method=METHOD.validate_python(spec["method"]),
+                        idempotency_key=spec["key"],
+                    )
+                except IdempotencyInProgress:
+                    return "in_progress"
+                return charge.provider_ref
+
+            rounds = [[one(spec) for spec in specs] for _ in range(8)]
+            answers = await asyncio.gather(*(c for r in rounds for c in r))
+            return [answers[i * len(specs) : (i + 1) * len(specs)] for i in range(8)]
+
+    results = asyncio.run(storm())
+    _check(sandbox, specs, results)
+    assert any(answer == "in_progress" for worker in results for answer in worker)
+
+
+def test_cancelled_task_recovers_after_the_lease(
+    sandbox: Any, paygate_accounts: dict[str, Any], tmp_path: Path
+) -> None:
+    """A task cancelled right after PAY.JP charged: the key is held for the lease, then
+    a retry with the same key finds the same charge (nothing is charged twice)."""
+    offset = [timedelta(0)]
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + offset[0]
+
+    unraisable: list[Any] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    store = f"sqlite:///{tmp_path / 'cancel.db'}"
+    config = {"store": "memory://", "accounts": {"payjp": paygate_accounts["payjp"]}}
+
+    async def scenario() -> tuple[Any, Any]:
+        cancel = _Cancel("/v1/charges")
+        async with AsyncGateway.from_config(
+            config,
+            store=store,
+            retry=RetryPolicy.no_wait(),
+            clock=clock,
+            lease=timedelta(seconds=30),
+            transport=cancel,
+        ) as gw:
+            args = {
+                "amount": Money.jpy(1800),
+                "method": Card(token="tok_success"),
+                "idempotency_key": "cancelled-1",
+            }
+            with pytest.raises(asyncio.CancelledError):
+                await gw.charge("payjp", **args)
+            gc.collect()  # the abandoned flow is finalised here
+            with pytest.raises(IdempotencyInProgress):
+                await gw.charge("payjp", **args)
+            offset[0] = timedelta(seconds=31)  # the lease runs out
+            first = await gw.charge("payjp", **args)
+            again = await gw.charge("payjp", **args)
+            return first, again
+
+    try:
+        first, again = asyncio.run(scenario())
+    finally:
+        sys.unraisablehook = previous
+    assert first == again
+    wanted = provider_key("payjp", "cancelled-1")
+    assert [e.id for e in sandbox.ledger()["payjp"] if e.key == wanted] == [first.provider_ref]
+    assert not unraisable, [u.exc_value for u in unraisable]
