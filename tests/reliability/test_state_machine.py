@@ -39,6 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paygate import (
+    AsyncGateway,
     Card,
     Charge,
     ChargeStatus,
@@ -58,6 +59,7 @@ from paygate import (
     Wallet,
 )
 from paygate.sandbox import serve_app
+from paygate.testing import BlockingAsyncGateway
 
 # (account, method kind): what a new charge can be.
 KINDS = [
@@ -115,6 +117,7 @@ class PaymentMachine(RuleBasedStateMachine):
     """Drives one gateway; the class attributes are set by the test before each run."""
 
     sandbox: Any = None
+    driver = "sync"
     accounts: dict[str, Any] = {}
     receiver: Receiver | None = None
     stats: Counter[str] = Counter()  # what the runs did, so the test can tell it did it
@@ -125,9 +128,14 @@ class PaymentMachine(RuleBasedStateMachine):
         self.sandbox.clear_faults()
         assert self.receiver is not None
         self.receiver.deliveries.clear()
-        self.gw = Gateway.from_config(
-            {"store": "memory://", "accounts": self.accounts}, retry=RetryPolicy.no_wait()
-        )
+        config = {"store": "memory://", "accounts": self.accounts}
+        self.gw: Any
+        if self.driver == "async":
+            self.gw = BlockingAsyncGateway(
+                AsyncGateway.from_config(config, retry=RetryPolicy.no_wait())
+            )
+        else:
+            self.gw = Gateway.from_config(config, retry=RetryPolicy.no_wait())
         self.handled: Counter[str] = Counter()
         self.gw.webhooks.on("*")(self._count)
         self.tracked: list[Tracked] = []
@@ -412,11 +420,13 @@ class PaymentMachine(RuleBasedStateMachine):
                 assert entry.refunded <= entry.amount
 
 
+@pytest.mark.parametrize("driver", ["sync", "async"])
 def test_payment_state_machine(
-    paygate_sandbox: Any, receiver_url: tuple[Receiver, str], paygate_accounts: Any
+    paygate_sandbox: Any, receiver_url: tuple[Receiver, str], paygate_accounts: Any, driver: str
 ) -> None:
     receiver, url = receiver_url
     PaymentMachine.stats.clear()
+    PaymentMachine.driver = driver
     PaymentMachine.sandbox = paygate_sandbox
     PaymentMachine.receiver = receiver
     PaymentMachine.accounts = {
