@@ -143,11 +143,14 @@ BUGS = {
     "B13": "core: a refund on a charge that is not succeeded asks the provider before "
     "refusing an amount or currency that is wrong on its face",
     "B14": "core: Refund.reason (free text, often the customer's words) is shown in reprs",
+    "B16": "core: after a send whose answer was lost, a 'nothing happened' error of the "
+    "re-send (429, 404, 401) releases the key as if the first send had done nothing; the "
+    "next attempt starts afresh, and a refund is then refused although it happened",
     "B15": "univapay: a full refund re-sent after a lost answer (the gateway's keyed re-send "
     "or a later retry) re-reads the charge, finds nothing left and raises InvalidRequest: "
     "the merchant is told the refund was refused although it happened",
 }
-FIXED = frozenset(BUGS)  # all fifteen, so far
+FIXED = frozenset(BUGS) - {"B16"}
 KNOWN_BUGS = {bug: text for bug, text in BUGS.items() if bug not in FIXED}
 
 
@@ -387,6 +390,7 @@ class Op:
     attempts: int = 0
     was_unknown: bool = False
     later: int = 0  # how often the background job retried it
+    history: list[str] = field(default_factory=list)  # the error of each failed attempt
 
 
 @dataclass
@@ -548,6 +552,7 @@ class Merchant:
         except SimulatedCrash:
             return "crash"
         except RETRYABLE as exc:
+            op.history.append(type(exc).__name__)
             fig.errors[type(exc).__name__] += 1
             if isinstance(exc, IdempotencyInProgress):
                 # Nothing runs concurrently here and a crash waits out its lease, so a
@@ -1101,6 +1106,16 @@ def _stuck_bug(record: Any, op: Op | None, report: ChaosReport | None = None) ->
     return None
 
 
+def _b16(op: Op) -> bool:
+    return (
+        op.kind == "refund"
+        and op.outcome == "error"
+        and op.error is not None
+        and op.error.code == "invalid_request"
+        and "RateLimited" in op.history
+    )
+
+
 def _b15(op: Op) -> bool:
     return (
         ACCOUNTS[op.account] == "univapay"
@@ -1259,6 +1274,8 @@ def _refund_bug(
     refunds = [o for o in merchant.ops if o.charge_key == op.key and o.kind == "refund"]
     if any(_b15(refund) for refund in refunds) and state.refunded < ledger:
         return "B15"
+    if any(_b16(refund) for refund in refunds) and state.refunded < ledger:
+        return "B16"
     for refund in refunds:
         record = store.get(f"{op.account}\x1frefund\x1f{refund.key}")
         if record is not None and record.state in ("unknown", "started"):

@@ -3,8 +3,8 @@ docs/reliability.md for the list).
 
 Each test states the correct behaviour. While a bug is open its test is a strict xfail;
 the fix turns it into an unexpected pass and the marker goes, leaving a regression
-test. All fifteen (B1 to B15) are fixed; these are their regression tests (B10 to B14
-sit with the hostile input and secrets tests).
+test. B1 to B15 are fixed (B10 to B14 sit with the hostile input and secrets tests);
+B16 is open.
 """
 
 from __future__ import annotations
@@ -198,4 +198,24 @@ def test_b15_univapay_full_refund_after_lost_answer(gw: Gateway, sandbox: Any) -
     )
     sandbox.fault("univapay", "drop_after_commit", path="/refunds$", method="POST", count=1)
     refund = gw.refund("univapay", charge.id, idempotency_key="b15-r")
+    assert refund.amount == Money.jpy(1000)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B16 (paygate/_operations.py _create_resolving/_mutate): after a send whose "
+    "answer was lost, a 'nothing happened' error of the keyed re-send (here 429) releases "
+    "the key as if nothing had happened; the retry starts afresh and the refund, which did "
+    "happen, is refused (InvalidRequest: charge is refunded)",
+)
+def test_b16_rate_limited_resend_keeps_the_key(gw: Gateway, sandbox: Any) -> None:
+    charge = gw.charge(
+        "payjp", amount=Money.jpy(1000), method=Card(token="tok_success"), idempotency_key="b16"
+    )
+    sandbox.fault("payjp", "drop_after_commit", path="/refund$", method="POST", count=1)
+    sandbox.fault("payjp", "rate_limit", path="/refund$", method="POST", count=1)
+    with pytest.raises(PaygateError):
+        gw.refund("payjp", charge.id, idempotency_key="b16-r")
+    gw.status("payjp", charge.id)  # paygate learns the charge is refunded
+    refund = gw.refund("payjp", charge.id, idempotency_key="b16-r")
     assert refund.amount == Money.jpy(1000)
