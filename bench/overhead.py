@@ -39,6 +39,8 @@ class OverheadRow:
     overhead: Summary  # per-round gateway - raw
     cpu_raw: Summary | None = None  # client CPU time per call
     cpu_gateway: Summary | None = None
+    added: Summary | None = None  # per-round this store - memory store (wall)
+    added_cpu: Summary | None = None  # the same in client CPU time
 
     @property
     def ratio(self) -> float:
@@ -153,6 +155,14 @@ def _measure(
         raw_summary = summarize(samples["raw"])
         for store in gateways:
             diffs = [g - r for g, r in zip(samples[store], samples["raw"], strict=True)]
+            added = added_cpu = None
+            if store != "memory" and "memory" in gateways:
+                added = summarize(
+                    [a - b for a, b in zip(samples[store], samples["memory"], strict=True)]
+                )
+                added_cpu = summarize(
+                    [a - b for a, b in zip(cpu[store], cpu["memory"], strict=True)]
+                )
             rows.append(
                 OverheadRow(
                     provider=provider,
@@ -164,6 +174,8 @@ def _measure(
                     overhead=summarize(diffs),
                     cpu_raw=summarize(cpu["raw"]),
                     cpu_gateway=summarize(cpu[store]),
+                    added=added,
+                    added_cpu=added_cpu,
                 )
             )
     return rows

@@ -123,13 +123,11 @@ def targets(r: Results) -> list[Target]:
 
 
 def _sqlite_added(r: Results) -> dict[tuple[str, str], float]:
-    by: dict[tuple[str, str], dict[str, OverheadRow]] = {}
-    for row in r.overhead:
-        by.setdefault((row.provider, row.operation), {})[row.store] = row
+    # Median of the per-round differences: both gateways ran in every round.
     return {
-        k: v["sqlite"].gateway.median - v["memory"].gateway.median
-        for k, v in by.items()
-        if "sqlite" in v and "memory" in v
+        (row.provider, row.operation): row.added.median
+        for row in r.overhead
+        if row.store == "sqlite" and row.added is not None
     }
 
 
@@ -224,16 +222,35 @@ def write_markdown(r: Results, path: Path) -> None:
             add("")
             add(
                 "| provider | operation | store | raw httpx CPU µs | paygate CPU µs "
-                "| difference µs |"
+                "| difference µs | ratio |"
             )
-            add("|---|---|---|---:|---:|---:|")
+            add("|---|---|---|---:|---:|---:|---:|")
             for row in cpu_rows:
                 assert row.cpu_raw is not None
                 assert row.cpu_gateway is not None
                 add(
                     f"| {row.provider} | {row.operation} | {row.store} "
                     f"| {_us(row.cpu_raw.median)} | {_us(row.cpu_gateway.median)} "
-                    f"| {_us(row.cpu_gateway.median - row.cpu_raw.median)} |"
+                    f"| {_us(row.cpu_gateway.median - row.cpu_raw.median)} "
+                    f"| {row.cpu_gateway.median / row.cpu_raw.median:.2f}× |"
+                )
+            add("")
+        added_rows = [row for row in r.overhead if row.added is not None]
+        if added_rows:
+            add(
+                "What the SQLite store adds over the memory store, per call: median of the "
+                "per-round differences (p25–p75), wall and client CPU, µs:"
+            )
+            add("")
+            add("| provider | operation | wall µs | CPU µs |")
+            add("|---|---|---:|---:|")
+            for row in added_rows:
+                assert row.added is not None
+                cpu_added = row.added_cpu
+                add(
+                    f"| {row.provider} | {row.operation} "
+                    f"| {row.added.median:,.0f} ({row.added.p25:,.0f}–{row.added.p75:,.0f}) "
+                    f"| {cpu_added.median if cpu_added else float('nan'):,.0f} |"
                 )
             add("")
     if r.throughput:
