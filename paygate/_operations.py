@@ -319,6 +319,11 @@ def _create_resolving(
             return (yield from create())
         except TransportFailure:
             pass
+        except _NOTHING_HAPPENED as exc:
+            # The re-send did nothing (throttled, refused), but the first send may have:
+            # the outcome stays unknown; the next attempt recovers it.
+            yield from _unknown(env, key, f"re-send refused ({type(exc).__name__})", hint)
+            raise _Settled(exc) from None
     yield from _unknown(env, key, f"transport failure after sending: {first}", hint)
     raise _Settled(
         OutcomeUnknown(

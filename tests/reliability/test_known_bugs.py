@@ -3,8 +3,7 @@ docs/reliability.md for the list).
 
 Each test states the correct behaviour. While a bug is open its test is a strict xfail;
 the fix turns it into an unexpected pass and the marker goes, leaving a regression
-test. B1 to B15 are fixed (B10 to B14 sit with the hostile input and secrets tests);
-B16 is open.
+test. B1 to B16 are fixed (B10 to B14 sit with the hostile input and secrets tests).
 """
 
 from __future__ import annotations
@@ -201,13 +200,6 @@ def test_b15_univapay_full_refund_after_lost_answer(gw: Gateway, sandbox: Any) -
     assert refund.amount == Money.jpy(1000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B16 (paygate/_operations.py _create_resolving/_mutate): after a send whose "
-    "answer was lost, a 'nothing happened' error of the keyed re-send (here 429) releases "
-    "the key as if nothing had happened; the retry starts afresh and the refund, which did "
-    "happen, is refused (InvalidRequest: charge is refunded)",
-)
 def test_b16_rate_limited_resend_keeps_the_key(gw: Gateway, sandbox: Any) -> None:
     charge = gw.charge(
         "payjp", amount=Money.jpy(1000), method=Card(token="tok_success"), idempotency_key="b16"
