@@ -150,7 +150,7 @@ class PaymentMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.gw.close()
 
-    # -- helpers -----------------------------------------------------------------------
+    # -- plumbing -----------------------------------------------------------------------
 
     def _requests(self) -> int:
         return sum(self.sandbox.health()["requests"].values())
