@@ -1,6 +1,7 @@
 """paygate: one payment API for Japanese merchants."""
 
-from ._config import load_config
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -96,3 +97,16 @@ __all__ = [
     "__version__",
     "load_config",
 ]
+
+
+if TYPE_CHECKING:
+    from ._config import load_config
+
+
+def __getattr__(name: str) -> Any:
+    # The config loader pulls in pydantic-settings; load it on first use only.
+    if name == "load_config":
+        from ._config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'paygate' has no attribute {name!r}")

@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import _operations as ops
 from ._adapter import ChargeRequest, OpContext, Provider
-from ._config import AccountConfig, LoadedConfig, load_config
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
 from ._flow import Flow
 from ._models import Capabilities, Card, Charge, Event, PaymentMethod, PayoutBalance, Refund
 from ._money import Money
 from ._retry import RetryPolicy
 from ._stores import Store, open_store
+
+if TYPE_CHECKING:
+    # pydantic-settings is heavy: the config module loads on the first from_config().
+    from ._config import AccountConfig, LoadedConfig
 
 if TYPE_CHECKING:
     import httpx
@@ -236,6 +239,8 @@ class _GatewayBase:
 
         >>> gw = Gateway.from_config("paygate.toml")  # doctest: +SKIP
         """
+        from ._config import LoadedConfig, load_config
+
         cfg = source if isinstance(source, LoadedConfig) else load_config(source)
         return cls(
             list(cfg.accounts.values()),
