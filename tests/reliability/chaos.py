@@ -150,7 +150,7 @@ BUGS = {
     "or a later retry) re-reads the charge, finds nothing left and raises InvalidRequest: "
     "the merchant is told the refund was refused although it happened",
 }
-FIXED = frozenset(BUGS) - {"B16"}
+FIXED = frozenset(BUGS)
 KNOWN_BUGS = {bug: text for bug, text in BUGS.items() if bug not in FIXED}
 
 
