@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -181,9 +181,11 @@ class SyncDriver(_DriverBase):
         providers: Mapping[str, Provider],
         policy: RetryPolicy,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(store=store, providers=providers, policy=policy)
         self._transport_override = transport
+        self._sleep = sleep or time.sleep
         self._clients: dict[str, httpx.Client] = {}
 
     def client(self, account: str) -> httpx.Client:
@@ -247,7 +249,7 @@ class SyncDriver(_DriverBase):
             self.store.cache_put(effect.key, effect.value)
             return None
         if isinstance(effect, Sleep):
-            time.sleep(effect.seconds)
+            self._sleep(effect.seconds)
             return None
         raise TypeError(f"unknown effect {effect!r}")
 
@@ -406,9 +408,11 @@ class AsyncDriver(_DriverBase):
         providers: Mapping[str, Provider],
         policy: RetryPolicy,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(store=store, providers=providers, policy=policy)
         self._transport_override = transport
+        self._sleep = sleep or asyncio.sleep
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._lanes: dict[str, _Lanes | _Shared] = {}
 
@@ -515,7 +519,7 @@ class AsyncDriver(_DriverBase):
                 store.cache_put(effect.key, effect.value)
             return None
         if isinstance(effect, Sleep):
-            await asyncio.sleep(effect.seconds)
+            await self._sleep(effect.seconds)
             return None
         raise TypeError(f"unknown effect {effect!r}")
 

@@ -195,7 +195,11 @@ class _GatewayBase:
         lease: timedelta = timedelta(minutes=5),
         webhook_max_body: int = 1_048_576,
         methods: Mapping[str, Sequence[str]] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
+        # ``monotonic`` (and the drivers' ``sleep``) let tests run `wait` on a virtual
+        # clock, e.g. the sandbox's (`paygate.testing.VirtualTime`).
+        self._monotonic = monotonic or time.monotonic
         providers: dict[str, Provider] = {}
         allowed: dict[str, tuple[str, ...]] = {}
         if isinstance(accounts, Mapping):
@@ -377,6 +381,7 @@ class Gateway(_GatewayBase):
         accounts: Mapping[str, Provider] | Sequence[AccountConfig],
         *,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(accounts, **kwargs)
@@ -385,7 +390,11 @@ class Gateway(_GatewayBase):
         from ._driver import SyncDriver
 
         self._driver = SyncDriver(
-            store=self.store, providers=self._providers, policy=self.retry, transport=transport
+            store=self.store,
+            providers=self._providers,
+            policy=self.retry,
+            transport=transport,
+            sleep=sleep,
         )
         self._webhooks = SyncWebhooks(self)
 
@@ -426,7 +435,7 @@ class Gateway(_GatewayBase):
             account,
             "wait",
             ops.wait(
-                self.provider(account), self._env, charge_id, timeout, monotonic=time.monotonic
+                self.provider(account), self._env, charge_id, timeout, monotonic=self._monotonic
             ),
         )
 
@@ -515,13 +524,18 @@ class AsyncGateway(_GatewayBase):
         accounts: Mapping[str, Provider] | Sequence[AccountConfig],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(accounts, **kwargs)
         from ._driver import AsyncDriver
 
         self._driver = AsyncDriver(
-            store=self.store, providers=self._providers, policy=self.retry, transport=transport
+            store=self.store,
+            providers=self._providers,
+            policy=self.retry,
+            transport=transport,
+            sleep=sleep,
         )
         self._webhooks = AsyncWebhooks(self)
 
@@ -555,7 +569,7 @@ class AsyncGateway(_GatewayBase):
             account,
             "wait",
             ops.wait(
-                self.provider(account), self._env, charge_id, timeout, monotonic=time.monotonic
+                self.provider(account), self._env, charge_id, timeout, monotonic=self._monotonic
             ),
         )
 

@@ -74,7 +74,27 @@ def paygate_accounts(sandbox: Any) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def make_gateway(paygate_accounts: dict[str, dict[str, Any]]) -> Iterator[Callable[..., Any]]:
+def paygate_time() -> Any:
+    """The time source of gateways made by ``make_gateway`` (the wall clock by default)."""
+    from ._time import TestTime
+
+    return TestTime()
+
+
+@pytest.fixture
+def virtual_time(paygate_time: Any, sandbox: Any) -> Any:
+    """Switch this test's gateways to a `VirtualTime` on the sandbox clock: `wait` and
+    back-off sleeps advance the sandbox instead of sleeping."""
+    from ._time import VirtualTime
+
+    paygate_time.virtual = VirtualTime(sandbox)
+    return paygate_time.virtual
+
+
+@pytest.fixture
+def make_gateway(
+    paygate_accounts: dict[str, dict[str, Any]], paygate_time: Any
+) -> Iterator[Callable[..., Any]]:
     """Factory: ``make_gateway(driver="sync"|"async", store="memory://", accounts=None)``."""
     from .._gateway import AsyncGateway, Gateway
     from .._retry import RetryPolicy
@@ -91,10 +111,17 @@ def make_gateway(paygate_accounts: dict[str, dict[str, Any]]) -> Iterator[Callab
         config = {"store": "memory://", "accounts": accounts or paygate_accounts}
         policy = retry or RetryPolicy.no_wait()
         gw: Any
+        clock = {"monotonic": paygate_time.monotonic}
         if driver == "async":
-            gw = BlockingAsyncGateway(AsyncGateway.from_config(config, store=store, retry=policy))
+            gw = BlockingAsyncGateway(
+                AsyncGateway.from_config(
+                    config, store=store, retry=policy, sleep=paygate_time.asleep, **clock
+                )
+            )
         else:
-            gw = Gateway.from_config(config, store=store, retry=policy)
+            gw = Gateway.from_config(
+                config, store=store, retry=policy, sleep=paygate_time.sleep, **clock
+            )
         made.append(gw)
         return gw
 

@@ -1,15 +1,14 @@
 """UnivaPay through `Gateway` and `AsyncGateway`, over loopback HTTP to the sandbox.
 
 Time only moves on the sandbox clock: ``wait``'s backoff sleeps are turned into sandbox
-clock advances (see ``virtual_time``), so nothing here sleeps for real.
+clock advances (the ``virtual_time`` fixture of paygate's pytest plugin), so nothing here
+sleeps for real.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -20,8 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import paygate._driver
-import paygate._gateway
 from paygate import (
     Card,
     ChargeStatus,
@@ -37,6 +34,7 @@ from paygate import (
     WebhookVerificationError,
 )
 from paygate.sandbox import serve_app
+from paygate.testing import VirtualTime
 from paygate_univapay._emulator import SEED_CARD_TOKENS, WEBHOOK_AUTH_TOKEN, UnivapayEmulator
 
 ACCOUNT = "univapay"
@@ -71,61 +69,6 @@ def pay(sandbox: Any, charge: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- time
-
-
-class VirtualTime:
-    """Stands in for the drivers' sleeps and the gateway's monotonic clock."""
-
-    def __init__(self, sandbox: Any) -> None:
-        self.sandbox = sandbox
-        self.elapsed = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: Any = None
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.elapsed += seconds
-        self.sandbox.advance(seconds)
-        if self.on_sleep is not None:
-            self.on_sleep(len(self.sleeps))
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-
-class _TimeModule:
-    def __init__(self, vt: VirtualTime) -> None:
-        self._vt = vt
-
-    def sleep(self, seconds: float) -> None:
-        self._vt.sleep(seconds)
-
-    def monotonic(self) -> float:
-        return self._vt.monotonic()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-class _AsyncioModule:
-    def __init__(self, vt: VirtualTime) -> None:
-        self._vt = vt
-
-    async def sleep(self, seconds: float, result: Any = None) -> Any:
-        self._vt.sleep(seconds)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-
-@pytest.fixture
-def virtual_time(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> VirtualTime:
-    vt = VirtualTime(sandbox)
-    monkeypatch.setattr(paygate._driver, "time", _TimeModule(vt))
-    monkeypatch.setattr(paygate._gateway, "time", _TimeModule(vt))
-    monkeypatch.setattr(paygate._driver, "asyncio", _AsyncioModule(vt))
-    return vt
 
 
 # -------------------------------------------------------------------------- konbini
