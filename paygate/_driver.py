@@ -21,6 +21,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 from ._adapter import Provider
 from ._errors import PaygateError
 from ._flow import CacheGet, CachePut, Call, Effect, Flow, Reply, Sleep, StoreCall, TransportFailure
+from ._http import AsyncSender, SyncSender
 from ._retry import (
     RetryableReply,
     RetryableTransport,
@@ -37,8 +38,6 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 
 T = TypeVar("T")
 
-_USER_AGENT = "paygate"
-
 # Without an OpenTelemetry SDK every span is a no-op, yet creating and entering one
 # still costs more than the rest of the driver's bookkeeping; skip them then.
 _NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
@@ -47,15 +46,6 @@ _NO_SPAN = contextlib.nullcontext(INVALID_SPAN)
 
 def _tracing() -> bool:
     return not isinstance(trace.get_tracer_provider(), _NO_SDK)
-
-
-def _reply(response: httpx.Response, provider: str) -> Reply:
-    return Reply(
-        status=response.status_code,
-        headers={k.lower(): v for k, v in response.headers.items()},
-        content=response.content,
-        provider=provider,
-    )
 
 
 class _DriverBase:
@@ -69,6 +59,9 @@ class _DriverBase:
         self.store = store
         self.providers = providers
         self.policy = policy
+
+    def _timeout(self, provider: Provider) -> httpx.Timeout:
+        return httpx.Timeout(provider.settings.timeout, connect=self.policy.connect_timeout)
 
     # -- decisions shared by both drivers ---------------------------------------
 
@@ -186,24 +179,20 @@ class SyncDriver(_DriverBase):
         super().__init__(store=store, providers=providers, policy=policy)
         self._transport_override = transport
         self._sleep = sleep or time.sleep
-        self._clients: dict[str, httpx.Client] = {}
+        self._senders: dict[str, SyncSender] = {}
 
-    def client(self, account: str) -> httpx.Client:
-        """The account's HTTP client (created on first use, then reused)."""
-        client = self._clients.get(account)
-        if client is None:
+    def sender(self, account: str) -> SyncSender:
+        """The account's transports (made on first use, then reused)."""
+        sender = self._senders.get(account)
+        if sender is None:
             provider = self.providers[account]
-            client = httpx.Client(
-                timeout=httpx.Timeout(
-                    provider.settings.timeout, connect=self.policy.connect_timeout
-                ),
-                headers={"user-agent": _USER_AGENT},
+            sender = SyncSender(
+                self._timeout(provider),
+                options=provider.http_options(),
                 transport=self._transport_override,
-                follow_redirects=False,
-                **provider.http_options(),
             )
-            self._clients[account] = client
-        return client
+            self._senders[account] = sender
+        return sender
 
     def run(
         self,
@@ -256,10 +245,10 @@ class SyncDriver(_DriverBase):
     def _http(self, account: str, provider: Provider, call: Call) -> Reply:
         # Most calls succeed at once: the first attempt runs outside the retry loop,
         # which is only built (with what is left of the deadline) when it fails.
-        client = self.client(account)
+        sender = self.sender(account)
         started = time.monotonic()
         try:
-            return self._attempt(client, provider, call, 1)
+            return self._attempt(sender, provider, call, 1)
         except (RetryableReply, RetryableTransport) as exc:
             first: Exception = exc
         pending: Exception | None = first
@@ -276,25 +265,18 @@ class SyncDriver(_DriverBase):
                         failed, pending = pending, None
                         raise failed
                     number += 1
-                    return self._attempt(client, provider, call, number)
+                    return self._attempt(sender, provider, call, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
             raise self._gave_up(call, exc, number) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, client: httpx.Client, provider: Provider, call: Call, number: int) -> Reply:
+    def _attempt(self, sender: SyncSender, provider: Provider, call: Call, number: int) -> Reply:
         """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
         span = self._attempt_span(call, provider, number)
         try:
-            response = client.request(
-                call.method,
-                call.url,
-                headers=call.headers,
-                content=call.content,
-                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-            reply = _reply(response, provider.name)
+            reply = sender.send(call, provider.name)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
             raise self._transport(call, exc) from None
@@ -303,95 +285,10 @@ class SyncDriver(_DriverBase):
         return reply
 
     def close(self) -> None:
-        """Close every HTTP client."""
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
-
-
-class _Lanes:
-    """One account's async HTTP clients, each holding at most one connection.
-
-    A request borrows an idle client (the one returned last: its connection is the
-    warmest) or a new one while fewer than ``limit`` exist; beyond that it waits, as
-    long as httpx would wait for a free connection, then fails with `httpx.PoolTimeout`.
-    At most ``keep`` idle clients are kept; a surplus one is closed before the next
-    request.
-
-    Why not one shared `httpx.AsyncClient`: httpcore's pool (1.0) hands every queued
-    request the first idle connection and lets all but one of them retry, re-scanning
-    every connection each time, and on asyncio without ``sniffio`` installed it retries
-    a failing import for every request that has to queue. With tens of requests in
-    flight one client spends more time re-assigning than sending and gets slower as
-    concurrency grows; a client per connection keeps each pool trivial (bench/).
-    """
-
-    __slots__ = ("_all", "_idle", "_keep", "_make", "_slots", "_surplus", "_wait")
-
-    def __init__(
-        self, make: Callable[[], httpx.AsyncClient], *, limit: int, keep: int, wait: float | None
-    ) -> None:
-        self._make = make
-        self._keep = keep
-        self._wait = wait
-        self._slots = asyncio.Semaphore(limit)
-        self._idle: list[httpx.AsyncClient] = []
-        self._surplus: list[httpx.AsyncClient] = []
-        self._all: set[httpx.AsyncClient] = set()
-
-    async def take(self) -> httpx.AsyncClient:
-        """Borrow a client for one request; hand it back with `give`."""
-        while self._surplus:
-            client = self._surplus.pop()
-            self._all.discard(client)
-            await client.aclose()
-        if not self._slots.locked():
-            await self._slots.acquire()
-        else:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self._wait)
-            except TimeoutError:
-                raise httpx.PoolTimeout("every connection of the account is busy") from None
-        if self._idle:
-            return self._idle.pop()
-        try:
-            client = self._make()
-        except BaseException:
-            self._slots.release()
-            raise
-        self._all.add(client)
-        return client
-
-    def give(self, client: httpx.AsyncClient) -> None:
-        """Return a borrowed client."""
-        if len(self._idle) < self._keep:
-            self._idle.append(client)
-        else:
-            self._surplus.append(client)
-        self._slots.release()
-
-    async def aclose(self) -> None:
-        """Close every client, borrowed or idle."""
-        clients, self._all = self._all, set()
-        self._idle.clear()
-        self._surplus.clear()
-        for client in clients:
-            await client.aclose()
-
-
-class _Shared:
-    """One client for every request (used with a transport override, e.g. in tests)."""
-
-    __slots__ = ("client",)
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def take(self) -> httpx.AsyncClient:
-        return self.client
-
-    def give(self, client: httpx.AsyncClient) -> None:
-        pass
+        """Close every transport."""
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            sender.close()
 
 
 class AsyncDriver(_DriverBase):
@@ -413,58 +310,20 @@ class AsyncDriver(_DriverBase):
         super().__init__(store=store, providers=providers, policy=policy)
         self._transport_override = transport
         self._sleep = sleep or asyncio.sleep
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._lanes: dict[str, _Lanes | _Shared] = {}
+        self._senders: dict[str, AsyncSender] = {}
 
-    def _settings(self, provider: Provider) -> dict[str, Any]:
-        return {
-            "timeout": httpx.Timeout(
-                provider.settings.timeout, connect=self.policy.connect_timeout
-            ),
-            "headers": {"user-agent": _USER_AGENT},
-            "follow_redirects": False,
-        }
-
-    def client(self, account: str) -> httpx.AsyncClient:
-        """A client for the account shared by every request (created on first use).
-
-        The driver itself uses it only with a transport override.
-        """
-        client = self._clients.get(account)
-        if client is None:
+    def sender(self, account: str) -> AsyncSender:
+        """The account's transports (made on first use, then reused)."""
+        sender = self._senders.get(account)
+        if sender is None:
             provider = self.providers[account]
-            client = httpx.AsyncClient(
+            sender = AsyncSender(
+                self._timeout(provider),
+                options=provider.http_options(),
                 transport=self._transport_override,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-                **self._settings(provider),
-                **provider.http_options(),
             )
-            self._clients[account] = client
-        return client
-
-    def _pool(self, account: str) -> _Lanes | _Shared:
-        pool = self._lanes.get(account)
-        if pool is None:
-            if self._transport_override is not None:
-                pool = _Shared(self.client(account))
-            else:
-                pool = self._new_lanes(self.providers[account])
-            self._lanes[account] = pool
-        return pool
-
-    def _new_lanes(self, provider: Provider) -> _Lanes:
-        options = provider.http_options()
-        # One TLS context for every lane: building one per client costs milliseconds.
-        options["verify"] = httpx.create_ssl_context(
-            verify=options.pop("verify", True), cert=options.pop("cert", None)
-        )
-        settings = self._settings(provider)
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-
-        def make() -> httpx.AsyncClient:
-            return httpx.AsyncClient(limits=one, **settings, **options)
-
-        return _Lanes(make, limit=256, keep=64, wait=settings["timeout"].pool)
+            self._senders[account] = sender
+        return sender
 
     async def run(
         self,
@@ -525,10 +384,10 @@ class AsyncDriver(_DriverBase):
 
     async def _http(self, account: str, provider: Provider, call: Call) -> Reply:
         # See `SyncDriver._http`: the retry loop is only built after a failed attempt.
-        client = self._pool(account)
+        sender = self.sender(account)
         started = time.monotonic()
         try:
-            return await self._attempt(client, provider, call, 1)
+            return await self._attempt(sender, provider, call, 1)
         except (RetryableReply, RetryableTransport) as exc:
             first: Exception = exc
         pending: Exception | None = first
@@ -543,7 +402,7 @@ class AsyncDriver(_DriverBase):
                         failed, pending = pending, None
                         raise failed
                     number += 1
-                    return await self._attempt(client, provider, call, number)
+                    return await self._attempt(sender, provider, call, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
@@ -551,23 +410,12 @@ class AsyncDriver(_DriverBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
-        self, pool: _Lanes | _Shared, provider: Provider, call: Call, number: int
+        self, sender: AsyncSender, provider: Provider, call: Call, number: int
     ) -> Reply:
         """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
         span = self._attempt_span(call, provider, number)
         try:
-            client = await pool.take()
-            try:
-                response = await client.request(
-                    call.method,
-                    call.url,
-                    headers=call.headers,
-                    content=call.content,
-                    timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-            finally:
-                pool.give(client)
-            reply = _reply(response, provider.name)
+            reply = await sender.send(call, provider.name)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
             raise self._transport(call, exc) from None
@@ -576,11 +424,7 @@ class AsyncDriver(_DriverBase):
         return reply
 
     async def aclose(self) -> None:
-        """Close every HTTP client."""
-        pools, self._lanes = list(self._lanes.values()), {}
-        for pool in pools:
-            if isinstance(pool, _Lanes):
-                await pool.aclose()
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        """Close every transport."""
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            await sender.aclose()
