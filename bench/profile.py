@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
             def paygate_call() -> Any:
                 return gw.charge(
-                    args.provider, amount=amount, method=scenario.method(), idempotency_key=new_key()
+                    args.provider,
+                    amount=amount,
+                    method=scenario.method(),
+                    idempotency_key=new_key(),
                 )
 
             def raw_call() -> Any:
@@ -143,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _plain(
-    raw: Callable[[], Any], paygate: Callable[[], Any], calls: int
-) -> tuple[float, float]:
+def _plain(raw: Callable[[], Any], paygate: Callable[[], Any], calls: int) -> tuple[float, float]:
     """Median CPU µs per call of each, over interleaved batches of 50."""
     batch = 50
     samples: dict[int, list[float]] = {0: [], 1: []}

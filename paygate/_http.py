@@ -316,4 +316,3 @@ class AsyncSender:
                 await pool.aclose()
         elif self._given is not None:
             await self._given.aclose()
-
