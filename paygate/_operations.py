@@ -88,6 +88,10 @@ class Env:
     new_uuid: Callable[[], Any]
 
 
+#: What is kept with an unknown outcome for reconciliation (or a function making it).
+Hint = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+
+
 def _digest(*parts: str) -> str:
     raw = hashlib.sha256("\0".join(parts).encode()).digest()
     return base64.b32encode(raw).decode().rstrip("=").lower()[:26]
@@ -204,12 +208,12 @@ def _mutate(
     begin: Begin,
     create: Callable[[], Flow[T]],
     lookup: Callable[[], Flow[T | None]] | None,
-    hint: Mapping[str, Any] | None = None,
+    hint: Hint = None,
 ) -> Flow[T]:
     """Run ``create`` exactly once at the provider, whatever failed before.
 
-    ``hint`` (no personal data) is kept with an unknown outcome so that reconciliation
-    can ask the provider later.
+    ``hint`` (no personal data; or a function that makes it, called only when needed) is
+    kept with an unknown outcome so that reconciliation can ask the provider later.
     """
     if begin.recovering:
         if lookup is not None:
@@ -285,7 +289,7 @@ def _create_resolving(
     ctx: OpContext,
     create: Callable[[], Flow[T]],
     lookup: Callable[[], Flow[T | None]] | None,
-    hint: Mapping[str, Any] | None,
+    hint: Hint,
 ) -> Flow[T]:
     """``create``; after a failure that may have reached the provider, look up first and
     re-send only where that is safe. Errors of the re-send are classified like any other
@@ -334,8 +338,9 @@ def _create_resolving(
     )
 
 
-def _unknown(env: Env, key: str, detail: str, hint: Mapping[str, Any] | None = None) -> Flow[None]:
-    text = json.dumps({"detail": detail, **(hint or {})}, ensure_ascii=False)
+def _unknown(env: Env, key: str, detail: str, hint: Hint = None) -> Flow[None]:
+    extra = hint() if callable(hint) else hint
+    text = json.dumps({"detail": detail, **(extra or {})}, ensure_ascii=False)
     yield StoreCall("mark_unknown", {"key": key, "owner": env.owner, "detail": text})
 
 
@@ -425,7 +430,7 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
         begin,
         lambda: provider.charge(req, ctx),
         (lambda: provider.lookup_charge(req, ctx)) if policy.lookup else None,
-        {
+        lambda: {
             "amount": req.amount.amount,
             "currency": req.amount.currency,
             "method": req.method.type,
@@ -433,18 +438,18 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
             "charge_id": charge_id,
         },
     )
-    record = yield from _record(env, result, "response")
-    result = view(result, record)
-    yield StoreCall(
-        "complete",
+    # The charge's record and the key's result are written together (one transaction).
+    record: ChargeRecord = yield StoreCall(
+        "complete_charge",
         {
             "key": skey,
             "owner": env.owner,
-            "result": result.model_dump(mode="json"),
+            "update": update_of(result, "response", env.clock()),
+            "now": env.clock(),
             "provider_ref": result.provider_ref,
         },
     )
-    return result
+    return view(result, record)
 
 
 def status(provider: Provider, env: Env, charge_id: str) -> Flow[Charge]:

@@ -253,6 +253,29 @@ class Store(ABC):
         Every applied change appends a `Transition`.
         """
 
+    def complete_charge(
+        self,
+        key: str,
+        owner: str,
+        update: ChargeUpdate,
+        *,
+        now: datetime,
+        provider_ref: str | None = None,
+    ) -> ChargeRecord:
+        """`record_charge` then `complete`, in one transaction where the store has them.
+
+        What a charge does once the provider has answered. The completed result is the
+        charge as the updated record sees it (its status and refunded amount win over a
+        stale answer). This default makes two calls; the bundled stores override it
+        with one transaction (one commit instead of two, and no window between them).
+        """
+        from ._common import charge_view
+
+        record = self.record_charge(update, now=now)
+        result = charge_view(update.charge_json, record)
+        self.complete(key, owner, result, provider_ref=provider_ref)
+        return record
+
     @abstractmethod
     def get_charge(self, charge_id: str) -> ChargeRecord | None:
         """The record of one charge."""

@@ -27,6 +27,7 @@ from ._base import (
 from ._common import (
     RELEASED_AFTER_RECOVERY,
     begin_decision,
+    charge_view,
     claim_decision,
     fast_factory,
     plan_charge,
@@ -191,18 +192,30 @@ class MemoryStore(Store):
     ) -> None:
         now = self._clock()
         with self._lock:
-            row = self._idem.get(key)
-            if row is None or row.owner != owner or row.state != "started":
-                return
-            row.state = state
-            row.lease_until = None
-            row.updated_at = now
-            row.result = result
-            if provider_ref is not None:
-                row.provider_ref = provider_ref
-            if detail is not None:
-                row.detail = detail
-            row.record = None
+            self._finish_locked(key, owner, state, result, provider_ref, detail, now)
+
+    def _finish_locked(
+        self,
+        key: str,
+        owner: str,
+        state: RecordState,
+        result: dict[str, Any] | None,
+        provider_ref: str | None,
+        detail: str | None,
+        now: datetime,
+    ) -> None:
+        row = self._idem.get(key)
+        if row is None or row.owner != owner or row.state != "started":
+            return
+        row.state = state
+        row.lease_until = None
+        row.updated_at = now
+        row.result = result
+        if provider_ref is not None:
+            row.provider_ref = provider_ref
+        if detail is not None:
+            row.detail = detail
+        row.record = None
 
     def complete(
         self, key: str, owner: str, result: dict[str, Any], *, provider_ref: str | None = None
@@ -310,31 +323,50 @@ class MemoryStore(Store):
     def record_charge(self, update: ChargeUpdate, *, now: datetime) -> ChargeRecord:
         now = utc(now)
         with self._lock:
-            current = self._charges.get(update.charge_id)
-            record, applied = plan_charge(current, update, now)
-            if record is current:
-                return record
-            self._charges[record.charge_id] = record
-            if current is not None and current.provider_ref != record.provider_ref:
-                self._by_ref.pop((current.account, current.provider_ref), None)
-            self._by_ref[(record.account, record.provider_ref)] = record.charge_id
-            if applied:
-                transition = _transition(
-                    record.charge_id,
-                    None if current is None else current.status,
-                    record.status,
-                    record.amount_refunded,
-                    update.source,
-                    record.observed_at,
-                    now,
-                    update.note,
-                )
-                history = self._history.get(record.charge_id)
-                if history is None:
-                    self._history[record.charge_id] = [transition]
-                else:
-                    history.append(transition)
+            return self._record_charge(update, now)
+
+    def complete_charge(
+        self,
+        key: str,
+        owner: str,
+        update: ChargeUpdate,
+        *,
+        now: datetime,
+        provider_ref: str | None = None,
+    ) -> ChargeRecord:
+        now = utc(now)
+        with self._lock:
+            record = self._record_charge(update, now)
+            result = charge_view(update.charge_json, record)
+            self._finish_locked(key, owner, "completed", result, provider_ref, None, self._clock())
             return record
+
+    def _record_charge(self, update: ChargeUpdate, now: datetime) -> ChargeRecord:
+        current = self._charges.get(update.charge_id)
+        record, applied = plan_charge(current, update, now)
+        if record is current:
+            return record
+        self._charges[record.charge_id] = record
+        if current is not None and current.provider_ref != record.provider_ref:
+            self._by_ref.pop((current.account, current.provider_ref), None)
+        self._by_ref[(record.account, record.provider_ref)] = record.charge_id
+        if applied:
+            transition = _transition(
+                record.charge_id,
+                None if current is None else current.status,
+                record.status,
+                record.amount_refunded,
+                update.source,
+                record.observed_at,
+                now,
+                update.note,
+            )
+            history = self._history.get(record.charge_id)
+            if history is None:
+                self._history[record.charge_id] = [transition]
+            else:
+                history.append(transition)
+        return record
 
     def get_charge(self, charge_id: str) -> ChargeRecord | None:
         return self._charges.get(charge_id)

@@ -47,6 +47,7 @@ from ._base import (
 from ._common import (
     RELEASED_AFTER_RECOVERY,
     begin_decision,
+    charge_view,
     claim_decision,
     plan_charge,
     utc,
@@ -599,52 +600,76 @@ class PostgresStore(Store):
     def record_charge(self, update: ChargeUpdate, *, now: datetime) -> ChargeRecord:
         now = utc(now)
         with self._conn() as conn, conn.transaction():
-            row = conn.execute(self._sql_charge_lock, (update.charge_id,)).fetchone()
-            if row is None:
-                record, _ = plan_charge(None, update, now)
-                inserted = conn.execute(
-                    self._sql_charge_insert,
-                    (
-                        record.charge_id,
-                        record.account,
-                        record.provider,
-                        record.provider_ref,
-                        record.method,
-                        record.status.value,
-                        record.amount,
-                        record.currency,
-                        record.amount_refunded,
-                        record.created_at,
-                        record.updated_at,
-                        record.observed_at,
-                        None if record.charge_json is None else Jsonb(record.charge_json),
-                    ),
-                ).rowcount
-                if inserted == 1:
-                    self._transition(conn, None, record, update, now)
-                    return record
-                # Another instance created it meanwhile: lock it and apply on top.
-                row = conn.execute(self._sql_charge_lock, (update.charge_id,)).fetchone()
-                assert row is not None  # charges are never deleted
-            current = _charge(row)
-            record, applied = plan_charge(current, update, now)
-            if record is current:
-                return record
+            return self._record_charge(conn, update, now)
+
+    def complete_charge(
+        self,
+        key: str,
+        owner: str,
+        update: ChargeUpdate,
+        *,
+        now: datetime,
+        provider_ref: str | None = None,
+    ) -> ChargeRecord:
+        now = utc(now)
+        with self._conn() as conn, conn.transaction():
+            record = self._record_charge(conn, update, now)
+            result = Jsonb(charge_view(update.charge_json, record))
             conn.execute(
-                self._sql_charge_update,
+                self._sql_finish,
+                ("completed", self._clock(), result, provider_ref, None, key, owner),
+            )
+        return record
+
+    def _record_charge(
+        self, conn: psycopg.Connection[Any], update: ChargeUpdate, now: datetime
+    ) -> ChargeRecord:
+        row = conn.execute(self._sql_charge_lock, (update.charge_id,)).fetchone()
+        if row is None:
+            record, _ = plan_charge(None, update, now)
+            inserted = conn.execute(
+                self._sql_charge_insert,
                 (
+                    record.charge_id,
+                    record.account,
+                    record.provider,
                     record.provider_ref,
+                    record.method,
                     record.status.value,
+                    record.amount,
+                    record.currency,
                     record.amount_refunded,
+                    record.created_at,
                     record.updated_at,
                     record.observed_at,
                     None if record.charge_json is None else Jsonb(record.charge_json),
-                    record.charge_id,
                 ),
-            )
-            if applied:
-                self._transition(conn, current.status, record, update, now)
+            ).rowcount
+            if inserted == 1:
+                self._transition(conn, None, record, update, now)
+                return record
+            # Another instance created it meanwhile: lock it and apply on top.
+            row = conn.execute(self._sql_charge_lock, (update.charge_id,)).fetchone()
+            assert row is not None  # charges are never deleted
+        current = _charge(row)
+        record, applied = plan_charge(current, update, now)
+        if record is current:
             return record
+        conn.execute(
+            self._sql_charge_update,
+            (
+                record.provider_ref,
+                record.status.value,
+                record.amount_refunded,
+                record.updated_at,
+                record.observed_at,
+                None if record.charge_json is None else Jsonb(record.charge_json),
+                record.charge_id,
+            ),
+        )
+        if applied:
+            self._transition(conn, current.status, record, update, now)
+        return record
 
     def _transition(
         self,

@@ -42,6 +42,7 @@ from ._base import (
 from ._common import (
     RELEASED_AFTER_RECOVERY,
     begin_decision,
+    charge_view,
     claim_decision,
     from_micros,
     plan_charge,
@@ -569,43 +570,67 @@ class SQLiteStore(Store):
     def record_charge(self, update: ChargeUpdate, *, now: datetime) -> ChargeRecord:
         now = utc(now)
         with self._write() as conn:
-            row = conn.execute(_SELECT_CHARGE, (update.charge_id,)).fetchone()
-            current = None if row is None else _charge(row)
-            record, applied = plan_charge(current, update, now)
-            if record is current:
-                return record
+            return self._record_charge(conn, update, now)
+
+    def complete_charge(
+        self,
+        key: str,
+        owner: str,
+        update: ChargeUpdate,
+        *,
+        now: datetime,
+        provider_ref: str | None = None,
+    ) -> ChargeRecord:
+        now = utc(now)
+        with self._write() as conn:
+            record = self._record_charge(conn, update, now)
+            result = _dumps(charge_view(update.charge_json, record))
             conn.execute(
-                _UPSERT_CHARGE,
+                _FINISH,
+                ("completed", to_micros(self._clock()), result, provider_ref, None, key, owner),
+            )
+        return record
+
+    def _record_charge(
+        self, conn: sqlite3.Connection, update: ChargeUpdate, now: datetime
+    ) -> ChargeRecord:
+        row = conn.execute(_SELECT_CHARGE, (update.charge_id,)).fetchone()
+        current = None if row is None else _charge(row)
+        record, applied = plan_charge(current, update, now)
+        if record is current:
+            return record
+        conn.execute(
+            _UPSERT_CHARGE,
+            (
+                record.charge_id,
+                record.account,
+                record.provider,
+                record.provider_ref,
+                record.method,
+                record.status.value,
+                record.amount,
+                record.currency,
+                record.amount_refunded,
+                to_micros(record.created_at),
+                to_micros(record.updated_at),
+                to_micros(record.observed_at),
+                None if record.charge_json is None else _dumps(record.charge_json),
+            ),
+        )
+        if applied:
+            conn.execute(
+                _INSERT_TRANSITION,
                 (
                     record.charge_id,
-                    record.account,
-                    record.provider,
-                    record.provider_ref,
-                    record.method,
+                    None if current is None else current.status.value,
                     record.status.value,
-                    record.amount,
-                    record.currency,
                     record.amount_refunded,
-                    to_micros(record.created_at),
-                    to_micros(record.updated_at),
+                    update.source,
                     to_micros(record.observed_at),
-                    None if record.charge_json is None else _dumps(record.charge_json),
+                    to_micros(now),
+                    update.note,
                 ),
             )
-            if applied:
-                conn.execute(
-                    _INSERT_TRANSITION,
-                    (
-                        record.charge_id,
-                        None if current is None else current.status.value,
-                        record.status.value,
-                        record.amount_refunded,
-                        update.source,
-                        to_micros(record.observed_at),
-                        to_micros(now),
-                        update.note,
-                    ),
-                )
         return record
 
     def get_charge(self, charge_id: str) -> ChargeRecord | None:
