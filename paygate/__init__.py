@@ -1,5 +1,16 @@
-"""paygate: one payment API for Japanese merchants."""
+"""paygate: one payment API for Japanese merchants.
 
+>>> from paygate import Gateway, Money, Card
+>>> Money.jpy(1200)
+Money.jpy(1200)
+
+``import paygate`` loads only the error classes; the gateways, models and
+configuration loader are imported on first use (PEP 562), so a process that only
+catches paygate's errors, or a command-line tool that prints its help, does not pay
+for pydantic and httpx.
+"""
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -21,33 +32,6 @@ from ._errors import (
     RateLimited,
     WebhookVerificationError,
 )
-from ._gateway import AsyncGateway, Gateway
-from ._models import (
-    Capabilities,
-    Card,
-    Charge,
-    ChargeStatus,
-    DisplayQR,
-    Event,
-    Failure,
-    Konbini,
-    KonbiniSlip,
-    MethodCapabilities,
-    NextAction,
-    PaymentMethod,
-    PayoutBalance,
-    PayoutItem,
-    PosLine,
-    PosSale,
-    Product,
-    QRCode,
-    Redirect,
-    Refund,
-    RefundStatus,
-    Wallet,
-)
-from ._money import Money
-from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
@@ -101,12 +85,76 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._config import load_config
+    from ._gateway import AsyncGateway, Gateway
+    from ._models import (
+        Capabilities,
+        Card,
+        Charge,
+        ChargeStatus,
+        DisplayQR,
+        Event,
+        Failure,
+        Konbini,
+        KonbiniSlip,
+        MethodCapabilities,
+        NextAction,
+        PaymentMethod,
+        PayoutBalance,
+        PayoutItem,
+        PosLine,
+        PosSale,
+        Product,
+        QRCode,
+        Redirect,
+        Refund,
+        RefundStatus,
+        Wallet,
+    )
+    from ._money import Money
+    from ._retry import RetryPolicy
+
+_MODELS = [
+    "Capabilities",
+    "Card",
+    "Charge",
+    "ChargeStatus",
+    "DisplayQR",
+    "Event",
+    "Failure",
+    "Konbini",
+    "KonbiniSlip",
+    "MethodCapabilities",
+    "NextAction",
+    "PaymentMethod",
+    "PayoutBalance",
+    "PayoutItem",
+    "PosLine",
+    "PosSale",
+    "Product",
+    "QRCode",
+    "Redirect",
+    "Refund",
+    "RefundStatus",
+    "Wallet",
+]
+_LAZY: dict[str, str] = {
+    "AsyncGateway": "._gateway",
+    "Gateway": "._gateway",
+    "Money": "._money",
+    "RetryPolicy": "._retry",
+    "load_config": "._config",  # brings pydantic-settings
+    **dict.fromkeys(_MODELS, "._models"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The config loader pulls in pydantic-settings; load it on first use only.
-    if name == "load_config":
-        from ._config import load_config
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paygate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return load_config
-    raise AttributeError(f"module 'paygate' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,6 @@ import base64
 import enum
 import hashlib
 import ipaddress
-import ssl
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -101,7 +100,9 @@ class ProviderSettings(BaseModel):
     """
 
     # Validation errors never quote the input: it may be a secret.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     base_url: str
     timeout: float = 30.0
@@ -300,6 +301,8 @@ class Provider(ABC):
         """Extra keyword arguments for the account's httpx client (``cert``, ``verify``)."""
         opts: dict[str, Any] = {}
         if self.settings.ca_bundle is not None:
+            import ssl  # only with a custom CA bundle (httpx imports it anyway)
+
             opts["verify"] = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
         if not self.settings.tls_verify:
             if not self.settings.allow_insecure_tls:

@@ -29,7 +29,7 @@ class Money(BaseModel):
     1200
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     amount: Annotated[StrictInt, Field(description="Amount in minor units (yen for JPY).")]
     currency: Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]

@@ -16,7 +16,6 @@ Retries are bounded by ``attempts`` and by ``deadline`` seconds for the whole ca
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -105,7 +104,9 @@ def retry_after(reply: Reply, policy: RetryPolicy) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            when = email.utils.parsedate_to_datetime(value)
+            from email.utils import parsedate_to_datetime  # rarely needed: import late
+
+            when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
