@@ -186,6 +186,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -229,7 +235,7 @@ class SQLiteStore(Store):
         try:
             parent = Path(self.path).parent
             parent.mkdir(parents=True, exist_ok=True)
-            self._create_schema(self._conn())
+            self._open()
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise ConfigurationError(
@@ -239,6 +245,38 @@ class SQLiteStore(Store):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+    def _open(self) -> None:
+        """Switch the file to WAL and create the schema, waiting out other openers.
+
+        Processes opening a new file at the same moment collide on the switch to WAL,
+        which SQLite answers with "database is locked" at once instead of waiting for
+        the busy timeout; each retry starts with a fresh connection, within that
+        timeout.
+        """
+        import stamina
+
+        for attempt in stamina.retry_context(
+            on=_locked,
+            attempts=None,
+            timeout=max(self._busy_ms / 1000, 0.1),
+            wait_initial=0.005,
+            wait_max=0.1,
+        ):
+            with attempt:
+                try:
+                    self._create_schema(self._conn())
+                except sqlite3.OperationalError:
+                    self._drop_connection()
+                    raise
+
+    def _drop_connection(self) -> None:
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._conns_lock:
+                self._conns.discard(conn)
+            conn.close()
 
     # -- connections -------------------------------------------------------------
 

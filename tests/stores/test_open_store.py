@@ -231,3 +231,32 @@ def test_importing_paygate_loads_no_database_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+_OPENER = """
+import sys, time
+from paygate._stores import SQLiteStore
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+SQLiteStore(sys.argv[1]).close()
+"""
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Regression: the switch to WAL answers "database is locked" to a second opener at
+    once (no busy wait); opening retries within the busy timeout."""
+    import time
+
+    for round_ in range(3):
+        path = tmp_path / f"race-{round_}.db"
+        start = time.time() + 1.0  # all interpreters are up by then
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPENER, str(path), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
