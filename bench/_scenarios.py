@@ -18,7 +18,8 @@ import httpx
 
 from paygate import Card, Konbini, Money, PosLine, PosSale, QRCode
 from paygate._adapter import ChargeRef, ChargeRequest, OpContext, Provider
-from paygate._flow import CacheGet, CachePut, Call, Flow, Reply, Sleep
+from paygate._flow import CacheGet, CachePut, Call, Flow, Sleep
+from paygate._http import reply_of
 from paygate._models import PaymentMethod
 from paygate._operations import charge_id_for
 from paygate._retry import RetryPolicy
@@ -97,10 +98,6 @@ def async_client(provider: Provider, policy: RetryPolicy | None = None) -> httpx
     )
 
 
-def _reply(response: httpx.Response, provider: str) -> Reply:
-    return Reply(response.status_code, dict(response.headers), response.content, provider)
-
-
 def _decode(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         raise RuntimeError(f"raw call failed: HTTP {response.status_code} {response.text[:200]}")
@@ -165,7 +162,7 @@ class SyncRaw(_RawBase):
                     response = self.client.request(
                         effect.method, effect.url, headers=effect.headers, content=effect.content
                     )
-                    effect = flow.send(_reply(response, self.provider.name))
+                    effect = flow.send(reply_of(response, self.provider.name))
                 else:
                     effect = flow.send(self._local(effect))
         except StopIteration as stop:
@@ -188,7 +185,7 @@ class SyncRaw(_RawBase):
                     if remaining <= 0:
                         flow.close()
                         return data
-                    effect = flow.send(_reply(response, self.provider.name))
+                    effect = flow.send(reply_of(response, self.provider.name))
                 else:
                     effect = flow.send(self._local(effect))
         except StopIteration:
@@ -227,7 +224,7 @@ class AsyncRaw(_RawBase):
                 if isinstance(effect, Call):
                     count += 1
                     response = await self._send(effect)
-                    effect = flow.send(_reply(response, self.provider.name))
+                    effect = flow.send(reply_of(response, self.provider.name))
                 else:
                     effect = flow.send(self._local(effect))
         except StopIteration as stop:
@@ -248,7 +245,7 @@ class AsyncRaw(_RawBase):
                     if remaining <= 0:
                         flow.close()
                         return data
-                    effect = flow.send(_reply(response, self.provider.name))
+                    effect = flow.send(reply_of(response, self.provider.name))
                 else:
                     effect = flow.send(self._local(effect))
         except StopIteration:

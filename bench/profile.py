@@ -26,6 +26,7 @@ from paygate import Gateway, Money
 
 from ._sandbox import sandbox
 from ._scenarios import SCENARIOS, SyncRaw, charge_request, new_key, sync_client
+from .overhead import _ref
 
 
 def _package(filename: str) -> str:
@@ -92,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         for _ in range(2):
             raw.learn("charge", raw.charge_flow(charge_request(scenario), new_key()))
-        from .overhead import _ref
-
         ref = _ref(seed)
         raw.learn("status", raw.status_flow(ref))
         if args.operation == "charge":

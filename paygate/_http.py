@@ -129,10 +129,9 @@ class SyncSender:
     ) -> None:
         self._timeouts = timeout.as_dict()
         self._override = transport
-        opts = dict(options or {})
         self._routes: _Routes[httpx.BaseTransport] | None = None
         if transport is None:
-            tls = _tls(opts)
+            tls = _tls(options or {})
             self._routes = _Routes(lambda proxy: httpx.HTTPTransport(verify=tls, proxy=proxy))
 
     def send(self, call: Call, provider: str) -> Reply:
@@ -276,7 +275,7 @@ class AsyncSender:
         self._given = None if transport is None else _Shared(transport)
         self._routes: _Routes[_Lanes | _Shared] | None = None
         if transport is None:
-            tls = _tls(dict(options or {}))
+            tls = _tls(options or {})
             one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
             many = httpx.Limits(max_connections=limit, max_keepalive_connections=keep)
 
