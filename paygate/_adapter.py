@@ -18,12 +18,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from ._errors import ConfigurationError, NotSupported
+from ._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    MalformedResponse,
+    NotFound,
+    NotSupported,
+    OutcomeUnknown,
+    PaygateError,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
 from ._flow import Flow, Reply
 from ._models import (
     Capabilities,
@@ -46,6 +62,7 @@ __all__ = [
     "OpContext",
     "Operation",
     "OperationPolicy",
+    "Outcome",
     "ParsedEvent",
     "Provider",
     "ProviderSettings",
@@ -67,6 +84,63 @@ class Operation(enum.StrEnum):
     CAPTURE = "capture"
 
 
+class Outcome(enum.StrEnum):
+    """What a provider's refusal means for the merchant's idempotency key.
+
+    Adapters map their own error codes to these (`Provider.outcomes`); the core decides
+    what each does to the key, the same way for every provider:
+
+    - ``REFUSED``: the provider decided (a decline, a business refusal). The refusal is
+      stored and a retry with the same key gets it again without a provider call.
+    - ``RETRYABLE``: refused and nothing happened (throttled, "another operation in
+      progress", an expired request envelope). The next call with the same key reaches
+      the provider again. After a re-send or on recovery the key stays ``unknown``
+      (the first attempt may have got through) and the next call recovers it.
+    - ``UNKNOWN``: it may have happened (5xx, unreadable answer). The declared lookup
+      runs; otherwise `OutcomeUnknown` and the key is kept for reconciliation.
+    - ``MAYBE_DONE``: a refusal that can mean an earlier attempt got through ("already
+      processed", "order number in use"). On a first attempt it is ``REFUSED``; after a
+      re-send or on recovery the core asks the lookup, and when nothing is found the
+      outcome is `OutcomeUnknown`, never a final failure.
+    """
+
+    REFUSED = "refused"
+    RETRYABLE = "retryable"
+    UNKNOWN = "unknown"
+    MAYBE_DONE = "maybe_done"
+
+
+def default_outcome(error: BaseException) -> Outcome:
+    """The outcome of an error its provider did not classify, from its class alone.
+
+    >>> default_outcome(RateLimited("slow down"))
+    <Outcome.RETRYABLE: 'retryable'>
+    """
+    if isinstance(error, ProviderRejected):
+        return Outcome.RETRYABLE if error.retryable else Outcome.REFUSED
+    if isinstance(error, PaymentDeclined | IdempotencyConflict):
+        return Outcome.REFUSED
+    if isinstance(
+        error,
+        AuthenticationError
+        | PermissionDenied
+        | NotFound
+        | InvalidRequest
+        | NotSupported
+        | ConfigurationError
+        | RateLimited
+        | IdempotencyInProgress,
+    ):
+        return Outcome.RETRYABLE
+    if isinstance(error, ProviderUnavailable | MalformedResponse | OutcomeUnknown):
+        return Outcome.UNKNOWN
+    return Outcome.UNKNOWN
+
+
+#: ``key_window`` of a provider that keeps keys for a time it does not state.
+KeyWindow = timedelta | None | Literal["unknown"]
+
+
 @dataclass(frozen=True, slots=True)
 class OperationPolicy:
     """How a provider protects one operation against duplicates.
@@ -76,19 +150,35 @@ class OperationPolicy:
         tag the flow checks for before sending), ``"path"`` (the operation addresses one
         object whose state makes a repeat harmless, e.g. closing a code) or ``"none"``.
         Anything but ``"none"`` lets the gateway re-send after an unknown outcome.
-    key_window: how long the provider remembers a key (None: for ever).
-    lookup: the flow `Provider.lookup` can tell whether a possibly-sent request
-        created the object.
+    key_window: how long the provider remembers a key or request id: a duration, None
+        (for ever) or ``"unknown"`` (it forgets after a time it does not state). Past a
+        known window, and on recovery from a crash when it is unknown, paygate reports
+        `OutcomeUnknown` unless the lookup positively finds the object.
+    lookup: the operation's lookup flow (`Provider.lookup_charge`, `lookup_refund`,
+        `lookup_cancel`, `lookup_capture`) can tell whether a possibly-sent request took
+        effect.
+
+    >>> OperationPolicy(key="header", key_window=timedelta(hours=24)).keyed
+    True
     """
 
     key: str = "none"
-    key_window: timedelta | None = None
+    key_window: KeyWindow = None
     lookup: bool = False
 
     @property
     def keyed(self) -> bool:
         """Whether the provider deduplicates by key."""
         return self.key != "none"
+
+    def window_passed(self, started: datetime, now: datetime) -> bool:
+        """Whether a key first used at ``started`` may have been forgotten by ``now``."""
+        if self.key_window is None:
+            return False
+        if self.key_window == "unknown":
+            return True
+        assert isinstance(self.key_window, timedelta)
+        return started + self.key_window < now
 
 
 class ProviderSettings(BaseModel):
@@ -208,6 +298,9 @@ class ChargeRef:
     amount: Money | None = None
     created_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: paygate's record when the operation started (what a lookup compares against).
+    amount_refunded: Money | None = None
+    amount_captured: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +341,12 @@ class ParsedEvent:
 
     ``type`` is the normalised paygate event type (see `paygate.Event`). ``charge`` is a
     fresh `Charge` when the adapter fetched one (providers that sign nothing).
+
+    The event carries the provider's state, never a guess: ``amount_refunded`` and
+    ``amount_captured`` as the provider states them (None: not stated; a refunded status
+    without them makes the core re-fetch the charge), and ``occurred_at`` only when the
+    provider gives the event's own time (None: the core uses the time of receipt; never
+    the charge's creation time, which would make the event look stale).
     """
 
     provider_event_type: str
@@ -259,6 +358,8 @@ class ParsedEvent:
     occurred_at: datetime | None = None
     charge: Charge | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    amount_refunded: Money | None = None
+    amount_captured: Money | None = None
 
 
 class Provider(ABC):
@@ -282,6 +383,8 @@ class Provider(ABC):
     display_name: ClassVar[str] = ""
     settings_model: ClassVar[type[ProviderSettings]]
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {}
+    #: The provider's own error codes and what they mean for the key (see `Outcome`).
+    outcomes: ClassVar[Mapping[str, Outcome]] = {}
 
     def __init__(self, settings: ProviderSettings, *, account: str) -> None:
         self.settings = settings
@@ -296,6 +399,15 @@ class Provider(ABC):
     def policy(self, operation: Operation) -> OperationPolicy:
         """The idempotency policy of ``operation`` (no key, no lookup by default)."""
         return self.policies.get(operation, OperationPolicy())
+
+    def outcome_of(self, error: PaygateError) -> Outcome | None:
+        """What ``error`` means for the key; None: decide by the error's class.
+
+        The default looks the provider's code up in `outcomes`; override for rules that
+        need more than the code (an HTTP status, a message).
+        """
+        code = error.provider_code
+        return self.outcomes.get(code) if code is not None else None
 
     def http_options(self) -> dict[str, Any]:
         """Extra keyword arguments for the account's httpx client (``cert``, ``verify``)."""
@@ -343,6 +455,22 @@ class Provider(ABC):
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
         """Refund (part of) a charge."""
         raise NotSupported("refund", provider=self.name)
+
+    def lookup_refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund | None]:
+        """Find the refund a possibly-sent `refund` flow made.
+
+        None only when sure it took no effect (the core then re-sends); raise
+        `OutcomeUnknown` when the provider cannot tell.
+        """
+        raise NotSupported("lookup", provider=self.name)
+
+    def lookup_cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """The canceled charge if a possibly-sent `cancel` took effect, else None."""
+        raise NotSupported("lookup", provider=self.name)
+
+    def lookup_capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """The captured charge if a possibly-sent `capture` took effect, else None."""
+        raise NotSupported("lookup", provider=self.name)
 
     def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
         """Cancel a charge that is not paid yet (or void an authorisation)."""

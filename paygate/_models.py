@@ -309,7 +309,18 @@ class Charge(_Frozen):
 
 
 class Refund(_Frozen):
-    """A refund of (part of) a charge."""
+    """A refund of (part of) a charge, or a void.
+
+    ``kind`` says whether money went back to the payer: ``"refund"`` (it did) or
+    ``"void"`` (the sale was reversed where it was recorded, e.g. at a POS, and no
+    money moved: refund the customer through the provider that took the money).
+    ``charge_refunded_total`` is the charge's refunded total when the provider's answer
+    states it (paygate records that figure instead of adding the refund itself).
+
+    >>> refund = gw.refund("card", charge.id, idempotency_key="order-7-r1")  # doctest: +SKIP
+    >>> refund.money_returned  # doctest: +SKIP
+    True
+    """
 
     id: str
     charge_id: str
@@ -322,6 +333,13 @@ class Refund(_Frozen):
     reason: str | None = Field(default=None, repr=False)
     created_at: datetime
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
+    kind: Literal["refund", "void"] = "refund"
+    charge_refunded_total: Money | None = None
+
+    @property
+    def money_returned(self) -> bool:
+        """True when money went back to the payer (False for a void)."""
+        return self.kind == "refund"
 
 
 # --------------------------------------------------------------------------- payouts
@@ -371,6 +389,8 @@ class MethodCapabilities(_Frozen):
     multiple_refunds: bool = False
     cancel: bool = False
     capture: bool = False
+    #: False where a "refund" only reverses the record (a POS void): no money moves.
+    refund_moves_money: bool = True
     refund_alternative: str | None = None
     cancel_alternative: str | None = None
 

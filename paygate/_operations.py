@@ -31,26 +31,21 @@ from ._adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     ParsedEvent,
     Provider,
     RefundRequest,
+    default_outcome,
 )
 from ._errors import (
-    AuthenticationError,
-    ConfigurationError,
     IdempotencyConflict,
     IdempotencyInProgress,
     InvalidRequest,
     MalformedResponse,
-    NotFound,
     NotSupported,
     OutcomeUnknown,
     PaygateError,
-    PaymentDeclined,
-    PermissionDenied,
-    ProviderRejected,
     ProviderUnavailable,
-    RateLimited,
 )
 from ._flow import Flow, Sleep, StoreCall, TransportFailure
 from ._models import Charge, ChargeStatus, Event, PayoutBalance, Refund
@@ -62,20 +57,17 @@ T = TypeVar("T")
 # Method fields that are personal data or card credentials: never kept in a hint.
 _PERSONAL = {"customer_name", "phone", "email", "customer_id", "token", "customer", "memo"}
 
-# Outcomes the provider decided: replaying them is the truthful answer.
-_DEFINITIVE = (PaymentDeclined, ProviderRejected, IdempotencyConflict)
-# Nothing was created: the key may start afresh.
-_NOTHING_HAPPENED = (
-    AuthenticationError,
-    PermissionDenied,
-    NotFound,
-    InvalidRequest,
-    NotSupported,
-    ConfigurationError,
-    RateLimited,
-)
-# The provider may have acted: keep the record as unknown.
-_AMBIGUOUS = (ProviderUnavailable, MalformedResponse)
+#: What an error means for the key: the provider's own classification, else its class.
+Classify = Callable[[PaygateError], Outcome]
+
+
+def classifier(provider: Provider) -> Classify:
+    """The outcome of an error raised by ``provider``'s flows (see `Outcome`)."""
+
+    def classify(error: PaygateError) -> Outcome:
+        return provider.outcome_of(error) or default_outcome(error)
+
+    return classify
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +120,17 @@ def ref_of(record: ChargeRecord) -> ChargeRef:
         amount=Money(amount=record.amount, currency=record.currency),
         created_at=record.created_at,
         raw=raw if isinstance(raw, Mapping) else {},
+        amount_refunded=Money(amount=record.amount_refunded, currency=record.currency),
+        amount_captured=_captured(record),
     )
+
+
+def _captured(record: ChargeRecord) -> Money | None:
+    """The captured amount the provider last stated, if any."""
+    value = (record.charge_json or {}).get("amount_captured")
+    if isinstance(value, Mapping) and isinstance(value.get("amount"), int):
+        return Money(amount=value["amount"], currency=record.currency)
+    return None
 
 
 def update_of(charge: Charge, source: Any, observed_at: datetime) -> ChargeUpdate:
@@ -209,25 +211,21 @@ def _mutate(
     create: Callable[[], Flow[T]],
     lookup: Callable[[], Flow[T | None]] | None,
     hint: Hint = None,
+    classify: Classify = default_outcome,
 ) -> Flow[T]:
     """Run ``create`` exactly once at the provider, whatever failed before.
 
-    ``hint`` (no personal data; or a function that makes it, called only when needed) is
-    kept with an unknown outcome so that reconciliation can ask the provider later.
+    Every failure is classified once (`Outcome`, by the provider's declaration or the
+    error's class) and the class alone decides what happens to the key. ``hint`` (no
+    personal data; or a function that makes it, called only when needed) is kept with
+    an unknown outcome so that reconciliation can ask the provider later.
     """
     if begin.recovering:
         if lookup is not None:
             try:
-                found = yield from lookup()
-            except (TransportFailure, PaygateError) as exc:
-                yield from _unknown(
-                    env, key, f"lookup failed while recovering: {type(exc).__name__}", hint
-                )
-                raise OutcomeUnknown(
-                    "an earlier attempt may have reached the provider and the lookup failed; "
-                    "retry later with the same key",
-                    provider=ctx.provider,
-                ) from None
+                found = yield from _look(env, key, ctx, lookup, hint)
+            except _Settled as settled:
+                raise settled.error from None
             if found is not None:
                 return found
         elif not policy.keyed:
@@ -239,34 +237,29 @@ def _mutate(
                 "idempotency key nor a lookup; run `paygate reconcile`",
                 provider=ctx.provider,
             )
-        elif (
-            policy.key_window is not None
-            and begin.record.created_at + policy.key_window < env.clock()
-        ):
+        if policy.window_passed(begin.record.created_at, env.clock()):
+            # Nothing was found (or nothing can be asked), and the provider may have
+            # forgotten the key: a re-send could act twice.
             yield from _unknown(env, key, "provider key window passed", hint)
             raise OutcomeUnknown(
-                "the provider's idempotency window for this key has passed; "
-                "run `paygate reconcile`",
+                "an earlier attempt may have reached the provider and its idempotency "
+                "window for this key has passed (or is not stated); run `paygate reconcile`",
                 provider=ctx.provider,
             )
     try:
-        return (yield from _create_resolving(env, key, policy, ctx, create, lookup, hint))
+        return (
+            yield from _send(
+                env, key, policy, ctx, create, lookup, hint, classify, repeat=begin.recovering
+            )
+        )
     except _Settled as settled:
         raise settled.error from None
     except GeneratorExit:
         # The flow was abandoned (a cancelled task): nothing may be yielded any more.
         # The record stays started until its lease runs out, then recovers.
         raise
-    except _DEFINITIVE as exc:
-        yield StoreCall("fail", {"key": key, "owner": env.owner, "error": exc.to_dict()})
-        raise
-    except _AMBIGUOUS as exc:
-        yield from _unknown(
-            env, key, f"{type(exc).__name__}: {exc.provider_code or exc.http_status}", hint
-        )
-        raise
-    except _NOTHING_HAPPENED:
-        yield StoreCall("release", {"key": key, "owner": env.owner})
+    except PaygateError as exc:
+        yield from _settle(env, key, exc, classify(exc), repeat=begin.recovering, hint=hint)
         raise
     except BaseException:
         # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
@@ -282,7 +275,70 @@ class _Settled(Exception):
         self.error = error
 
 
-def _create_resolving(
+def _settle(
+    env: Env, key: str, error: PaygateError, outcome: Outcome, *, repeat: bool, hint: Hint
+) -> Flow[None]:
+    """Record what ``error`` means for the key.
+
+    ``repeat``: this attempt may repeat an earlier send (a re-send after a lost answer,
+    or a recovery), so a refusal that did nothing now says nothing about the first.
+    """
+    if outcome is Outcome.REFUSED or (outcome is Outcome.MAYBE_DONE and not repeat):
+        yield StoreCall("fail", {"key": key, "owner": env.owner, "error": error.to_dict()})
+    elif outcome is Outcome.RETRYABLE and not repeat:
+        yield StoreCall("release", {"key": key, "owner": env.owner})
+    else:
+        code = error.provider_code or error.http_status
+        yield from _unknown(env, key, f"{type(error).__name__}: {code} ({outcome})", hint)
+
+
+def _look(
+    env: Env, key: str, ctx: OpContext, lookup: Callable[[], Flow[T | None]], hint: Hint
+) -> Flow[T | None]:
+    """Ask the provider whether an earlier attempt took effect; failing that, unknown."""
+    try:
+        return (yield from lookup())
+    except (TransportFailure, PaygateError) as exc:
+        yield from _unknown(env, key, f"lookup failed while recovering: {type(exc).__name__}", hint)
+        raise _Settled(
+            OutcomeUnknown(
+                "an earlier attempt may have reached the provider and the lookup could not "
+                "tell; retry later with the same key or run `paygate reconcile`",
+                provider=ctx.provider,
+            )
+        ) from None
+
+
+def _maybe_done(
+    env: Env,
+    key: str,
+    ctx: OpContext,
+    lookup: Callable[[], Flow[T | None]] | None,
+    hint: Hint,
+    error: PaygateError,
+) -> Flow[T]:
+    """A repeat was refused in words that can mean the first attempt got through."""
+    if lookup is not None:
+        found = yield from _look(env, key, ctx, lookup, hint)
+        if found is not None:
+            return found
+    yield from _unknown(
+        env, key, f"repeat refused as already done: {error.provider_code or error.code}", hint
+    )
+    raise _Settled(
+        OutcomeUnknown(
+            "the provider refused a repeated request in terms that can mean the first one "
+            "took effect, and nothing could be found; run `paygate reconcile`",
+            provider=ctx.provider,
+            provider_code=error.provider_code,
+            provider_message=error.provider_message,
+            http_status=error.http_status,
+            request_id=error.request_id,
+        )
+    )
+
+
+def _send(
     env: Env,
     key: str,
     policy: OperationPolicy,
@@ -290,21 +346,31 @@ def _create_resolving(
     create: Callable[[], Flow[T]],
     lookup: Callable[[], Flow[T | None]] | None,
     hint: Hint,
+    classify: Classify,
+    *,
+    repeat: bool,
 ) -> Flow[T]:
     """``create``; after a failure that may have reached the provider, look up first and
-    re-send only where that is safe. Errors of the re-send are classified like any other
-    (the caller's handlers see them); transport outcomes are settled here."""
+    re-send only where that is safe. Errors of a first send propagate to `_mutate`, which
+    classifies them; transport outcomes and re-sends are settled here."""
     try:
         return (yield from create())
     except TransportFailure as exc:
         if not exc.sent:
-            yield StoreCall("release", {"key": key, "owner": env.owner})
+            if repeat:
+                yield from _unknown(env, key, "provider unreachable while recovering", hint)
+            else:
+                yield StoreCall("release", {"key": key, "owner": env.owner})
             raise _Settled(
                 ProviderUnavailable(
                     f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
                 )
             ) from None
         first = exc
+    except PaygateError as exc:
+        if repeat and classify(exc) is Outcome.MAYBE_DONE:
+            return (yield from _maybe_done(env, key, ctx, lookup, hint, exc))
+        raise
     resend = False
     if lookup is not None:
         # The request may have been processed: ask before anything is re-sent.
@@ -323,10 +389,13 @@ def _create_resolving(
             return (yield from create())
         except TransportFailure:
             pass
-        except _NOTHING_HAPPENED as exc:
-            # The re-send did nothing (throttled, refused), but the first send may have:
-            # the outcome stays unknown; the next attempt recovers it.
-            yield from _unknown(env, key, f"re-send refused ({type(exc).__name__})", hint)
+        except PaygateError as exc:
+            outcome = classify(exc)
+            if outcome is Outcome.MAYBE_DONE:
+                return (yield from _maybe_done(env, key, ctx, lookup, hint, exc))
+            # The re-send did nothing or was refused; the first send may still have
+            # acted unless the provider decided (a decline stands for the key).
+            yield from _settle(env, key, exc, outcome, repeat=True, hint=hint)
             raise _Settled(exc) from None
     yield from _unknown(env, key, f"transport failure after sending: {first}", hint)
     raise _Settled(
@@ -437,6 +506,7 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
             "method_fields": req.method.model_dump(mode="json", exclude=_PERSONAL),
             "charge_id": charge_id,
         },
+        classifier(provider),
     )
     # The charge's record and the key's result are written together (one transaction).
     record: ChargeRecord = yield StoreCall(
@@ -566,22 +636,25 @@ def refund(
         raise
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
+    policy = provider.policy(Operation.REFUND)
     result = yield from _mutate(
         env,
         skey,
-        provider.policy(Operation.REFUND),
+        policy,
         ctx,
         begin,
         lambda: provider.refund(req, ctx),
+        (lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
         None,
+        classifier(provider),
     )
     result = result.model_copy(
         update={"id": refund_id_for(account, key), "charge_id": charge_id, "account": account}
     )
     refunded = yield from _refunded_after(record, result, recovering=begin.recovering)
-    new_status = (
-        ChargeStatus.REFUNDED if refunded >= record.amount else ChargeStatus.PARTIALLY_REFUNDED
-    )
+    captured = _captured(record)
+    ceiling = record.amount if captured is None else captured.amount
+    new_status = ChargeStatus.REFUNDED if refunded >= ceiling else ChargeStatus.PARTIALLY_REFUNDED
     yield StoreCall(
         "record_charge",
         {
@@ -625,6 +698,10 @@ def _refunded_after(before: ChargeRecord, refund_: Refund, *, recovering: bool) 
     provider's own total (never more than it, never counted twice).
     """
     current = yield from _tracked(before.account, before.charge_id)
+    stated = refund_.charge_refunded_total
+    if stated is not None:
+        # The provider's answer states the charge's total: that figure, never a sum.
+        return max(current.amount_refunded, min(before.amount, stated.amount))
     untouched = current.amount_refunded == before.amount_refunded
     if untouched and not recovering:
         return min(before.amount, before.amount_refunded + refund_.amount.amount)
@@ -639,6 +716,7 @@ def _state_change(
     operation: Operation,
     payload: Mapping[str, Any],
     make: Callable[[ChargeRef, OpContext], Flow[Charge]],
+    look: Callable[[ChargeRef, OpContext], Flow[Charge | None]],
 ) -> Flow[Charge]:
     account = provider.account
     record = yield from _tracked(account, charge_id)
@@ -655,8 +733,17 @@ def _state_change(
         return Charge.model_validate(_replayed(begin))
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     ref = ref_of(record)
+    policy = provider.policy(operation)
     result = yield from _mutate(
-        env, skey, provider.policy(operation), ctx, begin, lambda: make(ref, ctx), None
+        env,
+        skey,
+        policy,
+        ctx,
+        begin,
+        lambda: make(ref, ctx),
+        (lambda: look(ref, ctx)) if policy.lookup else None,
+        None,
+        classifier(provider),
     )
     updated = yield from _record(env, result, "response")
     result = view(result, updated)
@@ -691,6 +778,7 @@ def cancel(provider: Provider, env: Env, charge_id: str, key: str) -> Flow[Charg
             Operation.CANCEL,
             {},
             lambda ref, ctx: provider.cancel(CancelRequest(charge=ref), ctx),
+            lambda ref, ctx: provider.lookup_cancel(CancelRequest(charge=ref), ctx),
         )
     )
 
@@ -719,6 +807,9 @@ def capture(
             Operation.CAPTURE,
             {"amount": None if amount is None else amount.amount},
             lambda ref, ctx: provider.capture(CaptureRequest(charge=ref, amount=amount), ctx),
+            lambda ref, ctx: provider.lookup_capture(
+                CaptureRequest(charge=ref, amount=amount), ctx
+            ),
         )
     )
 
@@ -787,35 +878,8 @@ def webhook(
             )
         status_ = item.status
         if claim is ClaimOutcome.NEW and record is not None:
-            if item.charge is not None:
-                fresh = item.charge.model_copy(update={"id": record.charge_id, "account": account})
-                record = yield from _record(env, fresh, "webhook")
-            elif item.status is not None:
-                record = yield StoreCall(
-                    "record_charge",
-                    {
-                        "update": ChargeUpdate(
-                            charge_id=record.charge_id,
-                            account=account,
-                            provider=provider.name,
-                            provider_ref=record.provider_ref,
-                            method=record.method,
-                            status=item.status,
-                            amount=record.amount,
-                            currency=record.currency,
-                            amount_refunded=(
-                                record.amount
-                                if item.status is ChargeStatus.REFUNDED
-                                else record.amount_refunded
-                            ),
-                            observed_at=item.occurred_at or env.clock(),
-                            source="webhook",
-                            charge_json=record.charge_json,
-                        ),
-                        "now": env.clock(),
-                    },
-                )
-            status_ = record.status if record is not None else status_
+            record = yield from _apply_event(provider, env, item, record)
+            status_ = record.status
         event = Event(
             id=f"ev_{_digest(account, event_id)}",
             type=item.type,
@@ -834,6 +898,60 @@ def webhook(
         )
         out.append((event, event_id, claim is ClaimOutcome.NEW))
     return out
+
+
+_MONEY_STATUSES = (ChargeStatus.REFUNDED, ChargeStatus.PARTIALLY_REFUNDED)
+
+
+def _apply_event(
+    provider: Provider, env: Env, item: ParsedEvent, record: ChargeRecord
+) -> Flow[ChargeRecord]:
+    """Fold an event into the record: only what the provider stated moves money.
+
+    A re-fetched charge is recorded as it is. A status with the provider's amounts is
+    recorded with them. A refunded status without amounts is never turned into a sum
+    (a partial refund can look "refunded"): the charge is fetched and that recorded.
+    """
+    account = record.account
+    if item.charge is not None:
+        fresh = item.charge.model_copy(update={"id": record.charge_id, "account": account})
+        return (yield from _record(env, fresh, "webhook"))
+    if item.status is None:
+        return record
+    refunded = item.amount_refunded
+    if refunded is None and item.status in _MONEY_STATUSES:
+        ctx = _ctx(provider, env, key=None, charge_id=record.charge_id)
+        try:
+            fetched = yield from _read(provider.status(ref_of(record), ctx), provider.name)
+        except NotSupported:
+            pass  # nothing to ask: the status is kept, the money figure stays as it was
+        else:
+            fresh = fetched.model_copy(update={"id": record.charge_id, "account": account})
+            return (yield from _record(env, fresh, "webhook"))
+    charge_json = dict(record.charge_json or {})
+    if item.amount_captured is not None:
+        charge_json["amount_captured"] = item.amount_captured.model_dump(mode="json")
+    updated: ChargeRecord = yield StoreCall(
+        "record_charge",
+        {
+            "update": ChargeUpdate(
+                charge_id=record.charge_id,
+                account=account,
+                provider=provider.name,
+                provider_ref=record.provider_ref,
+                method=record.method,
+                status=item.status,
+                amount=record.amount,
+                currency=record.currency,
+                amount_refunded=(record.amount_refunded if refunded is None else refunded.amount),
+                observed_at=item.occurred_at or env.clock(),
+                source="webhook",
+                charge_json=charge_json or record.charge_json,
+            ),
+            "now": env.clock(),
+        },
+    )
+    return updated
 
 
 def settle_events(env: Env, account: str, event_ids: Sequence[str], ok: bool) -> Flow[None]:
@@ -875,6 +993,16 @@ def resolve_charge(
             "the provider could not be asked; try again later", provider=provider.name
         ) from None
     if found is None:
+        policy = provider.policy(Operation.CHARGE)
+        if policy.keyed and policy.window_passed(begin.record.created_at, env.clock()):
+            # Not found, but the provider may have forgotten the key: "not found"
+            # proves nothing, and releasing would let a retry charge again.
+            yield from _unknown(env, skey, "reconcile: not found and the key window passed")
+            raise OutcomeUnknown(
+                "the provider finds no charge for this key, but its idempotency window has "
+                "passed, so that proves nothing; check the provider's dashboard",
+                provider=provider.name,
+            )
         yield StoreCall("release", {"key": skey, "owner": env.owner})
         return None
     record = yield from _record(env, found, "reconcile")

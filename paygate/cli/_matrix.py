@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .._models import MethodCapabilities
+
 
 def _sample_settings(cls: Any) -> Any:
     """Settings good enough to ask an adapter for its capabilities (never used for I/O).
@@ -40,6 +42,14 @@ def _sample_settings(cls: Any) -> Any:
     return cls.settings_model.model_validate(values)
 
 
+def _refund_cell(method: MethodCapabilities) -> str:
+    if method.refund == "none":
+        return "none"
+    if not method.refund_moves_money:
+        return f"void (no money moves, {method.refund})"
+    return method.refund + (" (multiple)" if method.multiple_refunds else "")
+
+
 def capability_rows() -> list[tuple[str, ...]]:
     """One row per (provider, method)."""
     from .._registry import provider_classes
@@ -57,7 +67,7 @@ def capability_rows() -> list[tuple[str, ...]]:
                 (
                     name,
                     method.method,
-                    method.refund + (" (multiple)" if method.multiple_refunds else ""),
+                    _refund_cell(method),
                     "yes" if method.cancel else "no",
                     "yes" if method.capture else "no",
                     "yes" if caps.payout_balance else "no",
