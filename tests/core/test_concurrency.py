@@ -45,12 +45,10 @@ def test_processes_one_key_one_provider_call(
     fake_sandbox: Any,
     tmp_path: Path,
     store_kind: str,
-    postgres_url: str | None,
+    request: pytest.FixtureRequest,
 ) -> None:
     if store_kind == "postgres":
-        if postgres_url is None:
-            pytest.skip("PAYGATE_TEST_POSTGRES_URL not set: no PostgreSQL server for this run")
-        store = postgres_url
+        store = str(request.getfixturevalue("postgres_url"))
     else:
         store = f"sqlite:///{tmp_path / 'procs.db'}"
     config = fake_config()

@@ -152,10 +152,8 @@ def test_processes_one_key_each_provider_sqlite(
 
 @pytest.mark.postgres
 def test_instances_one_key_each_provider_postgres(
-    sandbox: Any, paygate_accounts: dict[str, Any], postgres_url: str | None
+    sandbox: Any, paygate_accounts: dict[str, Any], postgres_url: str
 ) -> None:
-    if postgres_url is None:
-        pytest.skip("PAYGATE_TEST_POSTGRES_URL not set: no PostgreSQL server for this run")
     import uuid
 
     # A fresh key prefix: the PostgreSQL store outlives the test.

@@ -1,13 +1,12 @@
 """Fixtures for the store conformance suite: one suite, every store.
 
-The PostgreSQL cases run when ``PAYGATE_TEST_POSTGRES_URL`` names a server
-(``eval "$(bash .ci/start-postgres.sh)"`` starts a throwaway one); each test then works
-in a schema of its own, dropped afterwards.
+The PostgreSQL cases run on the run's server (``postgres_server_url``: the one named by
+``PAYGATE_TEST_POSTGRES_URL``, else an embedded throwaway one); each test works in a
+schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,9 +16,6 @@ from pathlib import Path
 import pytest
 
 from paygate._stores import Store
-
-POSTGRES_URL = os.environ.get("PAYGATE_TEST_POSTGRES_URL", "")
-NO_POSTGRES = "PostgreSQL store tests need PAYGATE_TEST_POSTGRES_URL (see .ci/start-postgres.sh)"
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -68,23 +64,34 @@ class StoreKit:
             store.close()
 
 
-def _drop_schema(schema: str) -> None:
+def _drop_schema(server_url: str, schema: str) -> None:
     import psycopg
 
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def make_kit(kind: str, tmp_path: Path) -> tuple[StoreKit, Callable[[], None]]:
+def make_kit(
+    kind: str, tmp_path: Path, server_url: str | None = None
+) -> tuple[StoreKit, Callable[[], None]]:
+    """A kit of ``kind`` and its cleanup; PostgreSQL needs the run's ``server_url``."""
     if kind == "memory":
         return StoreKit(kind, "memory://"), lambda: None
     if kind == "sqlite":
         return StoreKit(kind, f"sqlite:///{tmp_path / 'store.db'}"), lambda: None
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
+    assert server_url, "a PostgreSQL kit needs the postgres_server_url fixture"
     schema = f"paygate_test_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    return StoreKit(kind, f"{POSTGRES_URL}{sep}schema={schema}"), lambda: _drop_schema(schema)
+    sep = "&" if "?" in server_url else "?"
+    kit = StoreKit(kind, f"{server_url}{sep}schema={schema}")
+    return kit, lambda: _drop_schema(server_url, schema)
+
+
+def _kit_for(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[StoreKit, Callable[[], None]]:
+    # The server starts only when a PostgreSQL case runs.
+    server_url = (
+        request.getfixturevalue("postgres_server_url") if request.param == "postgres" else None
+    )
+    return make_kit(request.param, tmp_path, server_url)
 
 
 ALL_KINDS = [
@@ -101,7 +108,7 @@ SHARED_KINDS = [
 @pytest.fixture(params=ALL_KINDS)
 def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
     """Every store kind, fresh for each test."""
-    made, cleanup = make_kit(request.param, tmp_path)
+    made, cleanup = _kit_for(request, tmp_path)
     try:
         yield made
     finally:
@@ -112,7 +119,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
 @pytest.fixture(params=SHARED_KINDS)
 def shared_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
     """The stores that several processes can share."""
-    made, cleanup = make_kit(request.param, tmp_path)
+    made, cleanup = _kit_for(request, tmp_path)
     try:
         yield made
     finally:

@@ -321,11 +321,11 @@ def test_sqlite_recovers_at_once_from_a_killed_owner(tmp_path: Path, workers: An
 
 @pytest.mark.postgres
 def test_postgres_recovers_from_a_killed_owner_when_its_lease_ends(
-    tmp_path: Path, workers: Any
+    tmp_path: Path, workers: Any, postgres_server_url: str
 ) -> None:
     from .conftest import make_kit
 
-    kit, cleanup = make_kit("postgres", tmp_path)
+    kit, cleanup = make_kit("postgres", tmp_path, postgres_server_url)
     try:
         store = kit.open()
         _crash_a_worker(kit, workers)

@@ -13,8 +13,6 @@ import pytest
 from paygate import ConfigurationError
 from paygate._stores import MemoryStore, SQLiteStore, open_store
 
-from .conftest import NO_POSTGRES, POSTGRES_URL
-
 
 def test_memory_urls() -> None:
     a, b = open_store("memory://"), open_store("memory://")
@@ -160,12 +158,10 @@ def test_bad_postgres_options(query: str) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_repr_hides_the_password() -> None:
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
+def test_postgres_repr_hides_the_password(postgres_server_url: str) -> None:
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(POSTGRES_URL)
+    parts = urlsplit(postgres_server_url)
     user = parts.username or "postgres"
     host = parts.netloc.rpartition("@")[2]
     secret = "Trust-Ignores-This-Pass"
@@ -181,19 +177,17 @@ def test_postgres_repr_hides_the_password() -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_schema_option_and_version(tmp_path: Path) -> None:
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
+def test_postgres_schema_option_and_version(postgres_server_url: str) -> None:
     import uuid
 
     import psycopg
 
     schema = f"paygate_open_{uuid.uuid4().hex[:10]}"
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    store = open_store(f"{POSTGRES_URL}{sep}schema={schema}")
+    sep = "&" if "?" in postgres_server_url else "?"
+    store = open_store(f"{postgres_server_url}{sep}schema={schema}")
     try:
         store.cache_put("k", {"v": 1})
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                 (schema,),
@@ -209,10 +203,10 @@ def test_postgres_schema_option_and_version(tmp_path: Path) -> None:
             conn.execute(f'UPDATE "{schema}".paygate_schema_version SET version = 99')
         # Opening twice is fine; a newer schema is refused.
         with pytest.raises(ConfigurationError):
-            open_store(f"{POSTGRES_URL}{sep}schema={schema}")
+            open_store(f"{postgres_server_url}{sep}schema={schema}")
     finally:
         store.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
