@@ -96,8 +96,9 @@ class Outcome(enum.StrEnum):
       progress", an expired request envelope). The next call with the same key reaches
       the provider again. After a re-send or on recovery the key stays ``unknown``
       (the first attempt may have got through) and the next call recovers it.
-    - ``UNKNOWN``: it may have happened (5xx, unreadable answer). The declared lookup
-      runs; otherwise `OutcomeUnknown` and the key is kept for reconciliation.
+    - ``UNKNOWN``: it may have happened (5xx, unreadable answer). The key is kept
+      ``unknown``; the next call with it (or `paygate reconcile`) asks the declared
+      lookup before anything is re-sent, or ends in `OutcomeUnknown`.
     - ``MAYBE_DONE``: a refusal that can mean an earlier attempt got through ("already
       processed", "order number in use"). On a first attempt it is ``REFUSED``; after a
       re-send or on recovery the core asks the lookup, and when nothing is found the

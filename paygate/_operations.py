@@ -285,7 +285,11 @@ def _settle(
     """
     if outcome is Outcome.REFUSED or (outcome is Outcome.MAYBE_DONE and not repeat):
         yield StoreCall("fail", {"key": key, "owner": env.owner, "error": error.to_dict()})
-    elif outcome is Outcome.RETRYABLE and not repeat:
+        return
+    # The key stays open: a retry with it reaches the provider (or recovers). Say so on
+    # the error, whatever its class, so merchants can tell from `retryable` alone.
+    error.retryable = True
+    if outcome is Outcome.RETRYABLE and not repeat:
         yield StoreCall("release", {"key": key, "owner": env.owner})
     else:
         code = error.provider_code or error.http_status

@@ -9,6 +9,7 @@ key) and "none" (neither: unknown outcomes must stay unknown).
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -46,6 +47,7 @@ from paygate.adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     ParsedEvent,
     Provider,
     ProviderSettings,
@@ -78,6 +80,13 @@ _STATUS = {
 class FakeProvider(Provider):
     name: ClassVar[str] = "fakepay"
     settings_model = FakeSettings
+    # One code per outcome class; the emulator answers them on request (answer_classes).
+    outcomes: ClassVar[Mapping[str, Outcome]] = {
+        "busy": Outcome.RETRYABLE,
+        "already_done": Outcome.MAYBE_DONE,
+        "weird": Outcome.UNKNOWN,
+        "declined_for_good": Outcome.REFUSED,
+    }
 
     def __init__(self, settings: ProviderSettings, *, account: str) -> None:
         assert isinstance(settings, FakeSettings)
@@ -318,6 +327,11 @@ class FakeEmulator(Emulator):
         ] = {}  # idempotency key -> (body hash, response json)
         self.requests: list[tuple[str, str]] = []
         self.counter = 0
+        # answer_classes: the next `forced` codes, or a random class with `probability`.
+        self.forced: list[str] = []
+        self.class_probability = 0.0
+        self.class_rng = random.Random(0)
+        self.class_counts: dict[str, int] = {}
 
     def credentials(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "api_key": SECRET, "webhook_token": WEBHOOK_TOKEN}
@@ -369,7 +383,29 @@ class FakeEmulator(Emulator):
                 )
             )
             return charge
+        if action == "answer_classes":
+            # {"codes": [...]} forces the next answers; {"probability": p, "seed": s}
+            # answers a random class to that share of mutating requests.
+            self.forced = [str(c) for c in params.get("codes", [])]
+            self.class_probability = float(params.get("probability", 0.0))
+            self.class_rng = random.Random(int(params.get("seed", 0)))
+            return {"forced": self.forced, "probability": self.class_probability}
+        if action == "class_counts":
+            return dict(self.class_counts)
         return await super().control(action, params)
+
+    def _class(self, replay: bool) -> str | None:
+        """The outcome-class answer for this mutating request, if any."""
+        if self.forced:
+            code = self.forced.pop(0)
+        elif self.class_probability and self.class_rng.random() < self.class_probability:
+            code = self.class_rng.choice(["busy", "already_done", "weird", "declined_for_good"])
+        else:
+            return None
+        if code == "already_done" and not replay:
+            return None  # truthful: only a request that did get through earlier
+        self.class_counts[code] = self.class_counts.get(code, 0) + 1
+        return code
 
     def _auth(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {SECRET}":
@@ -381,6 +417,12 @@ class FakeEmulator(Emulator):
     async def _keyed(self, request: Request, make: Any) -> Response:
         key = request.headers.get("idempotency-key")
         body = await request.body()
+        code = self._class(replay=key is not None and key in self.by_key)
+        if code in ("busy", "declined_for_good", "already_done"):
+            # Refused, nothing done now (already_done: it was done by an earlier request).
+            return JSONResponse(
+                {"error": {"code": code, "message": f"{code} (outcome class)"}}, status_code=409
+            )
         if key is not None and key in self.by_key:
             seen_body, response = self.by_key[key]
             if seen_body != body.decode():
@@ -395,6 +437,11 @@ class FakeEmulator(Emulator):
         text = json.dumps(data)
         if key is not None and status < 400:
             self.by_key[key] = (body.decode(), text)
+        if code == "weird" and status < 400:
+            # Done, but answered in words that do not say so: the outcome is unknown.
+            return JSONResponse(
+                {"error": {"code": "weird", "message": "weird (outcome class)"}}, status_code=400
+            )
         return Response(text, status_code=status, media_type="application/json")
 
     async def _create(self, request: Request) -> Response:

@@ -44,6 +44,7 @@ from paygate import (
     Charge,
     ChargeStatus,
     Gateway,
+    IdempotencyInProgress,
     InvalidRequest,
     Konbini,
     Money,
@@ -52,6 +53,7 @@ from paygate import (
     PaygateError,
     PosLine,
     PosSale,
+    ProviderRejected,
     ProviderUnavailable,
     QRCode,
     RateLimited,
@@ -172,8 +174,9 @@ class PaymentMachine(RuleBasedStateMachine):
         except (InvalidRequest, NotSupported):
             raise  # refused before the provider: nothing stored, a later retry may pass
         except PaygateError as exc:
-            self.calls[key] = (operation, kwargs)
-            self.results.setdefault(key, type(exc))
+            if not exc.retryable:  # settled for the key: a replay must give it again
+                self.calls[key] = (operation, kwargs)
+                self.results.setdefault(key, type(exc))
             raise
         self.calls[key] = (operation, kwargs)
         self.results.setdefault(key, result)
@@ -185,6 +188,10 @@ class PaymentMachine(RuleBasedStateMachine):
             try:
                 return getattr(self.gw, operation)(idempotency_key=key, **kwargs)
             except (OutcomeUnknown, ProviderUnavailable, RateLimited):
+                self.stats["merchant retries"] += 1
+            except PaygateError as exc:
+                if not exc.retryable or isinstance(exc, IdempotencyInProgress):
+                    raise
                 self.stats["merchant retries"] += 1
         return getattr(self.gw, operation)(idempotency_key=key, **kwargs)
 
@@ -389,6 +396,53 @@ class PaymentMachine(RuleBasedStateMachine):
         self.sandbox.clear_faults(provider)
         self.sandbox.fault(provider, kind, count=1)
         self.stats[f"fault {kind}"] += 1
+
+    @rule(
+        codes=st.sampled_from(
+            [("busy",), ("weird",), ("declined_for_good",), ("weird", "already_done")]
+        ),
+        operation=st.sampled_from(["charge", "refund"]),
+    )
+    def provider_answers_class(self, codes: tuple[str, ...], operation: str) -> None:
+        """fakepay answers one outcome class (or a chain): the key ends truthfully."""
+        self.counter += 1
+        key = f"sm-class-{self.counter}"
+        if operation == "refund":
+            base = self._call(
+                f"{key}-base",
+                "charge",
+                account="fakepay",
+                amount=Money.jpy(1000),
+                method=Card(token="tok_success"),
+            )
+            self._seen_new(f"{key}-base", "fakepay", "card", 1000, base)
+            kwargs: dict[str, Any] = {
+                "account": "fakepay",
+                "charge_id": base.id,
+                "amount": Money.jpy(100),
+            }
+        else:
+            kwargs = {
+                "account": "fakepay",
+                "amount": Money.jpy(1000),
+                "method": Card(token="tok_success"),
+            }
+        self.sandbox.control("fakepay", "answer_classes", codes=list(codes))
+        self.stats[f"class {'+'.join(codes)}"] += 1
+        if codes == ("declined_for_good",):
+            with pytest.raises(ProviderRejected) as refused:
+                self._call(key, operation, **kwargs)
+            assert refused.value.provider_code == "declined_for_good"
+            assert not refused.value.retryable
+            return
+        result = self._call(key, operation, **kwargs)
+        if operation == "charge":
+            self._seen_new(key, "fakepay", "card", 1000, result)
+
+    def _seen_new(self, key: str, account: str, what: str, amount: int, charge: Charge) -> None:
+        item = Tracked(key, account, what, amount, charge)
+        self._seen(item, charge)
+        self.tracked.append(item)
 
     # -- invariants --------------------------------------------------------------------
 
