@@ -85,7 +85,6 @@ ERROR_TYPES: Mapping[str, tuple[type[PaygateError], str]] = {
     "cashtray_not_found": (NotFound, "Cashtray not found"),
     "coupon_not_found": (NotFound, "coupon not found"),
     "notfound": (NotFound, "not found"),
-    "api_error": (NotFound, "not found"),
     # Requests the provider refused for reasons paygate could not check in advance.
     "private_money_closed": (ProviderRejected, "the private money is closed"),
     "request_id_conflict": (
@@ -154,6 +153,12 @@ _BY_STATUS: Mapping[int, type[PaygateError]] = {
 
 
 def _class_for(kind: str | None, status: int | None) -> tuple[type[PaygateError], str | None]:
+    if kind == "api_error":
+        # The NotFound schema's example type, but nothing says it means only "not
+        # found": the HTTP status decides (a 5xx stays ProviderUnavailable).
+        if status == 404 or status is None:
+            return NotFound, "not found"
+        kind = None
     if kind:
         if kind in ERROR_TYPES:
             return ERROR_TYPES[kind]
@@ -200,6 +205,7 @@ def error_from(
     if cls is RateLimited:
         return RateLimited(message, retry_after=retry_after, **common)
     if cls is ProviderRejected and kind == "partner_request_expired":
-        # A fresh envelope (new timestamp) may well be accepted.
+        # The envelope was refused, nothing was done: a fresh envelope (new timestamp)
+        # may well be accepted (the adapter rebuilds it once; Outcome.RETRYABLE after).
         return ProviderRejected(message, retryable=True, **common)
     return cls(message, **common)

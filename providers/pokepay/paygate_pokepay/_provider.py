@@ -1,20 +1,28 @@
 """The Pokepay Partner API adapter: wallet payments and Cashtray QR codes.
 
-Idempotency: a wallet payment carries ``request_id``, a UUIDv5 of the merchant's
-idempotency key; Pokepay answers a repeated ``request_id`` with the transaction it
-already made (and ``request_id_conflict`` when the id belongs to another user's
-transaction), and ``GET /transactions/requests/{request_id}`` tells whether a payment
-whose answer was lost exists. A Cashtray has no request id and cannot be listed, so a
-lost Cashtray cannot be found again; but nobody ever saw its QR code, so nobody can pay
-it and it expires unused: creating a fresh one is safe (see `lookup_charge`). A
-transaction is refunded at most once (``transaction_already_refunded`` after that),
-which makes refunds safe to repeat; cancelling a Cashtray twice answers
-``cashtray_already_canceled``, likewise safe.
+Idempotency: a wallet payment carries ``request_id``, a UUID in the documented v4 form
+derived from the merchant's idempotency key; Pokepay answers a repeated ``request_id``
+with the transaction it already made (and ``request_id_conflict`` when the id belongs
+to another user's transaction), and ``GET /transactions/requests/{request_id}`` tells
+whether a payment whose answer was lost exists. A Cashtray has no request id and
+cannot be listed, so a lost Cashtray cannot be found again; but nobody ever saw its QR
+code, so nobody can pay it and it expires unused: creating a fresh one is safe (see
+`lookup_charge`). A transaction is refunded at most once
+(``transaction_already_refunded`` after that), which makes refunds safe to repeat;
+cancelling a Cashtray twice answers ``cashtray_already_canceled``, likewise safe.
 
 Retry: the driver re-sends the very same envelope, so the same ``partner_call_id``;
 should Pokepay answer ``partner_request_already_done``, each flow recovers with a fresh
 envelope (reads re-read, payments re-send under the same ``request_id``, refunds and
-cancels re-read the object first).
+cancels re-read the object first). ``partner_request_expired`` refuses the envelope
+before anything is done: it is rebuilt once (fresh timestamp, IV and call id) and sent
+again; a second refusal is `Outcome.RETRYABLE` (the key is released).
+
+Amounts: a payment transaction's ``amount`` is money plus points *net of point-back
+campaign points* (``point_amount = raw_point_amount - campaign_point_amount``), so the
+charge's amount is what the customer paid, ``money_amount + raw_point_amount``; the
+campaign figures stay in ``raw``. A refund counts only its ``refund-payment`` transfers:
+``refund-campaign`` and ``refund-coupon`` take back points, they return no money.
 
 Status: a wallet payment is final when created (succeeded), refunded when the
 transaction's ``is_modified`` is set. A Cashtray follows Pokepay's state machine: no
@@ -67,6 +75,7 @@ from paygate.adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     Provider,
     ProviderSettings,
     RefundRequest,
@@ -92,6 +101,10 @@ MAX_PRODUCT_NAME = 256
 MAX_PRODUCT_CODE = 64
 
 ALREADY_DONE = "partner_request_already_done"
+EXPIRED = "partner_request_expired"
+#: The transfer types that move the refunded payment (or topup) back; a refund's other
+#: transfers (``refund-campaign``, ``refund-coupon``) cancel points and coupons.
+REFUND_TRANSFERS = ("refund-payment", "refund-topup")
 _G = Generator[Effect, Any, Any]
 
 _REF = re.compile(
@@ -112,6 +125,40 @@ def _is_uuid(value: object) -> bool:
 
 def _invalid(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, provider=PROVIDER)
+
+
+def paid_amount(data: Mapping[str, Any]) -> int:
+    """What the customer paid in a payment transaction: money plus the points spent.
+
+    ``amount`` is "money + points", but ``point_amount`` is net of the point-back
+    campaign (for a payment, ``point_amount = raw_point_amount -
+    campaign_point_amount``), so ``amount`` falls short of the requested total when a
+    campaign gives points. ``money_amount + raw_point_amount`` is the paid total under
+    every reading; without ``raw_point_amount`` it is rebuilt from ``point_amount`` and
+    ``campaign_point_amount``; ``amount`` is used only when neither is given.
+    """
+    money = data.get("money_amount")
+    if money is not None:
+        raw_points = data.get("raw_point_amount")
+        if raw_points is not None:
+            return as_amount(money, "money_amount") + as_amount(raw_points, "raw_point_amount")
+        points, campaign = data.get("point_amount"), data.get("campaign_point_amount")
+        if points is not None and campaign is not None:
+            return (
+                as_amount(money, "money_amount")
+                + as_amount(points, "point_amount")
+                + as_amount(campaign, "campaign_point_amount")
+            )
+    return as_amount(field(data, "amount"), "amount")
+
+
+def _nested_id(data: Mapping[str, Any], *path: str) -> str | None:
+    node: Any = data
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(name)
+    return str(node) if isinstance(node, str) and node else None
 
 
 class _Ref:
@@ -150,16 +197,23 @@ class PokepayProvider(Provider):
     display_name: ClassVar[str] = "Pokepay"
     settings_model: ClassVar[type[ProviderSettings]] = PokepaySettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
-        # request_id (UUIDv5 of the merchant key) in the body; GET
+        # request_id (v4-form UUID of the merchant key) in the body; GET
         # /transactions/requests/{id} finds a wallet payment whose answer was lost. How
-        # long Pokepay keeps request ids is undocumented ("purged after some period"):
-        # one day is assumed. Cashtrays have no key; see lookup_charge.
-        Operation.CHARGE: OperationPolicy(key="body", key_window=timedelta(days=1), lookup=True),
+        # long Pokepay keeps request ids is not stated ("リクエストIDは一定期間で削除されます",
+        # deleted after some period): "unknown", so a recovery that finds nothing is
+        # reported as OutcomeUnknown instead of re-sending blind. Cashtrays have no key;
+        # see lookup_charge.
+        Operation.CHARGE: OperationPolicy(key="body", key_window="unknown", lookup=True),
         # The refund addresses one transaction, refunded at most once: a repeated
         # refund is turned into the refund that stands.
         Operation.REFUND: OperationPolicy(key="path"),
         # The cancel addresses one Cashtray: a repeated cancel is answered from its state.
         Operation.CANCEL: OperationPolicy(key="path"),
+    }
+    outcomes: ClassVar[Mapping[str, Outcome]] = {
+        # The envelope was refused before anything was done (the flow already rebuilt it
+        # once): the next call with the same key must reach Pokepay again.
+        EXPIRED: Outcome.RETRYABLE,
     }
 
     def __init__(
@@ -332,6 +386,15 @@ class PokepayProvider(Provider):
         retry: Retry,
     ) -> Generator[Effect, Any, Answer]:
         reply = yield self.wire.call(ctx, method, path, params, step=step, retry=retry)
+        try:
+            return self.wire.open(reply)
+        except ProviderError as exc:
+            if exc.provider_code != EXPIRED:
+                raise
+        # The envelope was refused as too old, before anything was done: build a fresh
+        # one (new timestamp, IV and partner_call_id) and send it once more. A second
+        # refusal is raised (Outcome.RETRYABLE: check the clock, then retry).
+        reply = yield self.wire.call(ctx, method, path, params, step=step, retry=retry)
         return self.wire.open(reply)
 
     def _read(
@@ -370,7 +433,7 @@ class PokepayProvider(Provider):
         created_at: datetime | None = None,
     ) -> Charge:
         txn_id = str(field(data, "id"))
-        amount = Money.jpy(as_amount(field(data, "amount"), "amount"))
+        amount = Money.jpy(paid_amount(data))
         refunded = bool(data.get("is_modified"))
         ref = provider_ref or f"transaction:{txn_id}"
         return Charge(
@@ -426,15 +489,8 @@ class PokepayProvider(Provider):
             error_type = attempt.get("error_type") or None
             message = attempt.get("error_message") or None
             updated = as_time(attempt.get("created_at"))
-            if error_type is None and attempt.get("status_code") == 200:
-                # A successful scan without its transaction yet: not a terminal answer.
-                return Charge(
-                    provider_ref=ref,
-                    status=ChargeStatus.PENDING,
-                    amount_refunded=zero,
-                    updated_at=updated,
-                    **base,
-                )
+            # GetCashtray's own rule: an attempt without a transaction is a final
+            # failure (also with status_code 200, which Pokepay should never send).
             if canceled_at is not None or error_type == "cashtray_already_canceled":
                 status = ChargeStatus.CANCELED
             elif error_type == "cashtray_expired":
@@ -484,10 +540,13 @@ class PokepayProvider(Provider):
     ) -> Refund:
         txn_id = str(field(data, "id"))
         transfers = data.get("transfers")
+        # Only the transfers that return the payment itself: the refund also cancels the
+        # campaign points and coupons of the transaction (refund-campaign, refund-coupon),
+        # which return no money to the customer.
         refunds = [
             t
             for t in (transfers if isinstance(transfers, list) else [])
-            if isinstance(t, Mapping) and str(t.get("type", "")).startswith("refund-")
+            if isinstance(t, Mapping) and t.get("type") in REFUND_TRANSFERS
         ]
         if refunds:
             amount = sum(as_amount(t.get("amount", 0), "transfer amount") for t in refunds)
@@ -495,7 +554,8 @@ class PokepayProvider(Provider):
             provider_ref = f"transfer:{last.get('id')}"
             created = as_time(last.get("done_at"))
         else:
-            amount = as_amount(field(data, "amount"), "amount")
+            # No transfer list: the whole transaction was refunded (the only kind).
+            amount = paid_amount(data)
             provider_ref = f"transaction:{txn_id}"
             created = None
         return Refund(
@@ -505,6 +565,8 @@ class PokepayProvider(Provider):
             provider=self.name,
             provider_ref=provider_ref,
             amount=Money.jpy(amount),
+            # Pokepay refunds whole transactions: the refund is the charge's refunded total.
+            charge_refunded_total=Money.jpy(amount),
             status=RefundStatus.SUCCEEDED,
             reason=req.reason,
             created_at=created or self._now(ctx, answer),
@@ -525,6 +587,14 @@ class PokepayProvider(Provider):
     def _request_id(self, ctx: OpContext) -> str:
         if ctx.idempotency_key is None:
             raise _invalid("a charge needs an idempotency key", "idempotency_key")
+        # Documented as "UUID V4 format": the derived bytes carry the v4 version and
+        # variant bits, so the id stays deterministic for the key and is RFC-valid v4.
+        return str(uuid.UUID(bytes=ctx.key_uuid("payment").bytes, version=4))
+
+    @staticmethod
+    def _legacy_request_id(ctx: OpContext) -> str:
+        # Earlier paygate versions sent the UUIDv5 itself; a payment started then is
+        # still found under it on recovery (see lookup_charge).
         return str(ctx.key_uuid("payment"))
 
     def _payment_params(
@@ -537,6 +607,9 @@ class PokepayProvider(Provider):
             "amount": req.amount.amount,
             "request_id": request_id,
         }
+        strategy = getattr(method, "strategy", None) or self.config.strategy
+        if strategy is not None:
+            params["strategy"] = strategy
         if req.description:
             params["description"] = req.description
         if req.metadata:
@@ -586,14 +659,39 @@ class PokepayProvider(Provider):
     def _checked_payment(
         self, data: Mapping[str, Any], req: ChargeRequest, ctx: OpContext
     ) -> Charge:
+        """The charge of the payment a request_id found, checked against the request.
+
+        Pokepay returns the transaction already made for a request_id. It is ours when
+        what the merchant asked matches: the paid total (money + points spent, not the
+        campaign-net ``amount``), the customer, the shop and the private money (each
+        compared when the answer states it).
+        """
         charge = self._transaction_charge(data, ctx)
-        if charge.amount != req.amount:
+        method = req.method
+        assert isinstance(method, Wallet)
+        money_id = method.private_money_id or self.config.private_money_id
+        totals = {
+            charge.amount.amount,
+            as_amount(data.get("amount", charge.amount.amount), "amount"),
+        }
+        checks = {
+            "amount": req.amount.amount in totals,
+            "customer": _nested_id(data, "sender", "id") in (None, method.customer_id),
+            "shop": _nested_id(data, "receiver", "id") in (None, self.config.shop_id),
+            "private money": _nested_id(data, "sender_account", "private_money", "id")
+            in (None, money_id),
+        }
+        different = [name for name, same in checks.items() if not same]
+        if different:
             # request_id found a transaction made from a different request.
             raise IdempotencyConflict(
-                "pokepay: the request id belongs to a payment of another amount",
+                "pokepay: the request id belongs to a payment with another " + ", ".join(different),
                 provider=PROVIDER,
                 provider_code="request_id_mismatch",
             )
+        if charge.amount != req.amount:
+            # The campaign-net amount matched: report the requested total.
+            charge = charge.model_copy(update={"amount": req.amount})
         return charge
 
     def _charge_qr(self, req: ChargeRequest, ctx: OpContext) -> Generator[Effect, Any, Charge]:
@@ -637,16 +735,21 @@ class PokepayProvider(Provider):
         self.validate_charge(req)
         if not isinstance(req.method, Wallet):
             return None
-        request_id = self._request_id(ctx)
-        try:
-            answer = yield from self._read(
-                ctx, f"/transactions/requests/{request_id}", "transactions.by_request_id"
-            )
-        except ProviderError as exc:
-            if exc.http_status == 404 or exc.provider_code == "transaction_not_found":
-                return None
-            raise
-        return self._checked_payment(answer.data, req, ctx)
+        request_ids = [self._request_id(ctx)]
+        if ctx.recovering:
+            # An attempt started by an older paygate may have sent the v5 form.
+            request_ids.append(self._legacy_request_id(ctx))
+        for request_id in request_ids:
+            try:
+                answer = yield from self._read(
+                    ctx, f"/transactions/requests/{request_id}", "transactions.by_request_id"
+                )
+            except ProviderError as exc:
+                if exc.http_status == 404 or exc.provider_code == "transaction_not_found":
+                    continue
+                raise
+            return self._checked_payment(answer.data, req, ctx)
+        return None
 
     # -- status ----------------------------------------------------------------------
 
@@ -808,8 +911,12 @@ class PokepayProvider(Provider):
             more = isinstance(pagination, Mapping) and bool(pagination.get("has_next"))
             if not more or page >= 100:
                 raise NotFound(
-                    "pokepay: the shop has no wallet for the configured private money",
+                    "pokepay: no wallet of the shop for the configured private money is "
+                    "visible (ListUserAccounts shows only wallets of moneys issued by the "
+                    "partner's own organization; a partner that does not issue this money "
+                    "cannot read the shop's balance here)",
                     provider=PROVIDER,
+                    provider_code="shop_account_not_visible",
                 )
             page += 1
 

@@ -6,6 +6,8 @@
 ...     client_secret="A" * 43,
 ...     shop_id="5f9e9d8c-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
 ...     private_money_id="1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+...     ssl_cert_file="client.pem",
+...     ssl_key_file="client.key",
 ... )
 >>> s.timezone
 'Asia/Tokyo'
@@ -15,11 +17,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
-from paygate.adapter import ProviderSettings, check_base_url
+from paygate import ConfigurationError
+from paygate.adapter import ProviderSettings, check_base_url, is_loopback
 
 from ._crypto import CryptoError, decode_client_secret
 
@@ -44,7 +49,11 @@ class PokepaySettings(ProviderSettings):
         shop_id: the shop's user id; payments are paid to its wallet.
         private_money_id: the default private money (a charge's `Wallet` may name another).
         ssl_cert_file / ssl_key_file / ssl_key_password: the client certificate for
-            mutual TLS (PEM). The key may be password protected.
+            mutual TLS (PEM). The key may be password protected. Required for an https
+            ``base_url`` on any host but loopback: every official SDK requires
+            ``SSL_CERT_FILE`` and ``SSL_KEY_FILE``.
+        strategy: ``point-preferred`` or ``money-only``, sent as the payment's
+            ``strategy`` (None: not sent, Pokepay's default ``point-preferred``).
         timezone: ``TIMEZONE``, used for the envelope timestamp (default Asia/Tokyo).
         accept_language: sent as ``Accept-Language`` (the server seems to pick the
             message language from it; undocumented).
@@ -60,6 +69,7 @@ class PokepaySettings(ProviderSettings):
     ssl_cert_file: Path | None = None
     ssl_key_file: Path | None = None
     ssl_key_password: SecretStr | None = None
+    strategy: Literal["point-preferred", "money-only"] | None = None
     timezone: str = "Asia/Tokyo"
     accept_language: str | None = None
 
@@ -108,6 +118,16 @@ class PokepaySettings(ProviderSettings):
             raise ValueError("ssl_key_file needs ssl_cert_file")
         if self.ssl_key_password is not None and self.ssl_cert_file is None:
             raise ValueError("ssl_key_password needs ssl_cert_file (and usually ssl_key_file)")
+        url = urlsplit(self.base_url)
+        # Pokepay's hosts require the partner's client certificate (mutual TLS); without
+        # it every call would fail as a TLS error.
+        remote = url.scheme == "https" and not is_loopback(url.hostname or "")
+        if remote and (self.ssl_cert_file is None or self.ssl_key_file is None):
+            raise ConfigurationError(
+                "ssl_cert_file and ssl_key_file are required for an https base_url "
+                "(Pokepay requires the partner's client certificate)",
+                key="ssl_cert_file",
+            )
         return self
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -74,7 +75,9 @@ def test_wallet_payment_lifecycle(
     assert charge.amount == Money.jpy(1200)
     stored = next(iter(emulator.transactions.values()))
     assert stored.metadata == {"order": "A-1"}
-    assert stored.request_id == str(sandbox_ctx("A-1").key_uuid("payment"))
+    request_id = uuid.UUID(stored.request_id or "")
+    assert request_id.version == 4
+    assert request_id == uuid.UUID(bytes=sandbox_ctx("A-1").key_uuid("payment").bytes, version=4)
 
     # The same idempotency key replays the same transaction.
     again = drive(

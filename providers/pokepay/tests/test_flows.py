@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -137,7 +138,11 @@ def test_wallet_charge_call_and_mapping(
     assert inner["timestamp"] == "2026-03-01T12:00:00+09:00"
     assert inner["partner_call_id"] == "00000000-0000-4000-8000-000000000001"
     data = inner["request_data"]
-    assert data["request_id"] == str(ctx.key_uuid("payment"))
+    request_id = uuid.UUID(data["request_id"])
+    assert request_id.version == 4  # documented as UUID V4
+    assert request_id.variant == uuid.RFC_4122
+    assert request_id == uuid.UUID(bytes=ctx.key_uuid("payment").bytes, version=4)
+    assert "strategy" not in data  # Pokepay's default, point-preferred
     assert data["amount"] == 1200
     assert data["shop_id"] == SANDBOX.shop_id
     assert data["private_money_id"] == SANDBOX.private_money_id
@@ -379,7 +384,6 @@ ERRORS = [
     (422, "coupon_unavailable", ProviderRejected),
     (400, "invalid_parameters", ProviderRejected),
     (400, "invalid_parameter_something_new", ProviderRejected),
-    (400, "partner_request_expired", ProviderRejected),
     (400, "partner_client_not_found", AuthenticationError),
     (400, "partner_decryption_failed", AuthenticationError),
     (403, "unpermitted_admin_user", PermissionDenied),
@@ -412,8 +416,6 @@ def test_errors_are_mapped(
     assert err.provider_code == (kind or None)
     assert err.provider_message == "口座残高が不足してます"
     assert err.http_status == status
-    if kind == "partner_request_expired":
-        assert err.retryable
 
 
 def test_error_without_json_body(provider: PokepayProvider, make_ctx: Ctx) -> None:
@@ -490,7 +492,8 @@ def test_lookup_finds_the_payment(provider: PokepayProvider, make_ctx: Ctx, fake
     assert charge is not None
     assert charge.status is ChargeStatus.SUCCEEDED
     (call,) = fake.calls
-    assert call.url.endswith(f"/transactions/requests/{ctx.key_uuid('payment')}")
+    request_id = uuid.UUID(bytes=ctx.key_uuid("payment").bytes, version=4)
+    assert call.url.endswith(f"/transactions/requests/{request_id}")
     assert call.retry is Retry.SAFE
     assert fake.requests[0]["outer"]["request_method"] == "GET"
 
@@ -502,6 +505,7 @@ def test_lookup_finds_the_payment(provider: PokepayProvider, make_ctx: Ctx, fake
         (404, {"type": "notfound", "message": "Not found"}),
         (404, {"type": "api_error", "message": "Not Found"}),
     ],
+    ids=["422-transaction_not_found", "404-notfound", "404-api_error"],
 )
 def test_lookup_not_created(
     provider: PokepayProvider, make_ctx: Ctx, fake: Any, status: int, body: Any
@@ -529,7 +533,8 @@ def test_policies(provider: PokepayProvider) -> None:
     charge = provider.policy(Operation.CHARGE)
     assert charge.key == "body"
     assert charge.lookup
-    assert charge.key_window == timedelta(days=1)
+    # Request ids are "deleted after some period" (no duration stated).
+    assert charge.key_window == "unknown"
     assert provider.policy(Operation.REFUND).key == "path"
     assert provider.policy(Operation.CANCEL).key == "path"
     assert not provider.policy(Operation.CAPTURE).keyed
@@ -659,7 +664,8 @@ PAID = {
             ChargeStatus.CANCELED,
             "cashtray_already_canceled",
         ),
-        (cashtray(attempt=attempt("", 200)), None, ChargeStatus.PENDING, None),
+        # GetCashtray: an attempt without a transaction is a final failure.
+        (cashtray(attempt=attempt("", 200)), None, ChargeStatus.FAILED, None),
     ],
     ids=[
         "pending",

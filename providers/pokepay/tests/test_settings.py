@@ -59,11 +59,34 @@ def test_defaults(make_settings: Make) -> None:
 
 def test_https_required_except_loopback(make_settings: Make) -> None:
     assert make_settings(base_url="http://127.0.0.1:9000/pokepay").base_url.endswith("/pokepay")
-    assert make_settings(base_url="https://partnerapi-sandbox.pokepay.jp/").base_url == (
+    tls = {"ssl_cert_file": "client.pem", "ssl_key_file": "client.key"}
+    assert make_settings(base_url="https://partnerapi-sandbox.pokepay.jp/", **tls).base_url == (
         "https://partnerapi-sandbox.pokepay.jp"
     )
     with pytest.raises(ConfigurationError, match="https"):
         make_settings(base_url="http://partnerapi-sandbox.pokepay.jp")
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [{}, {"ssl_cert_file": "client.pem"}],
+    ids=["no-certificate", "no-key"],
+)
+def test_https_host_requires_the_client_certificate(make_settings: Make, tls: Any) -> None:
+    # Every official SDK requires SSL_CERT_FILE and SSL_KEY_FILE: a config without them
+    # fails at load, not as a TLS error on the first call.
+    with pytest.raises(ConfigurationError, match="ssl_cert_file and ssl_key_file") as info:
+        make_settings(base_url="https://partnerapi-sandbox.pokepay.jp", **tls)
+    assert info.value.key == "ssl_cert_file"
+    # Loopback (the local TLS sandbox) may go without one.
+    assert make_settings(base_url="https://127.0.0.1:9443/pokepay").ssl_cert_file is None
+
+
+def test_strategy_setting(make_settings: Make) -> None:
+    assert make_settings().strategy is None
+    assert make_settings(strategy="money-only").strategy == "money-only"
+    with pytest.raises(ValidationError):
+        make_settings(strategy="points-only")
 
 
 @pytest.mark.parametrize(
