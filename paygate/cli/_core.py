@@ -47,11 +47,20 @@ def register(app: typer.Typer) -> None:
         provider: Annotated[
             list[str] | None, typer.Option("--provider", "-p", help="only these providers")
         ] = None,
+        store: Annotated[
+            str,
+            typer.Option(
+                "--store",
+                "-s",
+                help="sqlite (a temporary file), memory, postgresql (a throwaway server; "
+                "needs paygate\\[postgres-embedded]) or a postgresql:// URL",
+            ),
+        ] = "sqlite",
     ) -> None:
         """Run every provider's real flows end to end against the built-in sandbox."""
         from ._demo import run_demo
 
-        raise typer.Exit(run_demo(providers=provider or None))
+        raise typer.Exit(run_demo(providers=provider or None, store=store))
 
     @app.command("reconcile")
     def reconcile_cmd(

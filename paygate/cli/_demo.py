@@ -1,15 +1,18 @@
 """``paygate demo``: the real flows, end to end, against the built-in sandbox.
 
 Starts the sandbox in-process, configures one account per installed provider against
-it with a SQLite store in a temporary folder, and runs each provider's demo script
+it with a store (by default SQLite in a temporary folder; ``--store postgresql`` starts a
+throwaway PostgreSQL server), and runs each provider's demo script
 (`paygate.sandbox.Emulator.demo`). Every step is a real call through `Gateway`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,25 +98,94 @@ def _ids(result: Any) -> str:
     return " ".join(parts)
 
 
-def run_demo(console: Console | None = None, providers: list[str] | None = None) -> int:
-    """Run the demo; returns the process exit code (0: every step passed)."""
+#: What ``paygate demo --store`` takes besides a ``postgresql://`` URL.
+STORES = ("sqlite", "memory", "postgresql")
+
+
+@contextlib.contextmanager
+def demo_store(store: str) -> Iterator[tuple[str, str]]:
+    """The store URL for ``--store`` and how to describe it; nothing is left afterwards.
+
+    ``sqlite``: a temporary file; ``memory``; ``postgresql``: a throwaway embedded server
+    (``paygate[postgres-embedded]``); a ``postgresql://`` URL: that server, in a schema of
+    the demo's own that is dropped afterwards (or the ``?schema=`` the URL names, kept).
+    """
+    from .._embedded_pg import embedded_postgres
+
+    kind = store.strip().lower()
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="paygate-demo-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'paygate.db'}", "sqlite store (temporary)"
+    elif kind == "memory":
+        yield "memory://", "memory store"
+    elif kind in ("postgresql", "postgres"):
+        with embedded_postgres() as server:
+            yield (
+                f"{server.url}?schema=paygate_demo",
+                f"postgresql store (embedded PostgreSQL {server.version}, temporary)",
+            )
+    elif store.startswith(("postgresql://", "postgres://")):
+        if "schema=" in store.partition("?")[2]:
+            yield store, "postgresql store (the schema given)"
+            return
+        schema = f"paygate_demo_{uuid.uuid4().hex[:8]}"
+        sep = "&" if "?" in store else "?"
+        try:
+            yield f"{store}{sep}schema={schema}", f"postgresql store (schema {schema}, temporary)"
+        finally:
+            _drop_schema(store, schema)
+    else:
+        raise ValueError(
+            f"--store: one of {', '.join(STORES)} or a postgresql:// URL, not {store!r}"
+        )
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    from .._stores._postgres import _OPTIONS
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _OPTIONS]
+    conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def run_demo(
+    console: Console | None = None, providers: list[str] | None = None, store: str = "sqlite"
+) -> int:
+    """Run the demo; returns the process exit code (0: every step passed; 2: no such
+    store, or it could not be set up)."""
+    from .._embedded_pg import EmbeddedPostgresError
+
+    console = console or Console()
+    with contextlib.ExitStack() as stack:
+        try:
+            url, description = stack.enter_context(demo_store(store))
+        except (ValueError, EmbeddedPostgresError) as exc:
+            console.print(f"[red bold]paygate demo[/red bold]: {exc}")
+            return 2
+        return _run(console, providers, url, description)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run(console: Console, providers: list[str] | None, store: str, description: str) -> int:
     from .._gateway import Gateway
     from .._registry import provider_classes
     from ..sandbox import running
 
-    console = console or Console()
     installed = provider_classes()
     wanted = providers or [name for name in BUILT_IN]
     rows: list[Row] = []
     failures = 0
-    with tempfile.TemporaryDirectory(prefix="paygate-demo-") as tmp, running() as sandbox:
-        store = f"sqlite:///{Path(tmp) / 'paygate.db'}"
+    with running() as sandbox:
         accounts = sandbox.accounts()
         config = {"store": store, "accounts": {n: accounts[n] for n in wanted if n in accounts}}
-        kind = store.split("://", maxsplit=1)[0]
-        console.print(
-            f"[bold]paygate demo[/bold]: sandbox at {sandbox.url}, {kind} store (temporary)"
-        )
+        console.print(f"[bold]paygate demo[/bold]: sandbox at {sandbox.url}, {description}")
         with Gateway.from_config(config) as gw:
             for name in wanted:
                 if name not in installed:
