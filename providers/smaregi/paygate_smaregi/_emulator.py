@@ -4,40 +4,46 @@ Served under ``/smaregi``: the ID host under ``/smaregi/id`` and the API host un
 ``/smaregi/api`` (so ``id_base_url = <sandbox>/smaregi/id`` and
 ``base_url = <sandbox>/smaregi/api``).
 
-What it does as documented (see docs/providers/smaregi.md for sources):
+What it does as documented (see docs/providers/smaregi.md, "Sources"):
 
 * ``POST /id/app/{contract_id}/token``: client credentials with HTTP Basic auth (the
   ``Basic {...}`` brace form some clients send is accepted), a form body, requested
-  scopes checked against the app's; ``expires_in`` 3600.
+  scopes checked against the app's; ``expires_in`` from the ``token_lifetime`` reading.
 * Bearer check on every API call (401 problem JSON); a token lacking the operation's
   scope gets 403 problem JSON.
-* One app payment method per (client id, contract): a second POST answers 403 with the
-  exact message reported by developers.
+* The app payment method at ``/{contract_id}/pos/app_payment_method`` (the one path a
+  developer used, forum discussion 539): one per (client id, contract); a second POST
+  answers 403 with the exact message reported there; the app names it
+  (``paymentMethodName``).
 * Transactions: create (numbers must be JSON strings; ``subtotal`` must equal the sum of
-  the detail lines; required fields), get, list (a bare array; a range filter is
-  required; ranges over 31 days refused; ``limit``/``page``/``sort``) and cancel
-  (``cancelDivision`` becomes 1).
+  the detail lines; required fields; ``transactionDetailId`` 1..999; the app payment's
+  slip fields on its ``depositOthers`` item; a terminal the store does not have needs
+  ``sumDivision`` 2 with ``sumDate``; ``transactionUuid`` kept, or Smaregi's default),
+  get, list (a bare array; a range filter is required; ranges over 31 days refused;
+  ``limit``/``page``/``sort``) and cancel (取消: ``cancelDivision`` becomes 1).
+* 返品取消 at the register (control ``dispose_transaction``): the original gets
+  ``disposeDivision`` 1, a new offsetting record ``disposeDivision`` 2 points back to it
+  through ``disposeServerTransactionHeadId``; ``cancelDivision`` stays 0.
 * Problem-JSON errors ``{"type": "about:blank", "title", "detail", "status"}``.
 
-What it assumes where the facts are uncertain:
+Where no public source settles a fact, the emulator plays each reading; the
+``configure`` control action picks one (defaults first; the Assumptions table of the
+docs names each):
 
-* O-S1: the app payment method API lives at ``/{contract_id}/pos/app_payment_methods``
-  (``/app_payment_method`` is served too); GET answers a bare array; the object has
-  ``appPaymentMethodId``, ``appId``, ``appName``, ``paymentMethodId``,
-  ``paymentMethodName`` (defaults to the app's name), ``appPaymentCode``, ``status``,
-  ``insDateTime``, ``updDateTime``. There is no DELETE (as on the real sandbox); the
-  control action ``delete_payment_method`` does what Smaregi cannot.
-* O-S2: a ``depositOthers`` request item is ``{paymentMethodId, depositOthers}`` (the
-  amount; ``amount`` is accepted too); ``slipNumber`` / ``cardCompany`` are read at head
-  level or from the item, and stored at head level.
-* O-S3: rate limiting is off by default (tests run many calls within one second); the
-  ``rate_limit`` control sets per-second read and write quotas per (app, contract), on
-  the sandbox clock, answered with 429 and ``Retry-After: 1``. Token calls do not count.
-* O-S6: POST /transactions answers 200 with the created transaction head.
-* O-S7: no duplicate protection on ``terminalTranId``: a re-sent sale is a second sale.
-* O-S8: cancel answers 200 ``{"message": "取消が完了しました"}``; cancelling a voided sale
-  answers 400 problem JSON.
-* Validation messages are the emulator's own wording (``<field>: <reason>``).
+* ``payment_method_name``: ``required`` | ``optional`` (omitted: the app's name).
+* ``sum_division``: ``enforced`` | ``lenient`` (a sale on a terminal the store does not
+  have is refused without ``sumDivision`` 2, or accepted).
+* ``transaction_uuid_filter``: ``exact`` | ``ignored`` | ``refused`` (the list's
+  ``transaction_uuid`` parameter filters, is ignored, or is answered 400).
+* ``cancel_time``: ``optional`` | ``required`` (``cancelDateTime`` in the cancel body).
+* ``token_lifetime`` (seconds, default 3600) and ``token_calls_count`` (false: token
+  requests are outside the API rate limit).
+
+Other assumptions: GET of the app payment method answers a bare array (O-S1);
+POST /transactions answers 200 with the created head (O-S6); no duplicate protection on
+``terminalTranId`` (O-S7); cancel answers 200 ``{"message": "取消が完了しました"}`` and a
+repeat is 400 (O-S8); rate limits are off until the ``rate_limit`` control sets
+per-second quotas (O-S3); validation messages are the emulator's own wording.
 """
 
 from __future__ import annotations
@@ -70,6 +76,27 @@ _NUMBER = re.compile(r"^-?[0-9]{1,10}$")
 _TERMINAL = re.compile(r"^[1-9][0-9]{0,8}$")
 _MAX = 999_999_999
 _HEAD_DIVISIONS = {"1", "2", "3", "4", "5", "6", "7", "13", "14"}
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+#: What a depositOthers request item may carry: the method and amount (the response
+#: item's names), and the three fields Smaregi's staff name for an app payment method.
+_DEPOSIT_OTHERS_KEYS = frozenset(
+    {"paymentMethodId", "depositOthers", "slipNumber", "cardCompany", "denominationCode"}
+)
+#: The readings the emulator plays where no public source settles a fact (defaults).
+_READINGS: dict[str, Any] = {
+    "payment_method_name": "required",
+    "sum_division": "enforced",
+    "transaction_uuid_filter": "exact",
+    "cancel_time": "optional",
+    "token_lifetime": 3600,
+    "token_calls_count": False,
+}
+_READING_CHOICES: dict[str, tuple[str, ...]] = {
+    "payment_method_name": ("required", "optional"),
+    "sum_division": ("enforced", "lenient"),
+    "transaction_uuid_filter": ("exact", "ignored", "refused"),
+    "cancel_time": ("optional", "required"),
+}
 _RANGES = (
     "transaction_head_id",
     "transaction_date_time",
@@ -115,6 +142,8 @@ class _Stats:
 @dataclass
 class _Contract:
     stores: dict[str, str]
+    # store id -> the terminal ids the shop has (registers)
+    terminals: dict[str, frozenset[str]] = field(default_factory=dict)
     # (client id) -> the app payment method object
     app_methods: dict[str, dict[str, str]] = field(default_factory=dict)
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -130,6 +159,9 @@ class _Refusal(Exception):
         self.detail = detail
         self.title = title or _TITLES.get(status, "Error")
 
+
+#: Amounts that change sign on the offsetting record of a 返品取消.
+_SIGNED = ("subtotal", "total", "deposit", "depositCash", "depositCredit", "change")
 
 _TITLES = {
     400: "Bad Request",
@@ -169,7 +201,6 @@ class SmaregiEmulator(Emulator):
     STORE_ID: ClassVar[str] = "1"
     TERMINAL_ID: ClassVar[str] = "1"
     SCOPES: ClassVar[tuple[str, ...]] = (READ, WRITE, "pos.products:read")
-    TOKEN_LIFETIME: ClassVar[int] = 3600
 
     def __init__(self, ctx: EmulatorContext) -> None:
         super().__init__(ctx)
@@ -190,8 +221,12 @@ class SmaregiEmulator(Emulator):
             )
         }
         self._contracts: dict[str, _Contract] = {
-            self.CONTRACT_ID: _Contract(stores={"1": "paygate 本店", "2": "paygate 二号店"})
+            self.CONTRACT_ID: _Contract(
+                stores={"1": "paygate 本店", "2": "paygate 二号店"},
+                terminals={"1": frozenset({"1", "2"}), "2": frozenset({"1"})},
+            )
         }
+        self._readings: dict[str, Any] = dict(_READINGS)
         self._tokens: dict[str, _Token] = {}
         self._stats = _Stats()
         self._next_head_id = 1001
@@ -228,6 +263,8 @@ class SmaregiEmulator(Emulator):
             "id_base_url": f"{self.base_url}/id",
             "store_id": self.STORE_ID,
             "terminal_id": self.TERMINAL_ID,
+            # The app names its payment method after itself (forum 539, staff).
+            "payment_method_name": self.APP_NAME,
         }
 
     def ledger(self) -> list[LedgerEntry]:
@@ -235,7 +272,9 @@ class SmaregiEmulator(Emulator):
         entries = []
         for contract in self._contracts.values():
             for tran in contract.transactions.values():
-                canceled = tran["cancelDivision"] == "1"
+                if tran["disposeDivision"] == "2":
+                    continue  # the offsetting record of a 返品取消, not a sale
+                canceled = tran["cancelDivision"] == "1" or tran["disposeDivision"] == "1"
                 total = int(tran["total"])
                 entries.append(
                     LedgerEntry(
@@ -256,14 +295,16 @@ class SmaregiEmulator(Emulator):
         pos = "/api/{contract_id}/pos"
         return [
             Route("/id/app/{contract_id}/token", self._token, methods=["POST"]),
-            Route(f"{pos}/app_payment_methods", self._app_methods, methods=["GET", "POST"]),
-            # O-S1: the singular spelling from another description of the API.
             Route(f"{pos}/app_payment_method", self._app_methods, methods=["GET", "POST"]),
-            Route(f"{pos}/app_payment_methods/{{pm_id}}", self._app_method, methods=["GET"]),
             Route(f"{pos}/transactions", self._transactions, methods=["GET", "POST"]),
             Route(f"{pos}/transactions/{{head_id}}", self._transaction, methods=["GET"]),
             Route(f"{pos}/transactions/{{head_id}}/cancel", self._cancel, methods=["POST"]),
+            # Any other API path: the documented NotFound problem body.
+            Route(f"{pos}/{{rest:path}}", self._no_such_path, methods=["GET", "POST"]),
         ]
+
+    async def _no_such_path(self, request: Request) -> Response:
+        return problem(404, "指定されたIDのリソースが見つかりません")
 
     # -- token --------------------------------------------------------------------------
 
@@ -305,6 +346,11 @@ class SmaregiEmulator(Emulator):
         app = self._basic_client(request)
         if app is None:
             return self._oauth_error(401, "invalid_client", "クライアント認証に失敗しました。")
+        if self._readings["token_calls_count"]:
+            try:
+                self._count(app.client_id, contract_id, "read")
+            except _Refusal as exc:
+                return self._refused(exc)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             return self._oauth_error(
@@ -331,13 +377,13 @@ class SmaregiEmulator(Emulator):
             client_id=app.client_id,
             contract_id=contract_id,
             scopes=requested,
-            expires_at=self.now + timedelta(seconds=self.TOKEN_LIFETIME),
+            expires_at=self.now + timedelta(seconds=self._readings["token_lifetime"]),
         )
         return JSONResponse(
             {
                 "access_token": value,
                 "token_type": "Bearer",
-                "expires_in": self.TOKEN_LIFETIME,
+                "expires_in": self._readings["token_lifetime"],
                 "scope": " ".join(sorted(requested)),
             },
             headers={"Cache-Control": "no-store"},
@@ -360,19 +406,24 @@ class SmaregiEmulator(Emulator):
         contract = self._contracts.get(contract_id)
         if contract is None:
             raise _Refusal(404, "契約が見つかりません。")
-        limit = self._limits.get(kind)
-        if limit is not None:
-            second = int(self.now.timestamp())
-            key = (token.client_id, contract_id, kind, second)
-            # Only the current second matters; older counters are dropped as time moves.
-            self._hits = {k: v for k, v in self._hits.items() if k[3] == second}
-            count = self._hits.get(key, 0)
-            if count >= limit:
-                raise _Refusal(
-                    429, "リクエスト数が上限を超えました。しばらくしてから再度お試しください。"
-                )
-            self._hits[key] = count + 1
+        self._count(token.client_id, contract_id, kind)
         return self._apps[token.client_id], contract
+
+    def _count(self, who: str, contract_id: str, kind: str) -> None:
+        """One request against the per-second quota of (app, contract) (C518)."""
+        limit = self._limits.get(kind)
+        if limit is None:
+            return
+        second = int(self.now.timestamp())
+        key = (who, contract_id, kind, second)
+        # Only the current second matters; older counters are dropped as time moves.
+        self._hits = {k: v for k, v in self._hits.items() if k[3] == second}
+        count = self._hits.get(key, 0)
+        if count >= limit:
+            raise _Refusal(
+                429, "リクエスト数が上限を超えました。しばらくしてから再度お試しください。"
+            )
+        self._hits[key] = count + 1
 
     @staticmethod
     def _refused(exc: _Refusal) -> Response:
@@ -421,44 +472,36 @@ class SmaregiEmulator(Emulator):
             body = await self._json_object(request)
             if app.client_id in contract.app_methods:
                 return problem(403, ALREADY_REGISTERED)
-            name = body.get("paymentMethodName", app.app_name)
+            name = body.get("paymentMethodName")
+            if name is None and self._readings["payment_method_name"] == "optional":
+                name = app.app_name
+            if name is None:
+                raise _Refusal(400, "paymentMethodName: 必須項目です。")
             if not isinstance(name, str) or not 1 <= len(name) <= 85:
                 raise _Refusal(400, "paymentMethodName: 1〜85文字の文字列です。")
-            code = body.get("appPaymentCode", "")
-            if not isinstance(code, str) or len(code) > 20:
+            code = body.get("appPaymentCode")
+            if code is not None and (not isinstance(code, str) or not 1 <= len(code) <= 20):
                 raise _Refusal(400, "appPaymentCode: 20文字以内の文字列です。")
-            status = body.get("status", "1")
-            if status not in ("0", "1"):
-                raise _Refusal(400, "status: 0 または 1 です。")
         except _Refusal as exc:
             return self._refused(exc)
         stamp = format_jst(self.now)
+        # O-S1: the object's shape is not published; these are the fields the adapter
+        # needs (paymentMethodId, paymentMethodName) and the ids and stamps every
+        # Smaregi master record carries.
         method = {
             "appPaymentMethodId": str(self._next_app_payment_method_id),
-            "appId": app.app_id,
-            "appName": app.app_name,
             "paymentMethodId": str(self._next_payment_method_id),
             "paymentMethodName": name,
-            "appPaymentCode": code,
-            "status": status,
             "insDateTime": stamp,
             "updDateTime": stamp,
         }
+        if code is not None:
+            method["appPaymentCode"] = code
         self._next_app_payment_method_id += 1
         self._next_payment_method_id += 1
         contract.app_methods[app.client_id] = method
         self._stats.app_payment_methods_created += 1
         return JSONResponse(method)
-
-    async def _app_method(self, request: Request) -> Response:
-        try:
-            app, contract = self._guard(request, READ, "read")
-        except _Refusal as exc:
-            return self._refused(exc)
-        existing = contract.app_methods.get(app.client_id)
-        if existing is None or existing["appPaymentMethodId"] != request.path_params["pm_id"]:
-            return problem(404, "指定されたIDのリソースが見つかりません")
-        return JSONResponse(existing)
 
     # -- transactions -------------------------------------------------------------------
 
@@ -540,6 +583,26 @@ class SmaregiEmulator(Emulator):
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=JST)
         memo = text("memo", required=False, max_len=1000)
+        sum_division = text("sumDivision", required=False, max_len=1)
+        if sum_division is not None and sum_division not in ("0", "1", "2"):
+            raise _Refusal(400, "sumDivision: 0, 1, 2 のいずれかです。")
+        sum_date = text("sumDate", required=False, max_len=10)
+        if sum_division == "2" and sum_date is None:
+            raise _Refusal(400, "sumDate: 締め区分が2:締め処理済みの場合は必須です。")
+        if sum_division in (None, "0") and sum_date is not None:
+            raise _Refusal(400, "sumDate: 締め区分が0:未処理の場合は設定できません。")
+        if sum_date is not None and not _DATE.match(sum_date):
+            raise _Refusal(400, "sumDate: YYYY-MM-DD 形式です。")
+        register = terminal_id in contract.terminals.get(store_id or "", frozenset())
+        if not register and sum_division != "2" and self._readings["sum_division"] == "enforced":
+            raise _Refusal(
+                400, "sumDivision: 存在しない端末IDの場合は2:締め処理済みを設定してください。"
+            )
+        uuid = text("transactionUuid", required=False, max_len=36)
+        if uuid is None:
+            # Smaregi's default: the last 9 digits of the epoch second + the terminal id
+            # zero-padded to 4 digits.
+            uuid = f"{int(parsed.timestamp()) % 10**9:09d}{int(terminal_id or '0'):04d}"
 
         raw_details = body.get("details")
         if not isinstance(raw_details, list) or not raw_details:
@@ -550,7 +613,11 @@ class SmaregiEmulator(Emulator):
             path = f"details[{i}]"
             if not isinstance(raw, dict):
                 raise _Refusal(400, f"{path}: オブジェクトです。")
-            number(raw, "transactionDetailId", f"{path}.transactionDetailId", required=True)
+            detail_id = number(
+                raw, "transactionDetailId", f"{path}.transactionDetailId", required=True
+            )
+            if not 1 <= detail_id <= 999:
+                raise _Refusal(400, f"{path}.transactionDetailId: 1〜999 です。")
             if raw.get("transactionDetailDivision") not in ("1", "2", "3"):
                 raise _Refusal(400, f"{path}.transactionDetailDivision: 許可されていない値です。")
             price = number(raw, "salesPrice", f"{path}.salesPrice", required=True)
@@ -579,34 +646,37 @@ class SmaregiEmulator(Emulator):
         raw_others = body.get("depositOthers", [])
         if not isinstance(raw_others, list) or len(raw_others) > 3:
             raise _Refusal(400, "depositOthers: 3件以内の配列です。")
-        others: list[dict[str, str]] = []
+        others: list[dict[str, str | None]] = []
         others_sum = 0
+        # Head-level slipNumber / cardCompany are the transaction's credit-card fields;
+        # the app payment's own slip fields go on its depositOthers item (forum 539).
         slip = text("slipNumber", required=False, max_len=20)
         company = text("cardCompany", required=False, max_len=20)
         for i, raw in enumerate(raw_others, start=1):
             path = f"depositOthers[{i - 1}]"
             if not isinstance(raw, dict):
                 raise _Refusal(400, f"{path}: オブジェクトです。")
+            unknown = sorted(set(raw) - _DEPOSIT_OTHERS_KEYS)
+            if unknown:
+                raise _Refusal(400, f"{path}.{unknown[0]}: 指定できない項目です。")
             pm_id = raw.get("paymentMethodId")
             if not isinstance(pm_id, str) or pm_id not in known:
                 raise _Refusal(400, f"{path}.paymentMethodId: 支払方法が存在しません。")
-            key = "depositOthers" if "depositOthers" in raw else "amount"
-            amount = number(raw, key, f"{path}.depositOthers", required=True)
+            amount = number(raw, "depositOthers", f"{path}.depositOthers", required=True)
             others_sum += amount
-            slip = slip or (
-                raw.get("slipNumber") if isinstance(raw.get("slipNumber"), str) else None
-            )
-            company = company or (
-                raw.get("cardCompany") if isinstance(raw.get("cardCompany"), str) else None
-            )
-            others.append(
-                {
-                    "no": str(i),
-                    "paymentMethodId": pm_id,
-                    "paymentMethodName": known[pm_id]["paymentMethodName"],
-                    "depositOthers": str(amount),
-                }
-            )
+            item: dict[str, str | None] = {
+                "no": str(i),
+                "paymentMethodId": pm_id,
+                "paymentMethodName": known[pm_id]["paymentMethodName"],
+                "depositOthers": str(amount),
+            }
+            for key in ("slipNumber", "cardCompany", "denominationCode"):
+                value = raw.get(key)
+                if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 20):
+                    raise _Refusal(400, f"{path}.{key}: 20文字以内の文字列です。")
+                item[key] = value
+            item["cancelSlipNumber"] = None
+            others.append(item)
         cash = number(body, "depositCash", "depositCash", required=False)
         credit = number(body, "depositCredit", "depositCredit", required=False)
         deposit = cash + credit + others_sum
@@ -634,7 +704,13 @@ class SmaregiEmulator(Emulator):
             "memo": memo,
             "slipNumber": slip,
             "cardCompany": company,
+            "cancelSlipNumber": None,
             "cancelDateTime": None,
+            "sumDivision": sum_division or "0",
+            "sumDate": sum_date,
+            "transactionUuid": uuid,
+            "disposeDivision": "0",
+            "disposeServerTransactionHeadId": None,
             "depositOthers": others,
         }
         return head, details
@@ -667,6 +743,11 @@ class SmaregiEmulator(Emulator):
             )
         if not bounds:
             raise _Refusal(400, "検索範囲（-from / -to）のいずれかを指定してください。")
+        uuid = query.get("transaction_uuid")
+        if uuid is not None and self._readings["transaction_uuid_filter"] == "refused":
+            raise _Refusal(400, "transaction_uuid: 指定できない検索パラメータです。")
+        if self._readings["transaction_uuid_filter"] != "exact":
+            uuid = None
         limit = _query_int(query, "limit", 100, 1, 1000)
         page = _query_int(query, "page", 1, 1, 10**9)
 
@@ -686,7 +767,11 @@ class SmaregiEmulator(Emulator):
                     return False
             return True
 
-        rows = [h for h in contract.transactions.values() if inside(h)]
+        rows = [
+            h
+            for h in contract.transactions.values()
+            if inside(h) and (uuid is None or h["transactionUuid"] == uuid)
+        ]
         for part in reversed([p for p in query.get("sort", "").split(",") if p]):
             key, _, order = part.partition(":")
             rows.sort(key=_by(key), reverse=order == "desc")
@@ -724,6 +809,18 @@ class SmaregiEmulator(Emulator):
                 return problem(404, "指定されたIDのリソースが見つかりません")
             if head["cancelDivision"] == "1":
                 raise _Refusal(400, "既に取消済みの取引です。")
+            if head["disposeDivision"] != "0":
+                raise _Refusal(400, "打消済みの取引は取消できません。")
+            when = body.get("cancelDateTime")
+            if when is None and self._readings["cancel_time"] == "required":
+                raise _Refusal(400, "cancelDateTime: 必須項目です。")
+            if when is not None:
+                if not isinstance(when, str):
+                    raise _Refusal(400, "cancelDateTime: 日時の形式が不正です。")
+                try:
+                    datetime.fromisoformat(when)
+                except ValueError:
+                    raise _Refusal(400, "cancelDateTime: 日時の形式が不正です。") from None
             others = body.get("depositOthers", [])
             if not isinstance(others, list) or len(others) > 1:
                 raise _Refusal(400, "depositOthers: 1件以内の配列です。")
@@ -731,20 +828,74 @@ class SmaregiEmulator(Emulator):
             for item in others:
                 if not isinstance(item, dict) or item.get("no") not in ("1", "2", "3"):
                     raise _Refusal(400, "depositOthers[0].no: 1〜3 です。")
+                index = int(item["no"]) - 1
+                target = (
+                    head["depositOthers"][index] if index < len(head["depositOthers"]) else None
+                )
+                if target is None:
+                    raise _Refusal(400, "depositOthers[0].no: 該当する支払がありません。")
                 value = item.get("cancelSlipNumber")
-                slip = value if isinstance(value, str) else None
+                if not isinstance(value, str) or not 1 <= len(value) <= 20:
+                    raise _Refusal(400, "depositOthers[0].cancelSlipNumber: 20文字以内です。")
+                slip = (index, value)
         except _Refusal as exc:
             return self._refused(exc)
-        self._void(head, slip)
+        self._void(head, slip, when if isinstance(when, str) else None)
         return JSONResponse({"message": "取消が完了しました"})
 
-    def _void(self, head: dict[str, Any], slip: str | None = None) -> None:
+    def _void(
+        self,
+        head: dict[str, Any],
+        slip: tuple[int, str] | None = None,
+        when: str | None = None,
+    ) -> None:
         now = format_jst(self.now)
         head["cancelDivision"] = "1"
-        head["cancelDateTime"] = now
+        head["cancelDateTime"] = when or now
         head["updDateTime"] = now
         if slip is not None:
-            head["cancelSlipNumber"] = slip
+            index, value = slip
+            head["depositOthers"][index]["cancelSlipNumber"] = value
+            head["cancelSlipNumber"] = value
+
+    def _dispose(self, contract: _Contract, head: dict[str, Any]) -> dict[str, Any]:
+        """返品取消 at the register: mark the original, add the offsetting record."""
+        now = format_jst(self.now)
+        head_id = str(self._next_head_id)
+        self._next_head_id += 1
+        negative = {
+            key: (str(-int(value)) if key in _SIGNED and value is not None else value)
+            for key, value in head.items()
+        }
+        negative.update(
+            {
+                "transactionHeadId": head_id,
+                "transactionDateTime": now,
+                "terminalTranDateTime": now,
+                "updDateTime": now,
+                "disposeDivision": "2",
+                "disposeServerTransactionHeadId": head["transactionHeadId"],
+                "transactionUuid": f"{int(self.now.timestamp()) % 10**9:09d}"
+                f"{int(head['terminalId']):04d}",
+                "depositOthers": [
+                    {
+                        **item,
+                        "transactionHeadId": head_id,
+                        "depositOthers": str(-int(str(item["depositOthers"]))),
+                    }
+                    for item in head["depositOthers"]
+                ],
+            }
+        )
+        contract.transactions[head_id] = negative
+        contract.details[head_id] = [
+            {**d, "transactionHeadId": head_id, "quantity": str(-int(d["quantity"]))}
+            for d in contract.details[head["transactionHeadId"]]
+        ]
+        head["disposeDivision"] = "1"
+        head["disposeServerTransactionHeadId"] = head_id
+        head["updDateTime"] = now
+        return negative
 
     # -- control ------------------------------------------------------------------------
 
@@ -756,7 +907,12 @@ class SmaregiEmulator(Emulator):
           app payment method, which the real sandbox cannot, to re-test first use.
         * ``rate_limit`` (``reads``, ``writes``: per second, null = unlimited).
         * ``expire_tokens``: every issued access token stops working (next call: 401).
-        * ``void_transaction`` (``transaction_head_id``): a clerk voids the sale at the POS.
+        * ``void_transaction`` (``transaction_head_id``): a clerk voids the sale at the POS
+          (取消: ``cancelDivision`` 1).
+        * ``dispose_transaction`` (``transaction_head_id``): a clerk reverses the sale at
+          the POS by 返品取消 (``disposeDivision`` 1, plus an offsetting record).
+        * ``configure`` (any of the readings in the module docstring): play one reading
+          of an undocumented fact; answers the readings in force.
         * ``slow_reads`` (``seconds``, ``count``): the next ``count`` app payment method
           GETs are answered ``seconds`` late, with the state as it was when they arrived
           (to make first-use races reproducible).
@@ -800,6 +956,21 @@ class SmaregiEmulator(Emulator):
                 raise ControlError("the transaction is voided already", status=409)
             self._void(head)
             return {"transactionHeadId": head["transactionHeadId"], "cancelDivision": "1"}
+        if action == "dispose_transaction":
+            contract = self._contract(params)
+            head = contract.transactions.get(str(params.get("transaction_head_id", "")))
+            if head is None:
+                raise ControlError("unknown transaction_head_id", status=404)
+            if head["cancelDivision"] == "1" or head["disposeDivision"] != "0":
+                raise ControlError("the transaction is reversed already", status=409)
+            offset = self._dispose(contract, head)
+            return {
+                "transactionHeadId": head["transactionHeadId"],
+                "disposeDivision": "1",
+                "disposeServerTransactionHeadId": offset["transactionHeadId"],
+            }
+        if action == "configure":
+            return self._configure(params)
         if action == "slow_reads":
             seconds, count = params.get("seconds", 1.0), params.get("count", 1)
             if not isinstance(seconds, int | float) or not 0 <= seconds <= 30:
@@ -823,6 +994,23 @@ class SmaregiEmulator(Emulator):
                 "transactions_created": s.transactions_created,
             }
         return await super().control(action, params)
+
+    def _configure(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        for key, value in params.items():
+            if key in _READING_CHOICES:
+                if value not in _READING_CHOICES[key]:
+                    choices = ", ".join(_READING_CHOICES[key])
+                    raise ControlError(f"{key} is one of: {choices}")
+            elif key == "token_lifetime":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ControlError("token_lifetime must be a positive number of seconds")
+            elif key == "token_calls_count":
+                if not isinstance(value, bool):
+                    raise ControlError("token_calls_count must be true or false")
+            else:
+                raise ControlError(f"unknown reading {key!r}")
+            self._readings[key] = value
+        return dict(self._readings)
 
     def fault_response(self, status: int) -> Response:
         """Injected faults answer in Smaregi's problem-JSON shape."""

@@ -3,21 +3,26 @@
 Semantics, in short:
 
 * Idempotency. POST /transactions has no documented duplicate protection (O-S7). paygate
-  derives ``terminalTranId`` deterministically from the merchant's idempotency key and
-  records the sale's terminal time in the entity cache *before* sending, so after an
-  unknown outcome `SmaregiProvider.lookup_charge` can search that time window for the
-  terminal id + ``terminalTranId`` (+ store and total) and tell whether the sale exists.
-  The create itself is `Retry.UNSAFE`: only failures that surely did not reach Smaregi
-  are retried blindly; anything else goes through the lookup.
-* The app payment method is created at most once per (client id, contract): the adapter
-  GETs first, POSTs only when absent, and treats the 403 "limit reached" answer as "it
-  exists": GET again and use it. The id is cached in the store.
+  derives ``terminalTranId`` and the receipt number ``transactionUuid`` deterministically
+  from the merchant's idempotency key and records the sale's terminal time in the entity
+  cache *before* sending, so after an unknown outcome `SmaregiProvider.lookup_charge`
+  can search for the sale (the ``transaction_uuid`` filter, inside a documented time
+  range) and tell whether it exists. The create itself is `Retry.UNSAFE`: only failures
+  that surely did not reach Smaregi are retried blindly; anything else goes through the
+  lookup.
+* The app payment method (POST/GET ``{contract}/pos/app_payment_method``) is created at
+  most once per (client id, contract): the adapter GETs first, POSTs only when absent,
+  and treats the 403 "limit reached" answer as "it exists": GET again and use it. The id
+  is cached in the store, and re-checked when Smaregi refuses a sale that used it.
 * Retry. 429 and 5xx are retried by the driver (generic rule); a 401 refreshes the
   access token once and repeats the call (a 401 means the request was not processed).
-* Status. A registered sale is ``succeeded`` (money was taken at the POS). Smaregi's
-  cancel (取消, ``cancelDivision`` 1) of a completed sale is ``refunded``: the sale is
-  voided in full; Smaregi itself moves no money. There is no partial refund through the
-  API (a return is a separate POS transaction), so only whole-sale refunds are offered.
+* Status. A registered sale is ``succeeded`` (money was taken by the app). A sale
+  reversed at Smaregi, by 取消 (``cancelDivision`` 1) or by 返品取消 (``disposeDivision``
+  1 on the original), is ``refunded``: the sale is undone in full in the shop's books.
+  Smaregi moves no money: a refund or cancel through paygate is a *void*
+  (``Refund.kind == "void"``); the customer is refunded through the payment provider
+  that took the money. There is no partial refund through the API (a return is a
+  separate POS transaction), so only whole-sale voids are offered.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from paygate import (
     MalformedResponse,
     MethodCapabilities,
     Money,
+    NotFound,
     NotSupported,
     OutcomeUnknown,
     ProviderRejected,
@@ -65,8 +71,9 @@ from paygate.adapter import (
 
 from ._auth import TokenKeeper
 from ._settings import SmaregiSettings
-from ._validate import Sale, check_sale
+from ._validate import Sale, check_sale, check_slip_number
 from ._wire import (
+    JST,
     PROVIDER,
     error_from_reply,
     format_jst,
@@ -79,12 +86,13 @@ from ._wire import (
 if TYPE_CHECKING:
     from paygate.sandbox import Emulator
 
-__all__ = ["AppPaymentMethod", "SmaregiProvider", "terminal_tran_id"]
+__all__ = ["AppPaymentMethod", "SmaregiProvider", "terminal_tran_id", "transaction_uuid"]
 
 #: The lookup searches this far around the recorded terminal time of the sale.
 LOOKUP_MARGIN = timedelta(minutes=10)
-#: Without a recorded time (another store, a purged cache), it searches this far back.
-LOOKUP_FALLBACK = timedelta(days=1)
+#: Without a recorded time (another store, a purged cache), it searches this far back
+#: (31 days is the longest range GET /transactions takes).
+LOOKUP_FALLBACK = timedelta(days=30)
 LOOKUP_PAGE_SIZE = 1000
 LOOKUP_MAX_PAGES = 10
 
@@ -111,6 +119,31 @@ def terminal_tran_id(ctx: OpContext) -> str:
     """
     number = ctx.key_uuid("smaregi.terminalTranId").int % _TRAN_ID_SPACE
     return str(100_000_000 + number)
+
+
+# 13-digit numbers that do not start with 0: the length of Smaregi's own default receipt
+# number (last 9 digits of the epoch second + the terminal id in 4 digits).
+_UUID_SPACE = 9 * 10**12
+
+
+def transaction_uuid(ctx: OpContext) -> str:
+    """The receipt number (``transactionUuid``) of this charge, derived from its key.
+
+    Smaregi asks for a unique value: duplicates can keep the Smaregi app from calling
+    the sale up. Its own default (epoch seconds + terminal id) repeats when two sales of
+    one terminal fall in the same second, which paygate's single configured terminal
+    makes likely under load. This is a 13-digit number from the UUIDv5 of the account
+    and the idempotency key: a re-sent sale carries the same one, and two keys collide
+    with probability 1 in 9e12.
+
+    >>> from paygate.adapter import OpContext
+    >>> ctx = OpContext(account="pos", provider="smaregi", idempotency_key="order-1042")
+    >>> uuid = transaction_uuid(ctx)
+    >>> len(uuid), uuid[0] != "0", uuid == transaction_uuid(ctx)
+    (13, True, True)
+    """
+    number = ctx.key_uuid("smaregi.transactionUuid").int % _UUID_SPACE
+    return str(10**12 + number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +228,10 @@ class SmaregiProvider(Provider):
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
         Operation.CHARGE: OperationPolicy(key="none", lookup=True),
         # A cancel addresses one transaction and a repeat is answered with an error the
-        # flow resolves by reading it back (voided: done), so re-sending is harmless.
-        Operation.REFUND: OperationPolicy(key="path"),
-        Operation.CANCEL: OperationPolicy(key="path"),
+        # flow resolves by reading it back (voided: done), so re-sending is harmless;
+        # after a lost answer the lookup reads the transaction.
+        Operation.REFUND: OperationPolicy(key="path", lookup=True),
+        Operation.CANCEL: OperationPolicy(key="path", lookup=True),
     }
 
     settings: SmaregiSettings
@@ -222,9 +256,12 @@ class SmaregiProvider(Provider):
                     refund="full",
                     multiple_refunds=False,
                     cancel=True,
+                    # A Smaregi cancel voids the record; no money goes back to anyone.
+                    refund_moves_money=False,
                     refund_alternative=(
-                        "refund the whole sale; a partial return is a return transaction "
-                        "entered at the POS"
+                        "void the whole sale, and refund the customer through the payment "
+                        "provider that took the money; a partial return is a return "
+                        "transaction entered at the POS"
                     ),
                 )
             },
@@ -300,13 +337,13 @@ class SmaregiProvider(Provider):
         use that one. Smaregi allows one per (client id, contract), so racing callers
         all end with the same id. The result is cached in the store.
 
-        O-S1: the path and fields are not officially confirmed. The adapter (and the
-        emulator) assume ``/{contract_id}/pos/app_payment_methods`` (setting
-        ``app_payment_method_path``), a GET answering a bare array of objects with
-        ``appPaymentMethodId``, ``paymentMethodId``, ``paymentMethodName``,
-        ``appPaymentCode`` and ``status``, and a POST taking ``paymentMethodName``
-        (omitted: Smaregi names it after the app), ``appPaymentCode`` and ``status``.
-        A single object or a wrapping object are read too.
+        The path is the one a developer registered the method at (forum discussion
+        539): ``/{contract_id}/pos/app_payment_method`` (setting
+        ``app_payment_method_path``). The POST carries ``paymentMethodName`` (the app
+        sets it, as Smaregi's staff answered there) and ``appPaymentCode`` only when
+        configured. O-S1: the GET's shape is not published; a bare array, a single
+        object and a wrapping object are all read, and only ``paymentMethodId`` is
+        required. A 404 on the GET means the path is wrong, never "none registered".
         """
         pm, _ = yield from self._ensure(ctx)
         return pm
@@ -357,7 +394,17 @@ class SmaregiProvider(Provider):
     def _find_payment_method(self, ctx: OpContext) -> Flow[AppPaymentMethod | None]:
         reply = yield from self._send(ctx, "GET", self._pm_url, step="app_payment_methods.get")
         if reply.status == 404:
-            return None
+            # An empty list is "none registered"; a 404 is a path Smaregi does not serve.
+            problem = problem_of(reply)
+            raise NotFound(
+                f"Smaregi does not serve /pos/{self.settings.app_payment_method_path} on "
+                "this contract: check the setting app_payment_method_path (documented: "
+                "app_payment_method)",
+                provider=PROVIDER,
+                provider_code=problem.code,
+                provider_message=problem.message,
+                http_status=404,
+            )
         if not reply.ok:
             raise error_from_reply(reply, action="reading the app payment method")
         found = [
@@ -370,16 +417,21 @@ class SmaregiProvider(Provider):
         ]
         if not found:
             return None
-        # One per client id is the rule; if a contract shows several, prefer ours by code.
+        # One per client id is the rule; if a contract shows several, prefer ours.
         for pm in found:
-            if pm.code == self.settings.app_payment_code:
+            if self.settings.app_payment_code is not None and pm.code == (
+                self.settings.app_payment_code
+            ):
+                return pm
+        for pm in found:
+            if pm.name == self.settings.payment_method_name:
                 return pm
         return found[0]
 
     def _create_payment_method(self, ctx: OpContext) -> Flow[AppPaymentMethod]:
-        body: dict[str, str] = {"appPaymentCode": self.settings.app_payment_code, "status": "1"}
-        if self.settings.payment_method_name is not None:
-            body["paymentMethodName"] = self.settings.payment_method_name
+        body: dict[str, str] = {"paymentMethodName": self.settings.payment_method_name}
+        if self.settings.app_payment_code is not None:
+            body["appPaymentCode"] = self.settings.app_payment_code
         # The POST is safe to repeat: Smaregi keeps one per client id and answers a
         # repeat with the 403 handled below, so it is declared KEYED (deduplicated).
         reply = yield from self._send(
@@ -442,19 +494,20 @@ class SmaregiProvider(Provider):
                 intent_key, {"terminalTranId": tran_id, "terminalTranDateTime": format_jst(when)}
             )
         pm, from_cache = yield from self._ensure(ctx)
-        body = self._sale_body(sale, tran_id, when, pm)
+        uuid = transaction_uuid(ctx)
+        body = self._sale_body(sale, tran_id, uuid, when, pm)
         url = f"{self._pos}/transactions"
         reply = yield from self._send(
             ctx, "POST", url, body=body, retry=Retry.UNSAFE, step="transactions.create"
         )
-        if reply.status == 400 and from_cache and _mentions_payment_method(reply):
-            # The cached method is gone (only possible where methods can be deleted, as
-            # in the local sandbox): forget it, ensure again, and re-send once if the id
-            # changed. A 400 means nothing was registered, so re-sending is safe.
-            yield CachePut(self.payment_method_cache_key, None)
-            fresh, _ = yield from self._ensure(ctx)
-            if fresh.payment_method_id != pm.payment_method_id:
-                body = self._sale_body(sale, tran_id, when, fresh)
+        if reply.status in _REFUSED_UNREGISTERED and from_cache:
+            # The cached method may be gone at the POS. Check it against Smaregi (the
+            # refusal's wording is not published, so it is not relied on): if Smaregi
+            # lists another method, or none (then it is created), re-send once with that
+            # one. A refused sale was not registered, so re-sending is safe.
+            fresh = yield from self._revalidate_payment_method(ctx, pm)
+            if fresh is not None:
+                body = self._sale_body(sale, tran_id, uuid, when, fresh)
                 reply = yield from self._send(
                     ctx, "POST", url, body=body, retry=Retry.UNSAFE, step="transactions.create"
                 )
@@ -462,7 +515,7 @@ class SmaregiProvider(Provider):
             raise error_from_reply(reply, action="registering the sale")
         data = reply.json()
         created = data if isinstance(data, dict) else {}
-        head_id = created.get("transactionHeadId", created.get("id"))
+        head_id = created.get("transactionHeadId")
         if isinstance(head_id, bool) or not isinstance(head_id, str | int) or head_id == "":
             raise MalformedResponse(
                 "sale registered without transactionHeadId",
@@ -473,12 +526,29 @@ class SmaregiProvider(Provider):
         merged = {**body, **created, "transactionHeadId": str(head_id)}
         return self._to_charge(merged, ctx, ctx.charge_id)
 
-    @staticmethod
+    def _revalidate_payment_method(
+        self, ctx: OpContext, used: AppPaymentMethod
+    ) -> Flow[AppPaymentMethod | None]:
+        """After a refused sale: the method to re-send with, or None (``used`` is fine).
+
+        GET the method. The same id: the refusal was about something else. Another id:
+        cache and use it. None listed: forget the cached one and create it again.
+        """
+        found = yield from self._find_payment_method(ctx)
+        if found is not None and found.payment_method_id == used.payment_method_id:
+            return None
+        yield CachePut(self.payment_method_cache_key, None)
+        if found is None:
+            found = yield from self._create_once(ctx)
+        yield CachePut(self.payment_method_cache_key, found.to_cache())
+        return found
+
     def _sale_body(
-        sale: Sale, tran_id: str, when: datetime, pm: AppPaymentMethod
+        self, sale: Sale, tran_id: str, uuid: str, when: datetime, pm: AppPaymentMethod
     ) -> dict[str, Any]:
         total = str(sale.total)
         details = []
+        # transactionDetailId is 1..999 (check_sale allows at most 999 lines).
         for i, line in enumerate(sale.lines, start=1):
             detail = {
                 "transactionDetailId": str(i),
@@ -492,6 +562,15 @@ class SmaregiProvider(Provider):
             if line.name is not None:
                 detail["productName"] = line.name
             details.append(detail)
+        # The app payment: the amount, and the cashless slip fields Smaregi's staff
+        # place on the depositOthers item (forum discussion 539).
+        payment: dict[str, str] = {"paymentMethodId": pm.payment_method_id, "depositOthers": total}
+        if sale.slip_number is not None:
+            payment["slipNumber"] = sale.slip_number
+        if sale.card_company is not None:
+            payment["cardCompany"] = sale.card_company
+        if self.settings.denomination_code is not None:
+            payment["denominationCode"] = self.settings.denomination_code
         body: dict[str, Any] = {
             "transactionHeadDivision": "1",
             "cancelDivision": "0",
@@ -506,18 +585,17 @@ class SmaregiProvider(Provider):
             "terminalId": sale.terminal_id,
             "terminalTranId": tran_id,
             "terminalTranDateTime": format_jst(when),
+            "transactionUuid": uuid,
             "details": details,
-            # O-S2: the request item shape is unconfirmed; this is the best guess (the
-            # response items carry paymentMethodId and the amount as depositOthers).
-            "depositOthers": [{"paymentMethodId": pm.payment_method_id, "depositOthers": total}],
+            "depositOthers": [payment],
         }
+        if self.settings.virtual_terminal:
+            # A terminal the shop does not have cannot be settled: register the sale as
+            # closed on its own (JST) date, as the official field text asks.
+            body["sumDivision"] = "2"
+            body["sumDate"] = when.astimezone(JST).date().isoformat()
         if sale.memo is not None:
             body["memo"] = sale.memo
-        # Slip number and card company are head-level fields of a transaction.
-        if sale.slip_number is not None:
-            body["slipNumber"] = sale.slip_number
-        if sale.card_company is not None:
-            body["cardCompany"] = sale.card_company
         return body
 
     def _to_charge(self, tran: Mapping[str, Any], ctx: OpContext, charge_id: str | None) -> Charge:
@@ -525,7 +603,7 @@ class SmaregiProvider(Provider):
         if not head_id:
             raise MalformedResponse("transaction without transactionHeadId", provider=PROVIDER)
         amount = Money.jpy(parse_int(tran.get("total"), field="total"))
-        canceled = str(tran.get("cancelDivision", "0")) == "1"
+        reversed_ = _reversal(tran) is not None
         created = (
             parse_datetime(tran.get("terminalTranDateTime"))
             or parse_datetime(tran.get("transactionDateTime"))
@@ -540,10 +618,10 @@ class SmaregiProvider(Provider):
             provider=PROVIDER,
             provider_ref=head_id,
             method="pos",
-            # A voided completed sale is a full refund (see the module note).
-            status=ChargeStatus.REFUNDED if canceled else ChargeStatus.SUCCEEDED,
+            # A sale reversed in full (取消 or 返品取消) is refunded (see the module note).
+            status=ChargeStatus.REFUNDED if reversed_ else ChargeStatus.SUCCEEDED,
             amount=amount,
-            amount_refunded=amount if canceled else Money.jpy(0),
+            amount_refunded=amount if reversed_ else Money.jpy(0),
             created_at=created,
             updated_at=updated,
             raw=dict(tran),
@@ -554,11 +632,14 @@ class SmaregiProvider(Provider):
     def lookup_charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge | None]:
         """Find the sale a possibly-sent charge registered.
 
-        Lists transactions whose ``terminalTranDateTime`` lies within ±10 minutes of the
-        time recorded before sending (without a record: the last day), and matches
-        store id, terminal id, ``terminalTranId`` and total. None: not registered. Two
-        or more matches (a duplicate at Smaregi) raise `OutcomeUnknown` for
-        reconciliation rather than pick one.
+        Lists transactions with the exact ``transaction_uuid`` filter inside a
+        ``terminal_tran_date_time`` range (one range is required): ±10 minutes around
+        the time recorded before sending, without a record the last 30 days. A row is
+        ours when its ``transactionUuid`` is this key's; a row without one is matched on
+        store, terminal, ``terminalTranId`` and total. Where Smaregi ignores the filter
+        the same matching sorts the window; where it refuses it (400), the window is
+        searched without it. None: not registered. Two or more matches (a duplicate at
+        Smaregi) raise `OutcomeUnknown` for reconciliation rather than pick one.
         """
         sale = check_sale(req, self.settings)
         if ctx.idempotency_key is None:
@@ -567,6 +648,7 @@ class SmaregiProvider(Provider):
 
     def _lookup(self, sale: Sale, ctx: OpContext) -> Flow[Charge | None]:
         tran_id = terminal_tran_id(ctx)
+        uuid = transaction_uuid(ctx)
         intent = yield CacheGet(self._intent_key(ctx))
         when = (
             parse_datetime(intent.get("terminalTranDateTime")) if isinstance(intent, dict) else None
@@ -576,26 +658,36 @@ class SmaregiProvider(Provider):
         else:
             now = ctx.now()
             start, end = now - LOOKUP_FALLBACK, now + LOOKUP_MARGIN
+        with_filter = True
         matches: list[Mapping[str, Any]] = []
-        for page in range(1, LOOKUP_MAX_PAGES + 1):
-            query = urllib.parse.urlencode(
-                {
-                    "terminal_tran_date_time-from": format_jst(start),
-                    "terminal_tran_date_time-to": format_jst(end),
-                    "limit": str(LOOKUP_PAGE_SIZE),
-                    "page": str(page),
-                    "sort": "transactionHeadId",
-                }
-            )
+        page = 1
+        while page <= LOOKUP_MAX_PAGES:
+            params = {
+                "terminal_tran_date_time-from": format_jst(start),
+                "terminal_tran_date_time-to": format_jst(end),
+                "limit": str(LOOKUP_PAGE_SIZE),
+                "page": str(page),
+                # The range field first, as the list operation recommends.
+                "sort": "terminalTranDateTime,transactionHeadId",
+            }
+            if with_filter:
+                params["transaction_uuid"] = uuid
+            query = urllib.parse.urlencode(params)
             reply = yield from self._send(
                 ctx, "GET", f"{self._pos}/transactions?{query}", step="transactions.list"
             )
+            if reply.status == 400 and with_filter and page == 1:
+                # The filter is known only from unofficial copies of the reference: a
+                # Smaregi that refuses it still answers the documented range search.
+                with_filter = False
+                continue
             if not reply.ok:
                 raise error_from_reply(reply, action="searching for the sale")
             items = _items(reply.json(), "transactions", "data")
-            matches.extend(t for t in items if _same_sale(t, sale, tran_id))
+            matches.extend(t for t in items if _same_sale(t, sale, tran_id, uuid))
             if len(items) < LOOKUP_PAGE_SIZE:
                 break
+            page += 1
         else:
             if not matches:
                 raise OutcomeUnknown(
@@ -606,7 +698,7 @@ class SmaregiProvider(Provider):
             return None
         if len(matches) > 1:
             raise OutcomeUnknown(
-                f"{len(matches)} Smaregi transactions carry this sale's terminalTranId",
+                f"{len(matches)} Smaregi transactions carry this sale's receipt number",
                 provider=PROVIDER,
             )
         return self._to_charge(matches[0], ctx, ctx.charge_id)
@@ -629,7 +721,7 @@ class SmaregiProvider(Provider):
         return reply.json_object()
 
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
-        """GET the transaction: ``cancelDivision`` 1 means voided (refunded)."""
+        """GET the transaction: 取消 or 返品取消 means reversed (refunded)."""
         head_id = self._head_id(ref)
         return self._status(ref, head_id, ctx)
 
@@ -637,25 +729,52 @@ class SmaregiProvider(Provider):
         tran = yield from self._get_transaction(ctx, head_id)
         return self._to_charge(tran, ctx, ref.charge_id)
 
+    def _cancel_slip_key(self, head_id: str) -> str:
+        s = self.settings
+        return f"smaregi:cancel_slip:{s.client_id}:{s.contract_id}:{head_id}"
+
+    def prepare_void(
+        self, ctx: OpContext, *, transaction_head_id: str, cancel_slip_number: str
+    ) -> Flow[dict[str, str]]:
+        """Record the cashless *cancel* slip number for the next void of a sale.
+
+        ``gw.extension("pos", "prepare_void", transaction_head_id=charge.provider_ref,
+        cancel_slip_number="C-0001")`` before ``gw.refund`` / ``gw.cancel``: the cancel
+        request then carries it as ``depositOthers[{no: "1", cancelSlipNumber}]`` (the
+        app payment is the sale's first depositOthers item).
+        """
+        if not transaction_head_id.isascii() or not transaction_head_id.isdigit():
+            raise InvalidRequest("not a Smaregi transaction id", param="transaction_head_id")
+        check_slip_number(cancel_slip_number, param="cancel_slip_number")
+        value = {"cancelSlipNumber": cancel_slip_number}
+        yield CachePut(self._cancel_slip_key(transaction_head_id), value)
+        return value
+
     def _void(self, ctx: OpContext, head_id: str) -> Flow[dict[str, Any]]:
         """POST the cancel, then read the transaction back.
 
-        Re-sending a cancel is harmless: Smaregi answers a repeat with an error (O-S8:
-        its exact form is unknown), which the flow resolves by reading the transaction;
-        if it is voided, the cancel took effect. So the call is declared SAFE.
+        The body carries ``cancelDateTime`` (now, JST) and, when `prepare_void` left
+        one, the cancel slip number of the app payment. Re-sending a cancel is harmless:
+        Smaregi answers a repeat with an error (O-S8: its exact form is unknown), which
+        the flow resolves by reading the transaction; if it is reversed (取消, or
+        返品取消 at the register), the sale is void. So the call is declared SAFE.
         """
+        body: dict[str, Any] = {"cancelDateTime": format_jst(ctx.now())}
+        slip = yield CacheGet(self._cancel_slip_key(head_id))
+        if isinstance(slip, dict) and isinstance(slip.get("cancelSlipNumber"), str):
+            body["depositOthers"] = [{"no": "1", "cancelSlipNumber": slip["cancelSlipNumber"]}]
         reply = yield from self._send(
             ctx,
             "POST",
             self._transaction_url(head_id, "/cancel"),
-            body={},
+            body=body,
             retry=Retry.SAFE,
             step="transactions.cancel",
         )
         if not reply.ok and reply.status not in (400, 409, 422):
             raise error_from_reply(reply, action="cancelling the sale")
         tran = yield from self._get_transaction(ctx, head_id)
-        if str(tran.get("cancelDivision", "0")) != "1":
+        if _reversal(tran) is None:
             if not reply.ok:
                 raise error_from_reply(reply, action="cancelling the sale")
             raise MalformedResponse(
@@ -672,8 +791,26 @@ class SmaregiProvider(Provider):
         tran = yield from self._void(ctx, head_id)
         return self._to_charge(tran, ctx, ref.charge_id)
 
+    def lookup_cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """The voided sale if a possibly-sent cancel took effect, else None.
+
+        None is safe: a re-sent cancel of a sale that is voided meanwhile is resolved
+        by reading it back.
+        """
+        head_id = self._head_id(req.charge)
+        return self._lookup_void(req.charge, head_id, ctx)
+
+    def _lookup_void(self, ref: ChargeRef, head_id: str, ctx: OpContext) -> Flow[Charge | None]:
+        tran = yield from self._get_transaction(ctx, head_id)
+        if _reversal(tran) is None:
+            return None
+        return self._to_charge(tran, ctx, ref.charge_id)
+
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
-        """Refund the whole sale through the cancel endpoint; partial is `NotSupported`."""
+        """Void the whole sale through the cancel endpoint; partial is `NotSupported`.
+
+        The answer is a `Refund` of kind ``"void"``: Smaregi moves no money.
+        """
         head_id = self._head_id(req.charge)
         if req.amount is not None:
             if req.amount.currency != "JPY":
@@ -688,6 +825,24 @@ class SmaregiProvider(Provider):
             if parse_int(current.get("total"), field="total") != req.amount.amount:
                 raise _partial_refund()
         tran = yield from self._void(ctx, head_id)
+        return self._void_refund(req, head_id, tran, ctx)
+
+    def lookup_refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund | None]:
+        """The void if a possibly-sent refund took effect, else None (see lookup_cancel)."""
+        head_id = self._head_id(req.charge)
+        return self._lookup_refund(req, head_id, ctx)
+
+    def _lookup_refund(
+        self, req: RefundRequest, head_id: str, ctx: OpContext
+    ) -> Flow[Refund | None]:
+        tran = yield from self._get_transaction(ctx, head_id)
+        if _reversal(tran) is None:
+            return None
+        return self._void_refund(req, head_id, tran, ctx)
+
+    def _void_refund(
+        self, req: RefundRequest, head_id: str, tran: Mapping[str, Any], ctx: OpContext
+    ) -> Refund:
         charge = self._to_charge(tran, ctx, req.charge.charge_id)
         return Refund(
             id=f"{req.charge.charge_id}-refund",
@@ -700,10 +855,34 @@ class SmaregiProvider(Provider):
             reason=req.reason,
             created_at=charge.updated_at or ctx.now(),
             raw=dict(tran),
+            # Smaregi voids the record; the customer's money is returned (or not) by the
+            # payment provider that took it.
+            kind="void",
+            charge_refunded_total=charge.amount_refunded,
         )
 
 
+#: Answers to POST /transactions that mean "not registered" and may be about the cached
+#: app payment method.
+_REFUSED_UNREGISTERED = frozenset({400, 404, 422})
+
+
+def _reversal(tran: Mapping[str, Any]) -> str | None:
+    """How the sale was reversed in full: "cancel" (取消), "dispose" (返品取消), or None.
+
+    取消 sets the record's ``cancelDivision`` to 1. 返品取消 leaves it 0, marks the
+    original ``disposeDivision`` 1 (打消元) and adds an offsetting record with
+    ``disposeDivision`` 2 (Smaregi staff, forum discussions 79, 455 and 469).
+    """
+    if str(tran.get("cancelDivision", "0")) == "1":
+        return "cancel"
+    if str(tran.get("disposeDivision", "0")) == "1":
+        return "dispose"
+    return None
+
+
 def _partial_refund() -> NotSupported:
+
     return NotSupported(
         "partial refund",
         provider=PROVIDER,
@@ -712,14 +891,12 @@ def _partial_refund() -> NotSupported:
     )
 
 
-def _mentions_payment_method(reply: Reply) -> bool:
-    message = problem_of(reply).message or ""
-    return "paymentMethodId" in message or "支払方法" in message
-
-
-def _same_sale(tran: Any, sale: Sale, tran_id: str) -> bool:
+def _same_sale(tran: Any, sale: Sale, tran_id: str, uuid: str) -> bool:
     if not isinstance(tran, Mapping):
         return False
+    # The receipt number is this key's own: decisive where the row carries it.
+    if tran.get("transactionUuid") not in (None, ""):
+        return str(tran["transactionUuid"]) == uuid
 
     def same(key: str, expected: str) -> bool:
         value = tran.get(key)

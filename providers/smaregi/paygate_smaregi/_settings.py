@@ -31,9 +31,18 @@ class SmaregiSettings(ProviderSettings):
     sandbox serves both under one prefix, ``<sandbox>/smaregi/id`` and
     ``<sandbox>/smaregi/api``.
 
-    ``payment_method_name`` None lets Smaregi name the app payment method (after the
-    app, as the developer forum describes it). ``store_id`` / ``terminal_id`` are used
-    when a `paygate.PosSale` leaves them empty.
+    ``payment_method_name`` is the name paygate gives the app payment method when it
+    registers it: the app sets it, and Smaregi's staff expect the platform app's name,
+    the same on every contract (developer forum, discussion 539). Set it to your app's
+    name; the default is ``"paygate"``. ``app_payment_code`` is sent only when set.
+
+    ``virtual_terminal`` (default true) says that ``terminal_id`` is not a register of
+    the shop: Smaregi cannot settle sales of a terminal that does not exist, so they are
+    registered as closed (``sumDivision`` 2, ``sumDate`` = the sale's JST date). Set it
+    to false only when the terminal id is a real register whose closing should take the
+    sales. ``denomination_code`` is sent as the ``denominationCode`` of the app payment.
+
+    ``store_id`` / ``terminal_id`` are used when a `paygate.PosSale` leaves them empty.
 
     Example (TOML)::
 
@@ -52,13 +61,15 @@ class SmaregiSettings(ProviderSettings):
     client_secret: SecretStr
     contract_id: str
     scopes: tuple[str, ...] = DEFAULT_SCOPES
-    payment_method_name: str | None = Field(default=None, min_length=1, max_length=85)
-    app_payment_code: str = Field(default="paygate", min_length=1, max_length=20)
-    # O-S1: the path of the app payment method API is not confirmed ("app_payment_methods"
-    # in the best available spec copy, "app_payment_method" in another description).
-    app_payment_method_path: str = "app_payment_methods"
+    payment_method_name: str = Field(default="paygate", min_length=1, max_length=85)
+    app_payment_code: str | None = Field(default=None, min_length=1, max_length=20)
+    # The path a developer registered the method at (forum discussion 539, answered by
+    # Smaregi staff without correcting it): POST {contract}/pos/app_payment_method.
+    app_payment_method_path: str = "app_payment_method"
     store_id: str | None = None
     terminal_id: str | None = None
+    virtual_terminal: bool = True
+    denomination_code: str | None = Field(default=None, min_length=1, max_length=20)
 
     @field_validator("base_url", "id_base_url")
     @classmethod

@@ -17,7 +17,7 @@ from paygate.adapter import ChargeRequest
 from ._settings import SmaregiSettings
 from ._wire import PROVIDER
 
-__all__ = ["MAX_NUMBER", "Sale", "check_sale"]
+__all__ = ["MAX_LINES", "MAX_NUMBER", "Sale", "check_sale", "check_slip_number"]
 
 #: Smaregi's integer fields range over -999999999..999999999 (official POST /transactions).
 MAX_NUMBER = 999_999_999
@@ -31,7 +31,18 @@ MAX_MEMO = 1000  # assumed
 MAX_SLIP_NUMBER = 20  # assumed
 _SLIP = re.compile(r"^[\x21-\x7e]+$")
 MAX_CARD_COMPANY = 20  # assumed
-MAX_LINES = 1000  # assumed
+#: transactionDetailId is 1..999 when set (the POST /transactions field text); paygate
+#: numbers the lines 1..n.
+MAX_LINES = 999
+
+
+def check_slip_number(value: str, *, param: str) -> None:
+    """A (cancel) slip number: 1..20 printable ASCII characters (assumed limits)."""
+    if not (len(value) <= MAX_SLIP_NUMBER and _SLIP.match(value)):
+        raise InvalidRequest(
+            f"{param.rsplit('.', 1)[-1]} must be 1..{MAX_SLIP_NUMBER} printable ASCII characters",
+            param=param,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +114,8 @@ def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
     if memo is not None and len(memo) > MAX_MEMO:
         param = "method.memo" if method.memo is not None else "description"
         raise InvalidRequest(f"memo is limited to {MAX_MEMO} characters", param=param)
-    if method.slip_number is not None and not (
-        len(method.slip_number) <= MAX_SLIP_NUMBER and _SLIP.match(method.slip_number)
-    ):
-        raise InvalidRequest(
-            f"slip_number must be 1..{MAX_SLIP_NUMBER} printable ASCII characters",
-            param="method.slip_number",
-        )
+    if method.slip_number is not None:
+        check_slip_number(method.slip_number, param="method.slip_number")
     if method.card_company is not None and not 1 <= len(method.card_company) <= MAX_CARD_COMPANY:
         raise InvalidRequest(
             f"card_company must be 1..{MAX_CARD_COMPANY} characters", param="method.card_company"

@@ -75,8 +75,10 @@ def test_first_sale_creates_the_method_then_reuses_it(
         "app_payment_methods.create",
         "transactions.create",
     ]
-    assert first.raw["slipNumber"] == "S-1"
-    assert first.raw["cardCompany"] == "VISA"
+    # The app payment's slip fields sit on its depositOthers item (forum 539).
+    assert first.raw["depositOthers"][0]["slipNumber"] == "S-1"
+    assert first.raw["depositOthers"][0]["cardCompany"] == "VISA"
+    assert first.raw["slipNumber"] is None
     wire.calls.clear()
     second = wire.run(provider.charge(sale(), make_ctx("o-2")))
     assert wire.steps() == ["transactions.create"]  # token and method both cached
@@ -316,3 +318,129 @@ def test_rate_limit_surfaces_after_the_driver_gives_up(
     with pytest.raises(RateLimited) as info:
         wire.run(provider.charge(sale(), make_ctx("o-3")))
     assert info.value.retry_after == 1.0
+
+
+# ------------------------------------------ readings of facts no public source settles
+
+
+def virtual_sale(terminal_id: str = "901") -> ChargeRequest:
+    lines = (PosLine(product_id="8000001", unit_price=600, quantity=2),)
+    return ChargeRequest(
+        amount=Money.jpy(1200),
+        method=PosSale(store_id="1", terminal_id=terminal_id, lines=lines),
+    )
+
+
+def test_status_sees_a_dispose_at_the_pos(
+    provider: SmaregiProvider,
+    wire: Wire,
+    make_ctx: Callable[..., OpContext],
+    emulator: SmaregiEmulator,
+) -> None:
+    """返品取消 at the register: the original is refunded; a later refund is a void."""
+    charge = wire.run(provider.charge(sale(), make_ctx()))
+    control(emulator, "dispose_transaction", transaction_head_id=charge.provider_ref)
+    after = wire.run(provider.status(ref_of(charge), make_ctx()))
+    assert after.status is ChargeStatus.REFUNDED
+    assert after.amount_refunded == charge.amount
+    refund = wire.run(provider.refund(RefundRequest(ref_of(charge)), make_ctx()))
+    assert refund.kind == "void"
+    assert refund.raw["disposeDivision"] == "1"
+
+
+@pytest.mark.parametrize("reading", ["enforced", "lenient"])
+def test_virtual_terminal_under_both_readings(
+    provider: SmaregiProvider,
+    wire: Wire,
+    make_ctx: Callable[..., OpContext],
+    emulator: SmaregiEmulator,
+    reading: str,
+) -> None:
+    """A terminal the shop does not have: closed sales are accepted either way."""
+    control(emulator, "configure", sum_division=reading)
+    charge = wire.run(provider.charge(virtual_sale(), make_ctx()))
+    assert charge.raw["sumDivision"] == "2"
+    assert charge.raw["sumDate"] == "2025-03-01"
+
+
+def test_register_setting_on_an_unknown_terminal_is_refused(
+    emulator: SmaregiEmulator, wire: Wire, make_ctx: Callable[..., OpContext]
+) -> None:
+    register = SmaregiProvider(account(emulator, virtual_terminal=False), account="pos")
+    with pytest.raises(ProviderRejected) as info:
+        wire.run(register.charge(virtual_sale(), make_ctx()))
+    assert "sumDivision" in (info.value.provider_message or "")
+    # On a real register the sale is left to the shop's closing.
+    charge = wire.run(register.charge(sale(), make_ctx("o-register")))
+    assert charge.raw["sumDivision"] == "0"
+
+
+@pytest.mark.parametrize("reading", ["exact", "ignored", "refused"])
+def test_lookup_under_each_filter_reading(
+    provider: SmaregiProvider,
+    wire: Wire,
+    make_ctx: Callable[..., OpContext],
+    emulator: SmaregiEmulator,
+    reading: str,
+) -> None:
+    control(emulator, "configure", transaction_uuid_filter=reading)
+    wire.run(provider.charge(sale(), make_ctx("o-neighbour")))
+    created = wire.run(provider.charge(sale(), make_ctx("o-lost")))
+    found = wire.run(provider.lookup_charge(sale(), make_ctx("o-lost")))
+    assert found is not None
+    assert found.provider_ref == created.provider_ref
+    assert wire.run(provider.lookup_charge(sale(), make_ctx("o-other"))) is None
+
+
+@pytest.mark.parametrize("reading", ["required", "optional"])
+def test_first_sale_under_both_name_readings(
+    provider: SmaregiProvider,
+    wire: Wire,
+    make_ctx: Callable[..., OpContext],
+    emulator: SmaregiEmulator,
+    reading: str,
+) -> None:
+    control(emulator, "configure", payment_method_name=reading)
+    charge = wire.run(provider.charge(sale(), make_ctx()))
+    assert charge.raw["depositOthers"][0]["paymentMethodName"] == SmaregiEmulator.APP_NAME
+
+
+@pytest.mark.parametrize("reading", ["required", "optional"])
+def test_void_under_both_cancel_time_readings(
+    provider: SmaregiProvider,
+    wire: Wire,
+    make_ctx: Callable[..., OpContext],
+    emulator: SmaregiEmulator,
+    reading: str,
+) -> None:
+    control(emulator, "configure", cancel_time=reading)
+    charge = wire.run(provider.charge(sale(), make_ctx()))
+    refund = wire.run(provider.refund(RefundRequest(ref_of(charge)), make_ctx()))
+    assert refund.kind == "void"
+    assert refund.raw["cancelDateTime"] == "2025-03-01T10:00:00+09:00"
+
+
+def test_cancel_slip_number_reaches_the_app_payment(
+    provider: SmaregiProvider, wire: Wire, make_ctx: Callable[..., OpContext]
+) -> None:
+    charge = wire.run(provider.charge(sale(slip_number="S-1"), make_ctx()))
+    wire.run(
+        provider.prepare_void(
+            make_ctx(None), transaction_head_id=charge.provider_ref, cancel_slip_number="C-1"
+        )
+    )
+    voided = wire.run(provider.cancel(CancelRequest(ref_of(charge)), make_ctx()))
+    assert voided.raw["depositOthers"][0]["cancelSlipNumber"] == "C-1"
+
+
+def test_plural_path_setting_fails_naming_the_path(
+    emulator: SmaregiEmulator, wire: Wire, make_ctx: Callable[..., OpContext]
+) -> None:
+    """Audit finding 1: the emulator serves one spelling; a wrong one is named."""
+    plural = SmaregiProvider(
+        account(emulator, app_payment_method_path="app_payment_methods"), account="pos"
+    )
+    with pytest.raises(NotFound) as info:
+        wire.run(plural.charge(sale(), make_ctx()))
+    assert "app_payment_methods" in str(info.value)
+    assert control(emulator, "stats")["app_payment_method_posts"] == 0

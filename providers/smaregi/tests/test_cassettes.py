@@ -323,8 +323,8 @@ def test_charge_first_sale(tape: Tape) -> None:
     if tape.target != "smaregi":
         assert played(cassette) == [
             ("POST", "token"),
-            ("GET", "app_payment_methods"),
-            ("POST", "app_payment_methods"),
+            ("GET", "app_payment_method"),
+            ("POST", "app_payment_method"),
             ("POST", "transactions"),
             ("POST", "transactions"),  # token and method cached
         ]
@@ -337,7 +337,7 @@ def test_charge_with_existing_method(tape: Tape) -> None:
         result = charge(gw, "cassette-existing-1")
     assert result.status is ChargeStatus.SUCCEEDED
     tape.check(cassette)
-    assert ("POST", "app_payment_methods") not in played(cassette)
+    assert ("POST", "app_payment_method") not in played(cassette)
 
 
 def test_ensure_after_already_registered(tape: Tape) -> None:
@@ -350,9 +350,9 @@ def test_ensure_after_already_registered(tape: Tape) -> None:
     assert pm.payment_method_id
     tape.check(cassette)
     assert played(cassette)[1:] == [
-        ("GET", "app_payment_methods"),
-        ("POST", "app_payment_methods"),  # 403: limit reached
-        ("GET", "app_payment_methods"),
+        ("GET", "app_payment_method"),
+        ("POST", "app_payment_method"),  # 403: limit reached
+        ("GET", "app_payment_method"),
     ]
     assert cassette.responses[2]["status"]["code"] == 403
 
@@ -475,7 +475,25 @@ def test_refund(tape: Tape) -> None:
         refund = gw.refund("pos", created.id, idempotency_key="cassette-refund-1-r")
         after = gw.status("pos", created.id)
     assert refund.amount == Money.jpy(1200)
+    assert refund.kind == "void"  # Smaregi moves no money
     assert after.status is ChargeStatus.REFUNDED
+    tape.check(cassette)
+    if tape.target != "smaregi":
+        cancel = cassette.requests[played(cassette).index(("POST", "transactions/1001/cancel"))]
+        assert json.loads(cancel.body) == {"cancelDateTime": "2025-03-01T10:00:00+09:00"}
+
+
+def test_status_after_dispose_at_the_register(tape: Tape) -> None:
+    """返品取消 at the register: the original carries disposeDivision 1 (refunded)."""
+    tape.needs_sandbox()
+    gw = tape.gateway()
+    with tape.cassette("status_after_dispose") as cassette:
+        created = charge(gw, "cassette-dispose-1")
+        tape.control("dispose_transaction", transaction_head_id=created.provider_ref)
+        after = gw.status("pos", created.id)
+    assert after.status is ChargeStatus.REFUNDED
+    assert after.amount_refunded == Money.jpy(1200)
+    assert after.raw["disposeDivision"] == "1"
     tape.check(cassette)
 
 

@@ -81,7 +81,9 @@ def token(client: Client) -> str:
 
 @pytest.fixture
 def method(client: Client, token: str) -> dict[str, Any]:
-    r = client.post(f"{POS}/app_payment_methods", headers=bearer(token), json={})
+    r = client.post(
+        f"{POS}/app_payment_method", headers=bearer(token), json={"paymentMethodName": E.APP_NAME}
+    )
     assert r.status_code == 200
     return dict(r.json())
 
@@ -169,28 +171,28 @@ def test_token_unknown_contract(client: Client) -> None:
 
 
 def test_api_needs_bearer(client: Client) -> None:
-    r = client.get(f"{POS}/app_payment_methods")
+    r = client.get(f"{POS}/app_payment_method")
     assert_problem(r, 401)
     assert r.headers["www-authenticate"].startswith("Bearer")
-    assert_problem(client.get(f"{POS}/app_payment_methods", headers=bearer("nope")), 401)
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer("nope")), 401)
 
 
 def test_token_expires_on_the_sandbox_clock(
     client: Client, token: str, clock: SandboxClock
 ) -> None:
-    assert client.get(f"{POS}/app_payment_methods", headers=bearer(token)).status_code == 200
+    assert client.get(f"{POS}/app_payment_method", headers=bearer(token)).status_code == 200
     clock.advance(timedelta(seconds=3600))
-    assert_problem(client.get(f"{POS}/app_payment_methods", headers=bearer(token)), 401, "期限")
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer(token)), 401, "期限")
 
 
 def test_token_is_bound_to_its_contract(client: Client, token: str) -> None:
-    r = client.get("/smaregi/api/other/pos/app_payment_methods", headers=bearer(token))
+    r = client.get("/smaregi/api/other/pos/app_payment_method", headers=bearer(token))
     assert_problem(r, 401)
 
 
 def test_insufficient_scope_is_403(client: Client) -> None:
     read_only = get_token(client, "pos.transactions:read")
-    r = client.post(f"{POS}/app_payment_methods", headers=bearer(read_only), json={})
+    r = client.post(f"{POS}/app_payment_method", headers=bearer(read_only), json={})
     assert_problem(r, 403, "pos.transactions:write")
     r = client.post(f"{POS}/transactions", headers=bearer(read_only), json=sale())
     assert_problem(r, 403)
@@ -198,7 +200,7 @@ def test_insufficient_scope_is_403(client: Client) -> None:
 
 def test_expire_tokens_control(client: Client, emulator: SmaregiEmulator, token: str) -> None:
     assert control(emulator, "expire_tokens") == {"expired": 1}
-    assert_problem(client.get(f"{POS}/app_payment_methods", headers=bearer(token)), 401)
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer(token)), 401)
 
 
 # ----------------------------------------------------------------- app payment method
@@ -207,20 +209,21 @@ def test_expire_tokens_control(client: Client, emulator: SmaregiEmulator, token:
 def test_app_payment_method_lifecycle(
     client: Client, emulator: SmaregiEmulator, token: str
 ) -> None:
-    url = f"{POS}/app_payment_methods"
+    url = f"{POS}/app_payment_method"
     assert client.get(url, headers=bearer(token)).json() == []
-    r = client.post(url, headers=bearer(token), json={"appPaymentCode": "paygate"})
+    r = client.post(url, headers=bearer(token), json={"paymentMethodName": "テスト決済"})
     created = r.json()
     assert r.status_code == 200
-    assert created["paymentMethodName"] == E.APP_NAME  # named after the app by default
-    assert created["appName"] == E.APP_NAME
-    assert created["status"] == "1"
+    assert created["paymentMethodName"] == "テスト決済"  # the app names it (forum 539)
+    assert "appPaymentCode" not in created  # sent only by apps that set one
     assert all(isinstance(v, str) for v in created.values())
     assert client.get(url, headers=bearer(token)).json() == [created]
-    one = client.get(f"{url}/{created['appPaymentMethodId']}", headers=bearer(token))
-    assert one.json() == created
-    # The singular spelling is served too (O-S1).
-    assert client.get(f"{POS}/app_payment_method", headers=bearer(token)).json() == [created]
+    # One spelling only: the plural path of an unofficial spec is not served.
+    assert client.get(f"{url}s", headers=bearer(token)).status_code == 404
+    assert (
+        client.get(f"{url}/{created['appPaymentMethodId']}", headers=bearer(token)).status_code
+        == 404
+    )
 
     again = client.post(url, headers=bearer(token), json={"paymentMethodName": "別名"})
     body = assert_problem(again, 403)
@@ -239,16 +242,36 @@ def test_app_payment_method_lifecycle(
     assert control(emulator, "stats")["app_payment_methods_created"] == 2
 
 
+def test_app_payment_method_name_readings(
+    client: Client, emulator: SmaregiEmulator, token: str
+) -> None:
+    """UNCERTAIN whether Smaregi refuses a registration without a name: both readings."""
+    url = f"{POS}/app_payment_method"
+    assert_problem(client.post(url, headers=bearer(token), json={}), 400, "paymentMethodName")
+    control(emulator, "configure", payment_method_name="optional")
+    created = client.post(url, headers=bearer(token), json={}).json()
+    assert created["paymentMethodName"] == E.APP_NAME
+    with pytest.raises(ControlError):
+        control(emulator, "configure", payment_method_name="maybe")
+    with pytest.raises(ControlError):
+        control(emulator, "configure", nonsense=1)
+
+
 @pytest.mark.parametrize(
-    "body", [{"paymentMethodName": 5}, {"paymentMethodName": "x" * 86}, {"status": "2"}]
+    "body",
+    [
+        {"paymentMethodName": 5},
+        {"paymentMethodName": "x" * 86},
+        {"paymentMethodName": "x", "appPaymentCode": "y" * 21},
+    ],
 )
 def test_app_payment_method_validation(client: Client, token: str, body: dict[str, Any]) -> None:
-    assert_problem(client.post(f"{POS}/app_payment_methods", headers=bearer(token), json=body), 400)
+    assert_problem(client.post(f"{POS}/app_payment_method", headers=bearer(token), json=body), 400)
 
 
 def test_app_payment_method_bad_json(client: Client, token: str) -> None:
     r = client.post(
-        f"{POS}/app_payment_methods",
+        f"{POS}/app_payment_method",
         headers={**bearer(token), "Content-Type": "application/json"},
         content=b"{nope",
     )
@@ -277,9 +300,17 @@ def test_create_get_and_cancel(
             "paymentMethodId": method["paymentMethodId"],
             "paymentMethodName": E.APP_NAME,
             "depositOthers": "1000",
+            "slipNumber": None,
+            "cardCompany": None,
+            "denominationCode": None,
+            "cancelSlipNumber": None,
             "transactionHeadId": head_id,
         }
     ]
+    assert created["disposeDivision"] == "0"
+    assert created["sumDivision"] == "0"  # terminal 1 is a register of store 1
+    # Smaregi's default receipt number: epoch seconds' last 9 digits + terminal id.
+    assert created["transactionUuid"] == "740790800" + "0001"
     fetched = client.get(f"{POS}/transactions/{head_id}", headers=bearer(token)).json()
     assert fetched == created
     detailed = client.get(
@@ -369,16 +400,65 @@ def test_create_validation(
     assert_problem(r, 400, detail)
 
 
-def test_create_accepts_item_level_slip_and_amount_alias(
+def test_app_payment_slip_fields_live_on_the_item(
     client: Client, token: str, method: dict[str, Any]
 ) -> None:
-    others = [
-        {"paymentMethodId": "101", "amount": "1000", "slipNumber": "S-2", "cardCompany": "JCB"}
-    ]
-    r = client.post(f"{POS}/transactions", headers=bearer(token), json=sale(depositOthers=others))
+    """Forum 539 (staff): slipNumber, cardCompany, denominationCode on depositOthers."""
+    item = {
+        "paymentMethodId": method["paymentMethodId"],
+        "depositOthers": "1000",
+        "slipNumber": "S-2",
+        "cardCompany": "JCB",
+        "denominationCode": "7",
+    }
+    r = client.post(f"{POS}/transactions", headers=bearer(token), json=sale(depositOthers=[item]))
     assert r.status_code == 200, r.text
-    assert r.json()["slipNumber"] == "S-2"
-    assert r.json()["cardCompany"] == "JCB"
+    got = r.json()
+    assert got["depositOthers"][0]["slipNumber"] == "S-2"
+    assert got["depositOthers"][0]["cardCompany"] == "JCB"
+    assert got["depositOthers"][0]["denominationCode"] == "7"
+    # The head's slip fields are the credit-card ones: not filled from the item.
+    assert got["slipNumber"] is None
+    assert got["cardCompany"] is None
+
+
+@pytest.mark.parametrize("key", ["amount", "paymentMethodName"])
+def test_deposit_others_item_takes_no_invented_keys(
+    client: Client, token: str, method: dict[str, Any], key: str
+) -> None:
+    item = {"paymentMethodId": method["paymentMethodId"], "depositOthers": "1000", key: "1"}
+    if key == "amount":
+        item.pop("depositOthers")
+    r = client.post(f"{POS}/transactions", headers=bearer(token), json=sale(depositOthers=[item]))
+    assert_problem(r, 400, "depositOthers[0]")
+
+
+def test_unknown_terminal_needs_sum_division(
+    client: Client, emulator: SmaregiEmulator, token: str, method: dict[str, Any]
+) -> None:
+    """Official field text: a terminal that does not exist needs sumDivision 2."""
+    url = f"{POS}/transactions"
+    r = client.post(url, headers=bearer(token), json=sale(terminalId="901"))
+    assert_problem(r, 400, "sumDivision")
+    r = client.post(url, headers=bearer(token), json=sale(terminalId="901", sumDivision="2"))
+    assert_problem(r, 400, "sumDate")
+    closed = sale(terminalId="901", sumDivision="2", sumDate="2025-03-01")
+    r = client.post(url, headers=bearer(token), json=closed)
+    assert r.status_code == 200, r.text
+    assert (r.json()["sumDivision"], r.json()["sumDate"]) == ("2", "2025-03-01")
+    r = client.post(url, headers=bearer(token), json=sale(sumDivision="0", sumDate="2025-03-01"))
+    assert_problem(r, 400, "sumDate")
+    # The other reading: POST /transactions does not enforce the rule.
+    control(emulator, "configure", sum_division="lenient")
+    r = client.post(url, headers=bearer(token), json=sale(terminalId="901"))
+    assert r.status_code == 200, r.text
+
+
+def test_detail_ids_are_1_to_999(client: Client, token: str, method: dict[str, Any]) -> None:
+    body = sale()
+    body["details"][0]["transactionDetailId"] = "1000"
+    r = client.post(f"{POS}/transactions", headers=bearer(token), json=body)
+    assert_problem(r, 400, "transactionDetailId")
 
 
 def test_create_without_method_is_refused(client: Client, token: str) -> None:
@@ -453,13 +533,15 @@ def test_burst_limit_on_the_sandbox_clock(
     client: Client, emulator: SmaregiEmulator, token: str, clock: SandboxClock
 ) -> None:
     assert control(emulator, "rate_limit", reads=2, writes=None) == {"reads": 2, "writes": None}
-    url = f"{POS}/app_payment_methods"
+    url = f"{POS}/app_payment_method"
     assert [client.get(url, headers=bearer(token)).status_code for _ in range(2)] == [200, 200]
     limited = client.get(url, headers=bearer(token))
     assert_problem(limited, 429)
     assert limited.headers["retry-after"] == "1"
     # Writes have their own (unlimited) quota; token calls do not count.
-    assert client.post(url, headers=bearer(token), json={}).status_code == 200
+    assert (
+        client.post(url, headers=bearer(token), json={"paymentMethodName": "x"}).status_code == 200
+    )
     get_token(client)
     clock.advance(timedelta(seconds=1))
     assert client.get(url, headers=bearer(token)).status_code == 200
@@ -487,15 +569,110 @@ def test_void_transaction_control(
     assert unknown.value.status == 404
 
 
+def test_dispose_transaction_control(
+    client: Client, emulator: SmaregiEmulator, token: str, method: dict[str, Any]
+) -> None:
+    """返品取消 at the register (forum 79, 455, 469): original disposeDivision 1, an
+    offsetting record disposeDivision 2 pointing back; cancelDivision stays 0."""
+    [head_id] = _register(client, token, 1)
+    done = control(emulator, "dispose_transaction", transaction_head_id=head_id)
+    offset_id = done["disposeServerTransactionHeadId"]
+    original = client.get(f"{POS}/transactions/{head_id}", headers=bearer(token)).json()
+    assert (original["cancelDivision"], original["disposeDivision"]) == ("0", "1")
+    offset = client.get(f"{POS}/transactions/{offset_id}", headers=bearer(token)).json()
+    assert offset["disposeDivision"] == "2"
+    assert offset["disposeServerTransactionHeadId"] == head_id
+    assert offset["total"] == "-1000"
+    assert offset["depositOthers"][0]["depositOthers"] == "-1000"
+    # The reversed sale cannot be cancelled again; the ledger counts it reversed once.
+    r = client.post(f"{POS}/transactions/{head_id}/cancel", headers=bearer(token), json={})
+    assert_problem(r, 400)
+    [entry] = emulator.ledger()
+    assert (entry.id, entry.refunded, entry.status) == (head_id, 1000, "canceled")
+    with pytest.raises(ControlError) as twice:
+        control(emulator, "dispose_transaction", transaction_head_id=head_id)
+    assert twice.value.status == 409
+
+
+def test_cancel_time_readings(
+    client: Client, emulator: SmaregiEmulator, token: str, method: dict[str, Any]
+) -> None:
+    """UNCERTAIN whether cancelDateTime is required: both readings."""
+    a, b = _register(client, token, 2)
+    when = {"cancelDateTime": "2025-03-01T10:05:00+09:00"}
+    r = client.post(f"{POS}/transactions/{a}/cancel", headers=bearer(token), json=when)
+    assert r.status_code == 200
+    got = client.get(f"{POS}/transactions/{a}", headers=bearer(token)).json()
+    assert got["cancelDateTime"] == "2025-03-01T10:05:00+09:00"
+    control(emulator, "configure", cancel_time="required")
+    r = client.post(f"{POS}/transactions/{b}/cancel", headers=bearer(token), json={})
+    assert_problem(r, 400, "cancelDateTime")
+    r = client.post(
+        f"{POS}/transactions/{b}/cancel", headers=bearer(token), json={"cancelDateTime": "x"}
+    )
+    assert_problem(r, 400, "cancelDateTime")
+
+
+@pytest.mark.parametrize("reading", ["exact", "ignored", "refused"])
+def test_transaction_uuid_filter_readings(
+    client: Client, emulator: SmaregiEmulator, token: str, method: dict[str, Any], reading: str
+) -> None:
+    """The exact-match filter is known only from unofficial copies: three readings."""
+    ids = [
+        client.post(
+            f"{POS}/transactions",
+            headers=bearer(token),
+            json=sale(terminalTranId=str(100 + i), transactionUuid=f"900000000000{i}"),
+        ).json()["transactionHeadId"]
+        for i in range(3)
+    ]
+    control(emulator, "configure", transaction_uuid_filter=reading)
+    q = (
+        "terminal_tran_date_time-from=2025-03-01T09%3A00%3A00%2B09%3A00"
+        "&terminal_tran_date_time-to=2025-03-01T11%3A00%3A00%2B09%3A00"
+        "&transaction_uuid=9000000000001"
+    )
+    r = client.get(f"{POS}/transactions?{q}", headers=bearer(token))
+    if reading == "refused":
+        assert_problem(r, 400, "transaction_uuid")
+        return
+    rows = [row["transactionHeadId"] for row in r.json()]
+    assert rows == ([ids[1]] if reading == "exact" else ids)
+
+
+def test_token_lifetime_and_token_calls_readings(
+    client: Client, emulator: SmaregiEmulator, clock: SandboxClock
+) -> None:
+    control(emulator, "configure", token_lifetime=600, token_calls_count=True)
+    control(emulator, "rate_limit", reads=3)
+    token = get_token(client)
+    r = client.post(
+        TOKEN_URL,
+        headers={"Authorization": basic(), **FORM},
+        content=f"grant_type=client_credentials&scope={ALL}",
+    )
+    assert r.json()["expires_in"] == 600
+    assert client.get(f"{POS}/app_payment_method", headers=bearer(token)).status_code == 200
+    # Two token calls and one read fill this second's quota of three.
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer(token)), 429)
+    clock.advance(timedelta(seconds=600))
+    control(emulator, "rate_limit", reads=None)
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer(token)), 401, "期限")
+    with pytest.raises(ControlError):
+        control(emulator, "configure", token_lifetime=0)
+    with pytest.raises(ControlError):
+        control(emulator, "configure", token_calls_count="yes")
+
+
 def test_reset_and_unknown_action(
     client: Client, emulator: SmaregiEmulator, token: str, method: dict[str, Any]
 ) -> None:
     _register(client, token, 1)
     assert control(emulator, "reset") == {}
     assert emulator.ledger() == []
-    assert_problem(client.get(f"{POS}/app_payment_methods", headers=bearer(token)), 401)
+    assert_problem(client.get(f"{POS}/app_payment_method", headers=bearer(token)), 401)
     fresh = get_token(client)
-    assert client.get(f"{POS}/app_payment_methods", headers=bearer(fresh)).json() == []
+    assert client.get(f"{POS}/app_payment_method", headers=bearer(fresh)).json() == []
     assert control(emulator, "delete_payment_method") == {"deleted": False, "paymentMethodId": None}
     with pytest.raises(ControlError) as info:
         control(emulator, "fly")
@@ -520,8 +697,8 @@ def test_credentials_and_account_settings(emulator: SmaregiEmulator) -> None:
 
 
 def test_stale_and_slow_reads(client: Client, emulator: SmaregiEmulator, token: str) -> None:
-    url = f"{POS}/app_payment_methods"
-    created = client.post(url, headers=bearer(token), json={}).json()
+    url = f"{POS}/app_payment_method"
+    created = client.post(url, headers=bearer(token), json={"paymentMethodName": "x"}).json()
     assert control(emulator, "stale_reads", count=1) == {"count": 1}
     assert client.get(url, headers=bearer(token)).json() == []
     assert client.get(url, headers=bearer(token)).json() == [created]

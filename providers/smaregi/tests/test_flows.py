@@ -50,18 +50,15 @@ from paygate_smaregi import (
     SmaregiSettings,
     TokenKeeper,
     terminal_tran_id,
+    transaction_uuid,
 )
 
 NOW = datetime(2025, 3, 1, 1, 0, tzinfo=UTC)
 POS = "https://api.smaregi.dev/c1/pos"
 PM = {
     "appPaymentMethodId": "1",
-    "appId": "9001",
-    "appName": "demo app",
     "paymentMethodId": "101",
     "paymentMethodName": "demo app",
-    "appPaymentCode": "paygate",
-    "status": "1",
 }
 
 
@@ -204,17 +201,22 @@ def test_ensure_creates_when_absent(provider: SmaregiProvider, ctx: OpContext) -
     assert cache[provider.payment_method_cache_key]["paymentMethodId"] == "101"
     get, post = script.calls[1], script.calls[2]
     assert get.method == "GET"
-    assert get.url == f"{POS}/app_payment_methods"
+    # The path a developer registered at (forum 539): singular.
+    assert get.url == f"{POS}/app_payment_method"
     assert get.headers["Authorization"] == "Bearer tok-1"
     assert post.method == "POST"
     assert post.retry is Retry.KEYED
-    # No name configured: Smaregi names the method after the app.
-    assert script.body(2) == {"appPaymentCode": "paygate", "status": "1"}
+    # The app names its method (forum 539, staff); no invented fields.
+    assert script.body(2) == {"paymentMethodName": "paygate"}
 
 
 def test_ensure_sends_configured_name_and_path(ctx: OpContext) -> None:
     provider = SmaregiProvider(
-        make_settings(payment_method_name="デモ決済", app_payment_method_path="app_payment_method"),
+        make_settings(
+            payment_method_name="デモ決済",
+            app_payment_code="demo",
+            app_payment_method_path="app_payment_methods",
+        ),
         account="pos",
     )
     script = Script(
@@ -223,8 +225,8 @@ def test_ensure_sends_configured_name_and_path(ctx: OpContext) -> None:
         ("app_payment_methods.create", j(200, PM)),
     )
     drive(provider.ensure_payment_method(ctx), script)
-    assert script.calls[1].url == f"{POS}/app_payment_method"
-    assert script.body(2)["paymentMethodName"] == "デモ決済"
+    assert script.calls[1].url == f"{POS}/app_payment_methods"
+    assert script.body(2) == {"paymentMethodName": "デモ決済", "appPaymentCode": "demo"}
 
 
 def test_ensure_uses_existing_without_post(provider: SmaregiProvider, ctx: OpContext) -> None:
@@ -293,19 +295,28 @@ def test_ensure_reads_tolerant_shapes(provider: SmaregiProvider, ctx: OpContext,
     assert drive(provider.ensure_payment_method(ctx), script).payment_method_id == "101"
 
 
-def test_ensure_prefers_own_code(provider: SmaregiProvider, ctx: OpContext) -> None:
-    other = {**PM, "paymentMethodId": "55", "appPaymentCode": "other"}
+def test_ensure_prefers_own_code_then_own_name(ctx: OpContext) -> None:
+    other = {**PM, "paymentMethodId": "55", "paymentMethodName": "other"}
+    ours = {**PM, "appPaymentCode": "demo"}
+    by_name = SmaregiProvider(make_settings(payment_method_name="demo app"), account="pos")
     script = Script(("token", token_reply()), ("app_payment_methods.get", j(200, [other, PM])))
-    assert drive(provider.ensure_payment_method(ctx), script).payment_method_id == "101"
+    assert drive(by_name.ensure_payment_method(ctx), script).payment_method_id == "101"
+    by_code = SmaregiProvider(make_settings(app_payment_code="demo"), account="pos")
+    script = Script(("token", token_reply()), ("app_payment_methods.get", j(200, [other, ours])))
+    assert drive(by_code.ensure_payment_method(ctx), script).payment_method_id == "101"
 
 
-def test_ensure_404_means_absent(provider: SmaregiProvider, ctx: OpContext) -> None:
+def test_ensure_404_is_a_wrong_path_not_absent(provider: SmaregiProvider, ctx: OpContext) -> None:
+    """A 404 on the GET names the path; it never leads to a POST (audit finding 1)."""
     script = Script(
         ("token", token_reply()),
         ("app_payment_methods.get", problem(404, "not found", "NotFound")),
-        ("app_payment_methods.create", j(200, PM)),
     )
-    assert drive(provider.ensure_payment_method(ctx), script).payment_method_id == "101"
+    with pytest.raises(NotFound) as info:
+        drive(provider.ensure_payment_method(ctx), script)
+    script.done()
+    assert "/pos/app_payment_method" in str(info.value)
+    assert "app_payment_method_path" in str(info.value)
 
 
 def test_ensure_created_without_body_reads_back(provider: SmaregiProvider, ctx: OpContext) -> None:
@@ -553,9 +564,21 @@ def test_charge_wire_body(provider: SmaregiProvider, ctx: OpContext) -> None:
     assert body["terminalTranDateTime"] == "2025-03-01T10:00:00+09:00"
     assert body["transactionHeadDivision"] == "1"
     assert body["subtotal"] == body["total"] == body["deposit"] == "1000"
-    assert body["depositOthers"] == [{"paymentMethodId": "101", "depositOthers": "1000"}]
-    assert body["slipNumber"] == "S-0001"
-    assert body["cardCompany"] == "VISA"
+    # The slip fields on the app payment's item (forum 539, staff), not on the head.
+    assert body["depositOthers"] == [
+        {
+            "paymentMethodId": "101",
+            "depositOthers": "1000",
+            "slipNumber": "S-0001",
+            "cardCompany": "VISA",
+        }
+    ]
+    assert "slipNumber" not in body
+    assert "cardCompany" not in body
+    # A virtual terminal: closed on the sale's JST date (official sumDivision text).
+    assert (body["sumDivision"], body["sumDate"]) == ("2", "2025-03-01")
+    assert body["transactionUuid"] == transaction_uuid(ctx)
+    assert len(body["transactionUuid"]) == 13
     assert body["details"] == [
         {
             "transactionDetailId": "1",
@@ -782,7 +805,7 @@ def test_lookup_without_record_searches_the_last_day(
     script = Script(("token", token_reply()), ("transactions.list", j(200, [])))
     drive(provider.lookup_charge(sale_request(), ctx), script)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(script.calls[1].url).query)
-    assert query["terminal_tran_date_time-from"] == ["2025-02-28T10:00:00+09:00"]
+    assert query["terminal_tran_date_time-from"] == ["2025-01-30T10:00:00+09:00"]
     assert query["terminal_tran_date_time-to"] == ["2025-03-01T10:10:00+09:00"]
 
 
@@ -969,3 +992,214 @@ def test_secrets_registered(provider: SmaregiProvider) -> None:
     assert "s3cr3t-value" not in redact("secret is s3cr3t-value")
     assert "s3cr3t-value" not in repr(provider)
     assert "s3cr3t-value" not in repr(provider.settings)
+
+
+# ------------------------------------------------- fidelity (audit of the Smaregi adapter)
+
+
+def test_register_terminal_sends_no_sum_division(ctx: OpContext) -> None:
+    provider = SmaregiProvider(
+        make_settings(virtual_terminal=False, denomination_code="12"), account="pos"
+    )
+    script = _charge_script(j(200, head()))
+    drive(provider.charge(sale_request(), ctx), script)
+    body = script.body(2)
+    assert "sumDivision" not in body
+    assert "sumDate" not in body
+    assert body["depositOthers"][0]["denominationCode"] == "12"
+
+
+def test_sum_date_is_the_jst_date(provider: SmaregiProvider, clock: Clock) -> None:
+    clock.now = datetime(2025, 3, 1, 16, 30, tzinfo=UTC)  # 01:30 JST on 2 March
+    ctx = OpContext(
+        account="pos", provider="smaregi", idempotency_key="k-late", charge_id="ch_2", now=clock
+    )
+    script = _charge_script(j(200, head()))
+    drive(provider.charge(sale_request(), ctx), script)
+    assert script.body(2)["sumDate"] == "2025-03-02"
+
+
+def test_transaction_uuid_is_deterministic_and_spread() -> None:
+    def make(account: str, key: str) -> str:
+        return transaction_uuid(OpContext(account=account, provider="smaregi", idempotency_key=key))
+
+    assert make("pos", "order-1") == make("pos", "order-1")
+    assert make("pos", "order-1") != make("pos2", "order-1")
+    ids = {make("pos", f"order-{i}") for i in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 13 and i.isdigit() and i[0] != "0" for i in ids)
+
+
+def test_refused_sale_with_cached_method_still_listed_is_final(
+    provider: SmaregiProvider, ctx: OpContext
+) -> None:
+    """The method is re-checked; the same id listed means the refusal is about the sale."""
+    cache: dict[str, Any] = {provider.payment_method_cache_key: {"paymentMethodId": "101"}}
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.create", problem(400, "storeId: 指定された店舗が存在しません。")),
+        ("app_payment_methods.get", j(200, [PM])),
+    )
+    with pytest.raises(ProviderRejected):
+        drive(provider.charge(sale_request(), ctx), script, cache)
+    script.done()
+    assert cache[provider.payment_method_cache_key]["paymentMethodId"] == "101"
+
+
+def test_refused_sale_with_vanished_method_recreates_and_resends(
+    provider: SmaregiProvider, ctx: OpContext
+) -> None:
+    """Issue 26.4: the cached method is gone at the POS: create it, re-send once."""
+    cache: dict[str, Any] = {provider.payment_method_cache_key: {"paymentMethodId": "99"}}
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.create", problem(400, "エラーが発生しました。")),
+        ("app_payment_methods.get", j(200, [])),
+        ("app_payment_methods.create", j(200, PM)),
+        ("transactions.create", j(200, head())),
+    )
+    charge = drive(provider.charge(sale_request(), ctx), script, cache)
+    script.done()
+    assert charge.status is ChargeStatus.SUCCEEDED
+    first, second = script.body(1), script.body(4)
+    assert first["depositOthers"][0]["paymentMethodId"] == "99"
+    assert second["depositOthers"][0]["paymentMethodId"] == "101"
+    # The same sale under the same key: same terminalTranId and receipt number.
+    assert first["terminalTranId"] == second["terminalTranId"]
+    assert first["transactionUuid"] == second["transactionUuid"]
+    assert cache[provider.payment_method_cache_key]["paymentMethodId"] == "101"
+
+
+def test_refused_twice_is_not_retried_again(provider: SmaregiProvider, ctx: OpContext) -> None:
+    cache: dict[str, Any] = {provider.payment_method_cache_key: {"paymentMethodId": "99"}}
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.create", problem(400, "x")),
+        ("app_payment_methods.get", j(200, [PM])),
+        ("transactions.create", problem(400, "y")),
+    )
+    with pytest.raises(ProviderRejected) as info:
+        drive(provider.charge(sale_request(), ctx), script, cache)
+    script.done()
+    assert info.value.provider_message == "y"
+
+
+def test_status_maps_dispose_division(provider: SmaregiProvider, ctx: OpContext) -> None:
+    """返品取消 (forum 79/455/469): cancelDivision stays 0, disposeDivision 1."""
+    disposed = head(disposeDivision="1", disposeServerTransactionHeadId="1002")
+    script = Script(("token", token_reply()), ("transactions.get", j(200, disposed)))
+    charge = drive(provider.status(ref(), ctx), script)
+    assert charge.status is ChargeStatus.REFUNDED
+    assert charge.amount_refunded == Money.jpy(1000)
+    offsetting = head(disposeDivision="2", total="-1000", subtotal="-1000")
+    script = Script(("transactions.get", j(200, offsetting)))
+    assert drive(provider.status(ref(), ctx), script).status is ChargeStatus.SUCCEEDED
+
+
+def test_refund_is_a_void(provider: SmaregiProvider, ctx: OpContext) -> None:
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.cancel", j(200, {"message": "取消が完了しました"})),
+        ("transactions.get", j(200, head(cancelDivision="1"))),
+    )
+    refund = drive(provider.refund(RefundRequest(ref()), ctx), script)
+    assert refund.kind == "void"
+    assert refund.money_returned is False
+    assert refund.charge_refunded_total == Money.jpy(1000)
+    assert script.body(1) == {"cancelDateTime": "2025-03-01T10:00:00+09:00"}
+    caps = provider.capabilities().method("pos")
+    assert caps is not None
+    assert caps.refund_moves_money is False
+
+
+def test_refund_of_a_sale_reversed_at_the_register(
+    provider: SmaregiProvider, ctx: OpContext
+) -> None:
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.cancel", problem(400, "打消済みの取引は取消できません。")),
+        ("transactions.get", j(200, head(disposeDivision="1"))),
+    )
+    refund = drive(provider.refund(RefundRequest(ref()), ctx), script)
+    assert refund.kind == "void"
+    assert refund.raw["disposeDivision"] == "1"
+
+
+def test_prepare_void_sends_cancel_slip_number(provider: SmaregiProvider, ctx: OpContext) -> None:
+    cache: dict[str, Any] = {}
+    drive(
+        provider.prepare_void(ctx, transaction_head_id="1001", cancel_slip_number="C-1"),
+        Script(),
+        cache,
+    )
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.cancel", j(200, {"message": "取消が完了しました"})),
+        ("transactions.get", j(200, head(cancelDivision="1"))),
+    )
+    drive(provider.cancel(CancelRequest(ref()), ctx), script, cache)
+    assert script.body(1) == {
+        "cancelDateTime": "2025-03-01T10:00:00+09:00",
+        "depositOthers": [{"no": "1", "cancelSlipNumber": "C-1"}],
+    }
+    with pytest.raises(InvalidRequest):
+        drive(
+            provider.prepare_void(ctx, transaction_head_id="1001", cancel_slip_number="取消"),
+            Script(),
+        )
+    with pytest.raises(InvalidRequest):
+        drive(provider.prepare_void(ctx, transaction_head_id="x", cancel_slip_number="C"), Script())
+
+
+def test_lookup_refund_and_cancel(provider: SmaregiProvider, ctx: OpContext) -> None:
+    script = Script(("token", token_reply()), ("transactions.get", j(200, head())))
+    assert drive(provider.lookup_refund(RefundRequest(ref()), ctx), script) is None
+    script = Script(("transactions.get", j(200, head(cancelDivision="1"))))
+    found = drive(provider.lookup_refund(RefundRequest(ref()), ctx), script)
+    assert found is not None
+    assert found.kind == "void"
+    script = Script(("transactions.get", j(200, head(disposeDivision="1"))))
+    charge = drive(provider.lookup_cancel(CancelRequest(ref()), ctx), script)
+    assert charge is not None
+    assert charge.status is ChargeStatus.REFUNDED
+    script = Script(("transactions.get", j(200, head())))
+    assert drive(provider.lookup_cancel(CancelRequest(ref()), ctx), script) is None
+    assert provider.policy(Operation.REFUND).lookup
+    assert provider.policy(Operation.CANCEL).lookup
+
+
+def test_lookup_sends_the_receipt_number_filter(provider: SmaregiProvider, ctx: OpContext) -> None:
+    ours = head(terminalTranId=terminal_tran_id(ctx), transactionUuid=transaction_uuid(ctx))
+    script = Script(("token", token_reply()), ("transactions.list", j(200, [ours])))
+    charge = drive(provider.lookup_charge(sale_request(), ctx), script)
+    assert charge is not None
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(script.calls[1].url).query)
+    assert query["transaction_uuid"] == [transaction_uuid(ctx)]
+    assert query["sort"] == ["terminalTranDateTime,transactionHeadId"]
+
+
+def test_lookup_where_the_filter_is_ignored(provider: SmaregiProvider, ctx: OpContext) -> None:
+    """Reading 2: Smaregi ignores transaction_uuid; rows are told apart by it."""
+    tran_id = terminal_tran_id(ctx)
+    other = head(transactionHeadId="7", terminalTranId=tran_id, transactionUuid="1000000000000")
+    ours = head(
+        transactionHeadId="8", terminalTranId=tran_id, transactionUuid=transaction_uuid(ctx)
+    )
+    script = Script(("token", token_reply()), ("transactions.list", j(200, [other, ours])))
+    charge = drive(provider.lookup_charge(sale_request(), ctx), script)
+    assert charge is not None
+    assert charge.provider_ref == "8"
+
+
+def test_lookup_where_the_filter_is_refused(provider: SmaregiProvider, ctx: OpContext) -> None:
+    """Reading 3: a 400 for the filter; the documented range search is used alone."""
+    ours = head(terminalTranId=terminal_tran_id(ctx))
+    script = Script(
+        ("token", token_reply()),
+        ("transactions.list", problem(400, "transaction_uuid: 指定できない検索パラメータです。")),
+        ("transactions.list", j(200, [ours])),
+    )
+    charge = drive(provider.lookup_charge(sale_request(), ctx), script)
+    script.done()
+    assert charge is not None
+    assert "transaction_uuid" not in script.calls[2].url
