@@ -80,7 +80,84 @@ def _metadata(value: object) -> dict[str, str]:
                 f"metadata value longer than {_MAX_METADATA_VALUE} characters", param="metadata"
             )
         out[k] = v
+    _encodable(out, "metadata")
     return out
+
+
+_MAX_REASON = 255
+_MAX_WAIT = 86_400.0 * 60
+
+
+def _text(value: object, param: str, *, limit: int) -> str:
+    """A string that every provider and store can carry: UTF-8 encodable, bounded."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{param} must be a string", param=param)
+    if len(value) > limit:
+        raise InvalidRequest(f"{param} longer than {limit} characters", param=param)
+    _encodable(value, param)
+    return value
+
+
+def _encodable(value: object, param: str) -> None:
+    """Refuse text that cannot be sent (a lone surrogate cannot be encoded as UTF-8)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"{param} has characters that cannot be encoded (lone surrogates)", param=param
+            ) from None
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _encodable(k, param)
+            _encodable(v, param)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _encodable(item, param)
+
+
+def _optional_money(value: object, param: str = "amount") -> Money | None:
+    if value is not None and not isinstance(value, Money):
+        raise InvalidRequest(f"{param} must be Money (e.g. Money.jpy(500)) or None", param=param)
+    return value
+
+
+def _reason(value: object) -> str | None:
+    return None if value is None else _text(value, "reason", limit=_MAX_REASON)
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest("timeout must be a number of seconds", param="timeout")
+    seconds = float(value)
+    if not 0 <= seconds <= _MAX_WAIT:  # also refuses NaN
+        raise InvalidRequest(
+            f"timeout must be between 0 and {_MAX_WAIT:.0f} seconds", param="timeout"
+        )
+    return seconds
+
+
+def _webhook_input(headers: object, body: object) -> tuple[dict[str, str], bytes]:
+    """The delivery as paygate reads it, or `InvalidRequest` (the endpoint answers 400)."""
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if isinstance(body, str):
+        try:
+            body = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest("webhook body cannot be encoded", param="body") from None
+    if not isinstance(body, bytes):
+        raise InvalidRequest("webhook body must be bytes", param="body")
+    if not isinstance(headers, Mapping):
+        raise InvalidRequest("webhook headers must be a mapping", param="headers")
+    out: dict[str, str] = {}
+    for raw_k, raw_v in headers.items():
+        k = raw_k.decode("latin-1") if isinstance(raw_k, bytes) else raw_k
+        v = raw_v.decode("latin-1") if isinstance(raw_v, bytes) else raw_v
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidRequest("webhook headers must be strings", param="headers")
+        out[k.lower()] = v
+    return out, body
 
 
 class _Webhooks:
@@ -131,9 +208,9 @@ class SyncWebhooks(_Webhooks):
         """
         gw = self._gateway
         assert isinstance(gw, Gateway)
+        headers, body = _webhook_input(headers, body)
         self._check_body(body)
         provider = gw.provider(account)
-        headers = {k.lower(): v for k, v in headers.items()}
         results = gw._run(account, "webhook", ops.webhook(provider, gw._env, headers, body))
         claimed = [event_id for _, event_id, mine in results if mine]
         try:
@@ -159,9 +236,9 @@ class AsyncWebhooks(_Webhooks):
         """Verify, normalise, deduplicate and record a delivery; run handlers once."""
         gw = self._gateway
         assert isinstance(gw, AsyncGateway)
+        headers, body = _webhook_input(headers, body)
         self._check_body(body)
         provider = gw.provider(account)
-        headers = {k.lower(): v for k, v in headers.items()}
         results = await gw._run(account, "webhook", ops.webhook(provider, gw._env, headers, body))
         claimed = [event_id for _, event_id, mine in results if mine]
         try:
@@ -343,17 +420,16 @@ class _GatewayBase:
             raise InvalidRequest(
                 f"amount above the provider maximum {caps.max_amount}", param="amount"
             )
-        if description is not None and (
-            not isinstance(description, str) or len(description) > _MAX_DESCRIPTION
-        ):
-            raise InvalidRequest(
-                f"description must be a string of at most {_MAX_DESCRIPTION} characters",
-                param="description",
-            )
+        text = (
+            None
+            if description is None
+            else _text(description, "description", limit=_MAX_DESCRIPTION)
+        )
+        _encodable(method.model_dump(), "method")  # type: ignore[attr-defined]
         req = ChargeRequest(
             amount=amount,
             method=method,  # type: ignore[arg-type]
-            description=description,
+            description=text,
             metadata=_metadata(metadata),
         )
         provider.validate_charge(req)
@@ -435,7 +511,11 @@ class Gateway(_GatewayBase):
             account,
             "wait",
             ops.wait(
-                self.provider(account), self._env, charge_id, timeout, monotonic=self._monotonic
+                self.provider(account),
+                self._env,
+                charge_id,
+                _timeout(timeout),
+                monotonic=self._monotonic,
             ),
         )
 
@@ -450,8 +530,8 @@ class Gateway(_GatewayBase):
     ) -> Refund:
         """Refund ``amount`` (default: everything refundable), exactly once per key."""
         key = _key(idempotency_key)
-        if amount is not None and not isinstance(amount, Money):
-            raise InvalidRequest("amount must be Money", param="amount")
+        amount = _optional_money(amount)
+        reason = _reason(reason)
         return self._run(
             account,
             "refund",
@@ -478,7 +558,7 @@ class Gateway(_GatewayBase):
         return self._run(
             account,
             "capture",
-            ops.capture(self.provider(account), self._env, charge_id, amount, key),
+            ops.capture(self.provider(account), self._env, charge_id, _optional_money(amount), key),
         )
 
     def payout_balance(self, account: str) -> PayoutBalance:
@@ -569,7 +649,11 @@ class AsyncGateway(_GatewayBase):
             account,
             "wait",
             ops.wait(
-                self.provider(account), self._env, charge_id, timeout, monotonic=self._monotonic
+                self.provider(account),
+                self._env,
+                charge_id,
+                _timeout(timeout),
+                monotonic=self._monotonic,
             ),
         )
 
@@ -584,8 +668,8 @@ class AsyncGateway(_GatewayBase):
     ) -> Refund:
         """See `Gateway.refund`."""
         key = _key(idempotency_key)
-        if amount is not None and not isinstance(amount, Money):
-            raise InvalidRequest("amount must be Money", param="amount")
+        amount = _optional_money(amount)
+        reason = _reason(reason)
         return await self._run(
             account,
             "refund",
@@ -614,7 +698,7 @@ class AsyncGateway(_GatewayBase):
         return await self._run(
             account,
             "capture",
-            ops.capture(self.provider(account), self._env, charge_id, amount, key),
+            ops.capture(self.provider(account), self._env, charge_id, _optional_money(amount), key),
         )
 
     async def payout_balance(self, account: str) -> PayoutBalance:

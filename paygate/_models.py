@@ -7,8 +7,17 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from ._errors import InvalidRequest
 from ._money import Money
 
 __all__ = [
@@ -39,6 +48,28 @@ __all__ = [
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+def invalid_from(exc: ValidationError, what: str) -> InvalidRequest:
+    """A merchant-facing `InvalidRequest` for a validation failure, naming the fields only
+    (the values may be personal data or secrets)."""
+    fields = sorted({".".join(str(p) for p in err["loc"]) or what for err in exc.errors()})
+    reasons = sorted({err["msg"] for err in exc.errors()})
+    return InvalidRequest(
+        f"invalid {what}: {', '.join(fields)} ({'; '.join(reasons)})",
+        param=fields[0] if len(fields) == 1 else what,
+    )
+
+
+class _Input(_Frozen):
+    """A model merchants build: bad input is an `InvalidRequest`, like every other
+    refusal before I/O (never a bare pydantic error)."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise invalid_from(exc, type(self).__name__) from None
 
 
 class ChargeStatus(enum.StrEnum):
@@ -112,7 +143,7 @@ class RefundStatus(enum.StrEnum):
 Metadata = Mapping[str, str]
 
 
-class Card(_Frozen):
+class Card(_Input):
     """A card payment (PAY.JP, UnivaPay cards).
 
     Give exactly one of ``token`` (from the provider's JS tokeniser) or ``customer``
@@ -135,7 +166,7 @@ class Card(_Frozen):
         return self
 
 
-class Konbini(_Frozen):
+class Konbini(_Input):
     """A convenience-store payment slip (UnivaPay).
 
     Personal data (name, phone, e-mail) never appears in reprs.
@@ -152,7 +183,7 @@ class Konbini(_Frozen):
     expires_in: timedelta | None = None
 
 
-class Product(_Frozen):
+class Product(_Input):
     """A product line passed to providers that take one (Pokepay, elepay items)."""
 
     name: str = Field(min_length=1)
@@ -161,7 +192,7 @@ class Product(_Frozen):
     code: str | None = None
 
 
-class QRCode(_Frozen):
+class QRCode(_Input):
     """A QR code the customer scans (elepay EasyQR, Pokepay Cashtray).
 
     ``products`` are passed to providers that itemise a QR payment (elepay ``items``).
@@ -176,7 +207,7 @@ class QRCode(_Frozen):
     products: tuple[Product, ...] = ()
 
 
-class Wallet(_Frozen):
+class Wallet(_Input):
     """A payment from a customer's prepaid wallet (Pokepay).
 
     >>> Wallet(customer_id="c1")
@@ -189,7 +220,7 @@ class Wallet(_Frozen):
     products: tuple[Product, ...] = ()
 
 
-class PosLine(_Frozen):
+class PosLine(_Input):
     """One line of a POS sale."""
 
     product_id: str | None = None
@@ -203,7 +234,7 @@ class PosLine(_Frozen):
         return self.unit_price * self.quantity
 
 
-class PosSale(_Frozen):
+class PosSale(_Input):
     """A sale registered in a POS under the app's own payment method (Smaregi).
 
     >>> PosSale(store_id="1", terminal_id="1", lines=(PosLine(unit_price=500, quantity=2),))

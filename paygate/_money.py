@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from ._errors import InvalidRequest
 
@@ -55,7 +55,15 @@ class Money(BaseModel):
             data["currency"] = currency
         if isinstance(data.get("amount"), bool | float):
             raise InvalidRequest("amount must be an integer number of minor units", param="amount")
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) or "money" for e in exc.errors()})
+            raise InvalidRequest(
+                f"invalid Money: {', '.join(fields)} (an integer amount within "
+                f"±{self.MAX_AMOUNT:,} and a three-letter ISO 4217 currency)",
+                param=fields[0] if len(fields) == 1 else "amount",
+            ) from None
 
     @classmethod
     def jpy(cls, amount: int) -> Self:

@@ -45,9 +45,10 @@ from ._errors import (
     NotSupported,
     OutcomeUnknown,
     PaygateError,
+    ProviderError,
     ProviderUnavailable,
 )
-from ._flow import Flow, Sleep, StoreCall, TransportFailure
+from ._flow import Call, Flow, Retry, Sleep, StoreCall, TransportFailure
 from ._models import Charge, ChargeStatus, Event, PayoutBalance, Refund
 from ._money import Money
 from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate, ClaimOutcome
@@ -246,10 +247,19 @@ def _mutate(
                 "window for this key has passed (or is not stated); run `paygate reconcile`",
                 provider=ctx.provider,
             )
+    sent = _Sent()
     try:
         return (
             yield from _send(
-                env, key, policy, ctx, create, lookup, hint, classify, repeat=begin.recovering
+                env,
+                key,
+                policy,
+                ctx,
+                lambda: _watched(create(), sent),
+                lookup,
+                hint,
+                classify,
+                repeat=begin.recovering,
             )
         )
     except _Settled as settled:
@@ -259,12 +269,54 @@ def _mutate(
         # The record stays started until its lease runs out, then recovers.
         raise
     except PaygateError as exc:
-        yield from _settle(env, key, exc, classify(exc), repeat=begin.recovering, hint=hint)
+        outcome = classify(exc)
+        if sent and not isinstance(exc, ProviderError):
+            # paygate's own error after a request went out (an answer it could not
+            # use): the provider may have acted, whatever the error's class says.
+            outcome = Outcome.UNKNOWN
+        yield from _settle(env, key, exc, outcome, repeat=begin.recovering, hint=hint)
         raise
     except BaseException:
+        if not sent and not begin.recovering:
+            # Nothing went out (a bug before sending): the key may start afresh.
+            yield StoreCall("release", {"key": key, "owner": env.owner})
+            raise
         # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
         yield from _unknown(env, key, "unexpected error", hint)
         raise
+
+
+class _Sent:
+    """Whether a flow has sent a request that may change something (not a read)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def __bool__(self) -> bool:
+        return self.value
+
+
+def _watched(flow: Flow[T], sent: _Sent) -> Flow[T]:
+    """``flow`` unchanged, noting in ``sent`` when it sends a mutating request."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        error = None
+        if isinstance(effect, Call) and effect.retry is not Retry.SAFE:
+            sent.value = True
+        try:
+            value = yield effect
+        except GeneratorExit:
+            flow.close()
+            raise
+        except BaseException as exc:  # thrown in by the driver: pass it on to the flow
+            value, error = None, exc
 
 
 class _Settled(Exception):
