@@ -5,22 +5,37 @@ body; the real HTTP method, or POST with ``request_method``; base64url with or w
 ``=``; any throw-away block and IV) and answers ``{response_data, timestamp,
 partner_call_id}`` with a throw-away block inside the ciphertext, as every SDK expects.
 
-What it assumes where Pokepay's documentation is silent (see docs/providers/pokepay.md):
+What it assumes where Pokepay's documentation is silent (the "Assumptions" table of
+docs/providers/pokepay.md names each, with what would change it):
 
-* Freshness (O-P4): a request's ``timestamp`` must be within 300 seconds of the
-  emulator's clock (the sandbox clock or the real clock, whichever is closer), else
-  400 ``partner_request_expired``. A ``partner_call_id`` seen before (within that
-  window) is answered 400 ``partner_request_already_done`` and not processed again.
+* Freshness (undocumented; O-P4): a request's ``timestamp`` must be within
+  ``envelope_freshness`` (300 seconds unless changed with the ``set_envelope``
+  control; None turns the check off) of the emulator's clock (the sandbox clock or the
+  real clock, whichever is closer), else 400 ``partner_request_expired``. A
+  ``partner_call_id`` seen before (within twice that window) is answered 400
+  ``partner_request_already_done`` and not processed again. ``expire_envelopes`` (a
+  count, set with the same control) refuses that many next envelopes as expired.
 * Error bodies (O-P7): errors before the client is known (``partner_client_not_found``,
   ``partner_decryption_failed``) are plain JSON; all later errors are encrypted.
 * Method (O-P5): ``request_method`` wins over the HTTP verb when both are present;
   query strings are ignored.
 * Not found (O-P2, O-P3): GET /transactions/requests/{id} answers 422
   ``transaction_not_found``; other unknown objects answer 404 ``notfound``.
-* request_id: a repeated ``request_id`` with the same customer, shop, money and amount
-  returns the existing transaction; any difference is 422 ``request_id_conflict``
-  (Pokepay documents the conflict only for another user's transaction; the emulator
-  is stricter so that mistakes show). Request ids are never purged here.
+* request_id (documented): a repeated ``request_id`` returns the existing transaction,
+  whatever else the request says; only a transaction of another customer gives 422
+  ``request_id_conflict``. Request ids are "deleted after some period": here after
+  ``request_id_retention`` (one day unless changed with the ``set_request_id_retention``
+  control; None keeps them for ever); a purged id is unknown to the lookup and to a
+  new payment.
+* Campaigns (documented fields, configurable amounts): with ``set_campaign`` a
+  point-back campaign gives each payment ``percent`` % (rounded down) or ``points``
+  points, issued to the customer as a ``campaign-topup`` transfer. The transaction then
+  reports ``point_amount = raw_point_amount - campaign_point_amount`` and
+  ``amount = money_amount + point_amount``, as the Partner API's schema says. A refund
+  adds ``refund-payment`` and ``refund-campaign`` (and ``refund-coupon``) transfers.
+* Coupons (shape assumed): ``add_coupon`` registers a coupon with a
+  ``discount_amount``; a payment with its ``coupon_id`` charges the customer the
+  amount less the discount and records a ``use-coupon`` transfer of the discount.
 * Cashtray: one-shot. The first scan (success or error) is recorded as ``attempt``;
   a later scan is refused with ``cashtray_already_proceed`` and does not overwrite it.
   Cancelling a Cashtray whose scan failed answers ``cashtray_already_proceed``.
@@ -55,6 +70,7 @@ __all__ = ["SANDBOX", "PokepayEmulator"]
 
 JST = ZoneInfo("Asia/Tokyo")
 FRESHNESS = timedelta(seconds=300)
+REQUEST_ID_RETENTION = timedelta(days=1)
 DEFAULT_CASHTRAY_TTL = 1800
 
 
@@ -129,6 +145,7 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
     ),
     "notfound": ("見つかりません", "Not found"),
     "transaction_not_found": ("取引が見つかりません", "Transaction not found"),
+    "coupon_not_found": ("クーポンが見つかりませんでした。", "The coupon is not found."),
     "transaction_already_refunded": (
         "取引は既に払い戻されています",
         "Transaction already refunded.",
@@ -312,10 +329,21 @@ class _Transaction:
     metadata: dict[str, str] = field(default_factory=dict)
     products: list[Any] = field(default_factory=list)
     is_modified: bool = False
+    campaign_points: int = 0
+    coupon_discount: int = 0
 
     @property
     def amount(self) -> int:
+        """What moved between the wallets: money plus the points spent (raw)."""
         return self.money + self.points
+
+    @property
+    def point_amount(self) -> int:
+        """The documented ``point_amount``: for a payment, raw points less campaign
+        points; for a topup, raw points plus them."""
+        if self.type == "payment":
+            return self.points - self.campaign_points
+        return self.points + self.campaign_points
 
 
 @dataclass
@@ -349,6 +377,12 @@ class PokepayEmulator(Emulator):
     * ``set_account_status``: ``customer_id`` and ``status`` (active, suspended,
       pre-closed, closed).
     * ``account``: the wallet of ``customer_id`` (or the shop when omitted).
+    * ``set_campaign``: a point-back campaign on every payment, ``percent`` or
+      ``points`` (both 0 or absent: no campaign).
+    * ``add_coupon``: a coupon of ``discount_amount`` yen; answers its ``coupon_id``.
+    * ``set_request_id_retention``: ``seconds`` request ids are kept (null: for ever).
+    * ``set_envelope``: ``freshness_seconds`` (null: no freshness check) and
+      ``expire_next`` (that many next envelopes are refused as expired).
     """
 
     name: ClassVar[str] = "pokepay"
@@ -403,6 +437,13 @@ class PokepayEmulator(Emulator):
         self.by_request_id: dict[str, str] = {}
         self.cashtrays: dict[str, _Cashtray] = {}
         self.calls: dict[str, datetime] = {}
+        # Settings a control action changes (see the class docstring).
+        self.campaign_percent = 0
+        self.campaign_fixed = 0
+        self.coupons: dict[str, int] = {}
+        self.request_id_retention: timedelta | None = REQUEST_ID_RETENTION
+        self.envelope_freshness: timedelta | None = FRESHNESS
+        self.expire_next = 0
 
     def credentials(self) -> dict[str, Any]:
         """The fixed test credentials and seed ids."""
@@ -446,8 +487,8 @@ class PokepayEmulator(Emulator):
                 kind=t.type,
                 id=t.id,
                 key=t.request_id,
-                amount=t.amount,
-                refunded=t.amount if t.is_modified else 0,
+                amount=t.amount + t.coupon_discount,
+                refunded=t.amount + t.coupon_discount if t.is_modified else 0,
                 status="refunded" if t.is_modified else "done",
             )
             for t in self.transactions.values()
@@ -475,6 +516,36 @@ class PokepayEmulator(Emulator):
             if params.get("customer_id") is None:
                 return self._account_detail(self.wallets[self.seed.shop_account_id])
             return self._account_detail(self._control_wallet(params))
+        if action == "set_campaign":
+            self.campaign_percent = self._control_int(params, "percent")
+            self.campaign_fixed = self._control_int(params, "points")
+            return {"percent": self.campaign_percent, "points": self.campaign_fixed}
+        if action == "add_coupon":
+            discount = self._control_int(params, "discount_amount")
+            coupon_id = str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+            self.coupons[coupon_id] = discount
+            return {"coupon_id": coupon_id, "discount_amount": discount}
+        if action == "set_request_id_retention":
+            seconds = params.get("seconds")
+            self.request_id_retention = (
+                None if seconds is None else timedelta(seconds=self._control_int(params, "seconds"))
+            )
+            return {"seconds": seconds}
+        if action == "set_envelope":
+            if "freshness_seconds" in params:
+                fresh = params.get("freshness_seconds")
+                self.envelope_freshness = (
+                    None
+                    if fresh is None
+                    else timedelta(seconds=self._control_int(params, "freshness_seconds"))
+                )
+            if "expire_next" in params:
+                self.expire_next = self._control_int(params, "expire_next")
+            freshness = self.envelope_freshness
+            return {
+                "freshness_seconds": None if freshness is None else freshness.total_seconds(),
+                "expire_next": self.expire_next,
+            }
         raise ControlError(f"unknown action {action!r} for pokepay", status=404)
 
     def demo(self, demo: Any) -> None:
@@ -641,7 +712,13 @@ class PokepayEmulator(Emulator):
                 when = None
         if when is None or when.tzinfo is None:
             raise _invalid(invalid=["timestamp"])
-        if not any(abs(when - now) <= FRESHNESS for now in (self.now, self.wall_clock())):
+        if self.expire_next > 0:
+            self.expire_next -= 1
+            raise _ApiError(400, "partner_request_expired")
+        fresh = self.envelope_freshness
+        if fresh is not None and not any(
+            abs(when - now) <= fresh for now in (self.now, self.wall_clock())
+        ):
             raise _ApiError(400, "partner_request_expired")
         self._forget_old_calls()
         assert isinstance(call_id, str)
@@ -651,7 +728,7 @@ class PokepayEmulator(Emulator):
         return request_data
 
     def _forget_old_calls(self) -> None:
-        horizon = self.now - 2 * FRESHNESS
+        horizon = self.now - 2 * (self.envelope_freshness or FRESHNESS)
         for call_id in [c for c, seen in self.calls.items() if seen < horizon]:
             del self.calls[call_id]
 
@@ -760,11 +837,11 @@ class PokepayEmulator(Emulator):
             "sender_account": self._account(sender),
             "receiver": self._user(receiver.user_id),
             "receiver_account": self._account(receiver),
-            "amount": txn.amount,
+            "amount": txn.money + txn.point_amount,
             "money_amount": txn.money,
-            "point_amount": txn.points,
+            "point_amount": txn.point_amount,
             "raw_point_amount": txn.points,
-            "campaign_point_amount": 0,
+            "campaign_point_amount": txn.campaign_points,
             "done_at": self._iso(txn.done_at),
             "description": txn.description,
         }
@@ -833,20 +910,59 @@ class PokepayEmulator(Emulator):
         request_id: str | None,
         metadata: dict[str, str] | None = None,
         products: list[Any] | None = None,
+        coupon_discount: int = 0,
     ) -> _Transaction:
         self._usable(customer)
         if amount > self.seed.transfer_limit:
             raise _ApiError(422, "account_transfer_limit_exceeded")
-        points = 0 if strategy == "money-only" else min(customer.points, amount)
-        money = amount - points
+        due = max(0, amount - coupon_discount)
+        points = 0 if strategy == "money-only" else min(customer.points, due)
+        money = due - points
         if money > customer.money:
             raise _ApiError(422, "account_balance_not_enough")
         customer.points -= points
         customer.money -= money
         shop.points += points
         shop.money += money
-        return self._record(
+        txn = self._record(
             "payment", customer, shop, money, points, description, request_id, metadata, products
+        )
+        if coupon_discount:
+            txn.coupon_discount = amount - due
+            txn.transfers.append(
+                self._transfer("use-coupon", customer, shop, amount - due, 0, txn, description)
+            )
+        campaign = self.campaign_fixed + (due * self.campaign_percent) // 100
+        if campaign:
+            # Point-back: new points issued to the customer (the shop's wallet is named
+            # as the sender; its balance is not drawn).
+            customer.points += campaign
+            txn.campaign_points = campaign
+            txn.transfers.append(
+                self._transfer("campaign-topup", shop, customer, 0, campaign, txn, description)
+            )
+        return txn
+
+    def _transfer(
+        self,
+        kind: str,
+        sender: _Wallet,
+        receiver: _Wallet,
+        money: int,
+        points: int,
+        txn: _Transaction,
+        description: str,
+    ) -> _Transfer:
+        return _Transfer(
+            str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4)),
+            kind,
+            sender.id,
+            receiver.id,
+            money,
+            points,
+            self.now,
+            description,
+            txn.id,
         )
 
     def _issue(
@@ -915,23 +1031,29 @@ class PokepayEmulator(Emulator):
             self.by_request_id[request_id] = txn_id
         return txn
 
-    def _replayed(
-        self, request_id: str | None, kind: str, customer_user: str, shop_user: str, amount: int
-    ) -> _Transaction | None:
+    def _by_request_id(self, request_id: str | None) -> _Transaction | None:
+        """The transaction of a request id Pokepay still keeps (purged after the
+        retention period)."""
         if request_id is None or request_id not in self.by_request_id:
             return None
         txn = self.transactions[self.by_request_id[request_id]]
-        if kind == "payment":
-            customer, shop = self.wallets[txn.sender], self.wallets[txn.receiver]
-        else:
-            shop, customer = self.wallets[txn.sender], self.wallets[txn.receiver]
-        same = (
-            txn.type == kind
-            and customer.user_id == customer_user
-            and shop.user_id == shop_user
-            and txn.amount == amount
-        )
-        if not same:
+        retention = self.request_id_retention
+        if retention is not None and txn.done_at + retention < self.now:
+            del self.by_request_id[request_id]
+            return None
+        return txn
+
+    def _customer_of(self, txn: _Transaction) -> str:
+        wallet = self.wallets[txn.receiver if txn.type == "topup" else txn.sender]
+        return wallet.user_id
+
+    def _replayed(self, request_id: str | None, customer_user: str) -> _Transaction | None:
+        """The documented rule: a known request id returns its transaction; only one
+        made by another user is a ``request_id_conflict``."""
+        txn = self._by_request_id(request_id)
+        if txn is None:
+            return None
+        if self._customer_of(txn) != customer_user:
             raise _ApiError(422, "request_id_conflict")
         return txn
 
@@ -1015,9 +1137,14 @@ class PokepayEmulator(Emulator):
         metadata = self._metadata(p)
         products = self._products(p)
         request_id = p.get("request_id")
-        replay = self._replayed(request_id, "payment", p["customer_id"], p["shop_id"], amount)
+        replay = self._replayed(request_id, p["customer_id"])
         if replay is not None:
             return self._transaction(replay)
+        discount = 0
+        if p.get("coupon_id") is not None:
+            if p["coupon_id"] not in self.coupons:
+                raise _ApiError(422, "coupon_not_found")
+            discount = self.coupons[p["coupon_id"]]
         if p["private_money_id"] != self.seed.private_money_id:
             raise _ApiError(422, "private_money_not_found")
         shop = self._shop_wallet(
@@ -1035,6 +1162,7 @@ class PokepayEmulator(Emulator):
             request_id=request_id,
             metadata=metadata,
             products=products,
+            coupon_discount=discount,
         )
         return self._transaction(txn)
 
@@ -1060,7 +1188,7 @@ class PokepayEmulator(Emulator):
         description = _text(p, "description", 200)
         metadata = self._metadata(p)
         request_id = p.get("request_id")
-        replay = self._replayed(request_id, "topup", p["customer_id"], p["shop_id"], money + points)
+        replay = self._replayed(request_id, p["customer_id"])
         if replay is not None:
             return self._transaction(replay)
         if p["private_money_id"] != self.seed.private_money_id:
@@ -1089,10 +1217,10 @@ class PokepayEmulator(Emulator):
         return self._transaction(txn)
 
     def _get_by_request_id(self, p: Mapping[str, Any], path: Mapping[str, str]) -> Any:
-        txn_id = self.by_request_id.get(path["request_id"])
-        if txn_id is None:
+        txn = self._by_request_id(path["request_id"])
+        if txn is None:
             raise _ApiError(422, "transaction_not_found")
-        return self._transaction(self.transactions[txn_id])
+        return self._transaction(txn)
 
     def _refund(self, p: Mapping[str, Any], path: Mapping[str, str]) -> Any:
         _check(p, [], ["description", "returning_point_expires_at"])
@@ -1119,18 +1247,26 @@ class PokepayEmulator(Emulator):
         payer.points += txn.points
         txn.is_modified = True
         txn.transfers.append(
-            _Transfer(
-                str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4)),
-                f"refund-{txn.type}",
-                payee.id,
-                payer.id,
-                txn.money,
-                txn.points,
-                self.now,
-                description,
-                txn.id,
+            self._transfer(
+                f"refund-{txn.type}", payee, payer, txn.money, txn.points, txn, description
             )
         )
+        # "キャンセル対象の取引に付随するポイント還元キャンペーンやクーポン適用も取り消されます":
+        # the campaign points go back, the coupon is released.
+        customer = payer if txn.type == "payment" else payee
+        if txn.campaign_points:
+            customer.points = max(0, customer.points - txn.campaign_points)
+            txn.transfers.append(
+                self._transfer(
+                    "refund-campaign", customer, payee, 0, txn.campaign_points, txn, description
+                )
+            )
+        if txn.coupon_discount:
+            txn.transfers.append(
+                self._transfer(
+                    "refund-coupon", payee, customer, txn.coupon_discount, 0, txn, description
+                )
+            )
         return self._transaction(txn)
 
     def _create_cashtray(self, p: Mapping[str, Any], _: Mapping[str, str]) -> Any:
@@ -1248,12 +1384,9 @@ class PokepayEmulator(Emulator):
         _check(p, ["cashtray_id", "customer_id"], ["strategy", "request_id"])
         _uuids(p, "cashtray_id", "customer_id", "request_id")
         request_id = p.get("request_id")
-        if request_id is not None and request_id in self.by_request_id:
-            txn = self.transactions[self.by_request_id[request_id]]
-            tray = self.cashtrays.get(p["cashtray_id"])
-            if tray is None or tray.transaction_id != txn.id:
-                raise _ApiError(422, "request_id_conflict")
-            return self._transaction(txn)
+        replay = self._replayed(request_id, p["customer_id"])
+        if replay is not None:
+            return self._transaction(replay)
         tray = self._tray(p["cashtray_id"], missing="cashtray_not_found")
         txn = self._scan(tray, p["customer_id"], p.get("strategy") or "point-preferred")
         if request_id is not None:

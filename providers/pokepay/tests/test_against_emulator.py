@@ -111,8 +111,14 @@ def test_same_key_other_amount_conflicts(
     pokepay: PokepayProvider, bridge: Any, sandbox_ctx: Ctx
 ) -> None:
     drive(pokepay.charge(wallet(100), sandbox_ctx("B-1")), bridge)
+    # Pokepay returns the transaction already made for the request id (documented); the
+    # adapter tells it is another request's by the amount asked.
     with pytest.raises(IdempotencyConflict) as info:
         drive(pokepay.charge(wallet(101), sandbox_ctx("B-1")), bridge)
+    assert info.value.provider_code == "request_id_mismatch"
+    # Another customer's transaction under the id: Pokepay's own request_id_conflict.
+    with pytest.raises(IdempotencyConflict) as info:
+        drive(pokepay.charge(wallet(100, LOW), sandbox_ctx("B-1")), bridge)
     assert info.value.provider_code == "request_id_conflict"
 
 

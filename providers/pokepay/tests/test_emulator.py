@@ -406,17 +406,19 @@ def test_request_id_replay_and_conflict(node: Sdk, emulator: PokepayEmulator) ->
     assert len(emulator.transactions) == 1
     found = node.ok("GET", f"/transactions/requests/{request_id}")
     assert found["id"] == first["id"]
-    for change in ({"amount": 701}, {"customer_id": LOW}):
-        params = {
-            "shop_id": SHOP,
-            "customer_id": FUNDED,
-            "private_money_id": MONEY,
-            "amount": 700,
-            "request_id": request_id,
-            **change,
-        }
-        status, body = node.fails("POST", "/transactions/payment", params)
-        assert (status, body["type"]) == (422, "request_id_conflict")
+    # Documented: the existing transaction comes back whatever the new request says...
+    assert pay(node, 701, request_id=request_id)["id"] == first["id"]
+    assert len(emulator.transactions) == 1
+    # ...and only another user's transaction is a conflict.
+    params = {
+        "shop_id": SHOP,
+        "customer_id": LOW,
+        "private_money_id": MONEY,
+        "amount": 700,
+        "request_id": request_id,
+    }
+    status, body = node.fails("POST", "/transactions/payment", params)
+    assert (status, body["type"]) == (422, "request_id_conflict")
 
 
 def test_unknown_request_id_is_422(node: Sdk) -> None:
@@ -710,3 +712,85 @@ def test_balances_and_pages(node: Sdk) -> None:
     page = node.ok("GET", f"/users/{SHOP}/accounts", {"page": 2, "per_page": 1})
     assert page["rows"] == []
     assert page["pagination"]["has_prev"] is True
+
+
+# --------------------------------------------------------------------------- documented extras
+
+
+def test_point_back_campaign_nets_out_of_amount(node: Sdk, emulator: PokepayEmulator) -> None:
+    control(emulator, "set_campaign", percent=5)
+    txn = pay(node, 1500)  # 1,000 points then 500 money; 75 campaign points
+    assert (txn["money_amount"], txn["raw_point_amount"]) == (500, 1000)
+    assert txn["campaign_point_amount"] == 75
+    # partner.yaml: for a payment, point_amount = raw_point_amount - campaign_point_amount,
+    # and amount = money + points.
+    assert txn["point_amount"] == 1000 - 75
+    assert txn["amount"] == 500 + 925
+    assert [t["type"] for t in txn["transfers"]] == ["payment", "campaign-topup"]
+    customer = node.ok("GET", f"/accounts/{SANDBOX.customers['funded'][1]}")
+    assert customer["point_balance"] == 75
+    refunded = node.ok("POST", f"/transactions/{txn['id']}/refund")
+    assert [t["type"] for t in refunded["transfers"]] == [
+        "payment",
+        "campaign-topup",
+        "refund-payment",
+        "refund-campaign",
+    ]
+    customer = node.ok("GET", f"/accounts/{SANDBOX.customers['funded'][1]}")
+    assert (customer["money_balance"], customer["point_balance"]) == (100_000, 1_000)
+    control(emulator, "set_campaign", points=30)
+    assert pay(node, 100)["campaign_point_amount"] == 30
+    control(emulator, "set_campaign")
+    assert pay(node, 100)["campaign_point_amount"] == 0
+
+
+def test_coupon_discount_and_its_refund(node: Sdk, emulator: PokepayEmulator) -> None:
+    coupon = control(emulator, "add_coupon", discount_amount=200)
+    txn = pay(node, 1500, coupon_id=coupon["coupon_id"], strategy="money-only")
+    assert txn["money_amount"] == 1300
+    assert [t["type"] for t in txn["transfers"]] == ["payment", "use-coupon"]
+    refunded = node.ok("POST", f"/transactions/{txn['id']}/refund")
+    assert [t["type"] for t in refunded["transfers"]][-2:] == ["refund-payment", "refund-coupon"]
+    params = {"shop_id": SHOP, "customer_id": FUNDED, "private_money_id": MONEY, "amount": 10}
+    status, body = node.fails(
+        "POST", "/transactions/payment", {**params, "coupon_id": str(uuid.uuid4())}
+    )
+    assert (status, body["type"]) == (422, "coupon_not_found")
+
+
+def test_request_ids_are_purged_after_the_retention(
+    node: Sdk, emulator: PokepayEmulator, sandbox_clock: SandboxClock
+) -> None:
+    request_id = str(uuid.uuid4())
+    first = pay(node, 700, request_id=request_id)
+    sandbox_clock.advance(timedelta(hours=23))
+    assert node.ok("GET", f"/transactions/requests/{request_id}")["id"] == first["id"]
+    sandbox_clock.advance(timedelta(hours=2))  # past the default day
+    status, body = node.fails("GET", f"/transactions/requests/{request_id}")
+    assert (status, body["type"]) == (422, "transaction_not_found")
+    # A purged id no longer prevents a second payment.
+    assert pay(node, 700, request_id=request_id)["id"] != first["id"]
+    assert len(emulator.transactions) == 2
+    control(emulator, "set_request_id_retention", seconds=None)
+    sandbox_clock.advance(timedelta(days=400))
+    assert node.ok("GET", f"/transactions/requests/{request_id}")["id"] != first["id"]
+
+
+def test_envelope_controls(
+    node: Sdk, emulator: PokepayEmulator, sandbox_clock: SandboxClock
+) -> None:
+    assert control(emulator, "set_envelope", expire_next=2)["expire_next"] == 2
+    for _ in range(2):
+        response = node.send("POST", "/echo", {"message": "x"})
+        assert node.error(response)["type"] == "partner_request_expired"
+    assert node.send("POST", "/echo", {"message": "x"}).status_code == 200
+    # The freshness window is an assumption: it can be changed or switched off.
+    old = (sandbox_clock.now() - timedelta(hours=3)).isoformat()
+    assert node.send("POST", "/echo", {"message": "x"}, timestamp=old).status_code == 400
+    control(emulator, "set_envelope", freshness_seconds=None)
+    assert node.send("POST", "/echo", {"message": "x"}, timestamp=old).status_code == 200
+    control(emulator, "set_envelope", freshness_seconds=10)
+    late = (sandbox_clock.now() - timedelta(seconds=11)).isoformat()
+    assert node.send("POST", "/echo", {"message": "x"}, timestamp=late).status_code == 400
+    with pytest.raises(ControlError):
+        control(emulator, "set_envelope", expire_next=-1)
