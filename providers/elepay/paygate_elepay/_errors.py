@@ -7,10 +7,11 @@ the rate limit ``M005000`` and the authentication failures, so the mapping goes 
 never by status alone. Older endpoints still answer with numeric codes (``10101`` card
 declined, ``10108`` already refunded, ...), which are mapped too.
 
-The error body is not specified by the OpenAPI documents. The adapter reads
-``errorCode`` first, then a string ``code``, then a numeric ``code``, and the
-``message``; the emulator answers ``{"code": 400, "errorCode": "M002007", "message":
-"..."}`` (an assumption: elepay's docs name the ``errorCode`` values but show no body).
+elepay's server FAQ shows the error body: ``{"code": "9_000_000_40022", "errorCode":
+"M002007", "message": "..."}`` (``code`` is elepay's internal string code; the legacy
+OpenAPI's ``ElepayRestError.code`` is a string too). The adapter reads ``errorCode``
+first, then a string ``code``, then a numeric ``code`` of 1000 or more (legacy numeric
+codes), and the ``message``.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def read_error(reply: Reply) -> tuple[str | None, str | None]:
     code: Any = body.get("errorCode")
     if not isinstance(code, str) or not code:
         raw = body.get("code")
-        # ``code`` is either the HTTP status (emulator, legacy REST errors) or a
-        # legacy numeric / string error code.
+        # Without ``errorCode``: a legacy string code, or a legacy numeric one (an
+        # HTTP status in ``code`` is ignored).
         if isinstance(raw, str) and raw:
             code = raw
         elif isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1000:

@@ -45,6 +45,7 @@ from paygate import (
     Money,
     NotSupported,
     OutcomeUnknown,
+    PaygateError,
     ProviderRejected,
     QRCode,
     Refund,
@@ -63,12 +64,14 @@ from paygate.adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     ParsedEvent,
     Provider,
     RefundRequest,
     Reply,
     Retry,
     RetryDecision,
+    TransportFailure,
 )
 
 from ._errors import error_from_reply, read_error
@@ -116,6 +119,12 @@ _REFUND_STATUS: Final[Mapping[str, RefundStatus]] = {
     "refunded": RefundStatus.SUCCEEDED,
 }
 _PAID: Final = frozenset({"captured", "partially_refunded", "refunded"})
+# Order numbers one key may use (``pg-code-…``, ``pg-code2-…``, …) and how many of them
+# one charge call sends after lost answers before it reports the outcome as unknown.
+ORDER_ATTEMPTS: Final = 6
+_RESENDS: Final = 2
+# The charge list is read from the key's first send less this (clock skew).
+_CLOCK_SKEW: Final = timedelta(minutes=5)
 
 
 # --------------------------------------------------------------------------- refs
@@ -161,17 +170,29 @@ def charge_status(charge: Mapping[str, Any]) -> ChargeStatus | None:
     status = charge.get("status")
     if not isinstance(status, str):
         return None
-    if status == "revoked" and (charge.get("paid") is True or charge.get("paidTime")):
+    if status == "revoked" and _was_paid(charge):
         return ChargeStatus.REFUNDED
     return _CHARGE_STATUS.get(status)
 
 
-def code_status(code: Mapping[str, Any]) -> ChargeStatus:
+def _was_paid(charge: Mapping[str, Any]) -> bool:
+    return charge.get("paid") is True or bool(charge.get("paidTime"))
+
+
+def code_status(
+    code: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    closed_by_paygate: bool = False,
+) -> ChargeStatus:
     """paygate status of an EasyQR code, taking its nested charge into account.
 
-    Only elepay's own signals end a code: ``closed`` (with ``expired`` telling expiry
-    from closing), or ``pending`` with ``expired`` true and no time left. An unknown
-    status reads as still waiting for the payer.
+    elepay's ``closed`` means "expired or deleted" (one value), and what ``expired``
+    says about a deleted code is not documented. So a ``closed`` code is *canceled*
+    when paygate closed it (it sent the ``DELETE``) or when it was closed before its
+    ``expiryTime``; otherwise it ran out: *expired*, unless its ``expired`` flag is
+    false (which can only mean it was deleted). An unknown status reads as still
+    waiting for the payer.
     """
     nested = code.get("charge")
     status = code.get("status")
@@ -182,7 +203,11 @@ def code_status(code: Mapping[str, Any]) -> ChargeStatus:
     if status == "captured":
         return ChargeStatus.SUCCEEDED
     if status == "closed":
-        return ChargeStatus.EXPIRED if _ran_out(code) else ChargeStatus.CANCELED
+        return (
+            ChargeStatus.EXPIRED
+            if _ran_out(code, now, closed_by_paygate)
+            else (ChargeStatus.CANCELED)
+        )
     if status == "pending" and code.get("expired") is True:
         period = code.get("expiryPeriod")
         if not isinstance(period, int) or period <= 0:
@@ -190,23 +215,34 @@ def code_status(code: Mapping[str, Any]) -> ChargeStatus:
     return ChargeStatus.REQUIRES_ACTION
 
 
-def _ran_out(code: Mapping[str, Any]) -> bool:
-    expired = code.get("expired")
-    if isinstance(expired, bool):
-        return expired
+def _ran_out(code: Mapping[str, Any], now: datetime | None, closed_by_paygate: bool) -> bool:
+    if closed_by_paygate or code.get("expired") is False:
+        return False  # paygate deleted it, or elepay says it did not run out
     period = code.get("expiryPeriod")
-    return isinstance(period, int) and period <= 0
+    if isinstance(period, int) and not isinstance(period, bool) and period > 0:
+        return False  # elepay's own clock says time was left: it was deleted
+    # Closed well before its expiry time (paygate's clock, less the skew): deleted.
+    expires = from_millis(code.get("expiryTime"))
+    return not (expires is not None and now is not None and now + _CLOCK_SKEW < expires)
 
 
 def _refunded_amount(charge: Mapping[str, Any], status: ChargeStatus | None) -> int:
+    """What the charge returned to the payer.
+
+    A paid charge that was ``revoked`` (cancelled) returned its whole amount, whether or
+    not elepay lists the revoke under ``refunds`` (not documented either way).
+    """
+    amount = charge.get("amount")
+    whole = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+    if charge.get("status") == "revoked" and _was_paid(charge):
+        return whole
     refunds = charge.get("refunds")
     if isinstance(refunds, Mapping):
         total = refunds.get("amount")
         if isinstance(total, int) and not isinstance(total, bool):
             return total
     if status is ChargeStatus.REFUNDED:
-        amount = charge.get("amount")
-        return amount if isinstance(amount, int) else 0
+        return whole
     return 0
 
 
@@ -255,6 +291,13 @@ class ElepayProvider(Provider):
         # the flow reads the code back.
         Operation.CANCEL: OperationPolicy(key="path"),
     }
+    # What elepay's own refusals mean for the merchant's key (see `Outcome`): the ones
+    # elepay itself calls temporary leave the key retryable, so a later cancel or refund
+    # with the same key reaches elepay again.
+    outcomes: ClassVar[Mapping[str, Outcome]] = {
+        "M006001": Outcome.RETRYABLE,  # another operation is in progress
+        "M005000": Outcome.RETRYABLE,  # too many requests
+    }
 
     settings: ElepaySettings
 
@@ -292,7 +335,7 @@ class ElepayProvider(Provider):
             max_amount=self.settings.max_amount,
             payout_balance=False,
             webhooks=True,
-            webhook_auth="refetch" if self.settings.verify_webhooks_by_refetch else "none",
+            webhook_auth="refetch",
             long_poll=False,
         )
 
@@ -381,10 +424,12 @@ class ElepayProvider(Provider):
 
     # -- building Charges -------------------------------------------------------------
 
-    def _charge_from_code(self, code: Mapping[str, Any], ctx: OpContext) -> Charge:
+    def _charge_from_code(
+        self, code: Mapping[str, Any], ctx: OpContext, *, closed_by_paygate: bool = False
+    ) -> Charge:
         code_id = _str(code, "id")
         ref = str(ElepayRef("code", code_id))
-        status = code_status(code)
+        status = code_status(code, now=ctx.now(), closed_by_paygate=closed_by_paygate)
         nested = code.get("charge")
         charge_obj: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
         currency = _currency(code)
@@ -450,43 +495,110 @@ class ElepayProvider(Provider):
     # -- charge ----------------------------------------------------------------------
 
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
-        """Create an EasyQR code: ``REQUIRES_ACTION`` with a `DisplayQR`."""
+        """Create an EasyQR code: ``REQUIRES_ACTION`` with a `DisplayQR`.
+
+        The ``orderNo`` is derived from the merchant's key. elepay refuses (``M002007``)
+        an orderNo that was paid *or* whose code is still valid, and it cannot list
+        codes; so a create whose answer was lost is never re-sent under the same orderNo
+        hoping for a match. The flow records every orderNo it sends under the key (before
+        sending), and a repeat goes out under the next derived orderNo (``pg-code2-…``,
+        ``pg-code3-…``): the code nobody saw stays unpaid and expires. ``M002007`` is
+        resolved through the charge list; when the list cannot rule out a payment, the
+        outcome is `OutcomeUnknown` (never a final refusal).
+        """
         self.validate_charge(req)
-        order_no = self._order_no(ctx)
-        if ctx.recovering:
-            known = yield from self._from_cache(order_no, ctx)
+        base = self._order_no(ctx)
+        body = self._code_body(req, _qr(req), base)
+        resends = 0
+        state = yield from self._key_state(base, ctx)
+        for sent in state["orders"]:
+            # A re-run of the key (the gateway looked it up first): a code paygate
+            # already received is the answer, not a new one.
+            known = yield from self._from_cache(sent, ctx)
             if known is not None:
                 _same_amount(known, req)
                 return known
-        body = self._code_body(req, _qr(req), order_no)
-        reply = yield self._call(
-            "POST", "/codes", body=body, retry=Retry.KEYED, step="codes.create"
-        )
-        if reply.ok:
-            code = reply.json_object()
-            yield CachePut(
-                self._cache_key(order_no),
-                {"codeId": _str(code, "id"), "createTime": code.get("createTime")},
-            )
-            return self._charge_from_code(code, ctx)
-        error_code, _ = read_error(reply)
-        if error_code in ("M002007", "M002004"):
-            # The order number is taken: by this very request if an earlier attempt
-            # reached elepay. Different requests under one key never get here (the
-            # gateway's store raises IdempotencyConflict first).
-            found = yield from self._find_by_order_no(order_no, ctx)
-            if found is not None:
-                _same_amount(found, req)
-                return found
-            if error_code == "M002004":
-                raise OutcomeUnknown(
-                    "elepay holds an unpaid code under this order number that cannot be "
-                    "listed; it expires by itself",
-                    provider=NAME,
-                    provider_code=error_code,
-                    http_status=reply.status,
+        while True:
+            order_no = self._next_order_no(state, ctx)
+            state["orders"].append(order_no)
+            yield CachePut(self._key_cache(base), state)
+            body["orderNo"] = order_no
+            try:
+                reply = yield self._call(
+                    "POST", "/codes", body=body, retry=Retry.UNSAFE, step="codes.create"
                 )
-        raise error_from_reply(reply, action="create the code")
+            except TransportFailure as exc:
+                if not exc.sent:
+                    yield from self._forget_order(base, order_no)
+                    raise
+                if resends >= _RESENDS:
+                    raise
+                resends += 1  # lost answer: that code was never shown; try the next one
+                continue
+            if reply.ok:
+                code = reply.json_object()
+                yield CachePut(self._cache_key(order_no), {"codeId": _str(code, "id"), "key": base})
+                return self._charge_from_code(code, ctx)
+            if reply.status >= 500 and resends < _RESENDS:
+                resends += 1  # elepay failed, maybe after making the code: as above
+                continue
+            error_code, _ = read_error(reply)
+            if error_code not in ("M002007", "M002004"):
+                if reply.status < 500:
+                    # A refusal: elepay made nothing and the orderNo stays free.
+                    yield from self._forget_order(base, order_no)
+                raise error_from_reply(reply, action="create the code")
+            # An orderNo paygate had never sent is taken: sent before paygate's records
+            # (a store that lost them, another system). Paid: the charge list finds it;
+            # anything else is unknown until its code expires (at most 30 minutes).
+            found = yield from self._lookup(base, {"orders": [order_no], "since": None}, ctx)
+            if found is None:
+                raise OutcomeUnknown(
+                    "elepay holds this order number (paid, or a code still valid) and "
+                    "paygate cannot find it; run `paygate reconcile` once the code has "
+                    "expired (at most 30 minutes)",
+                    provider=NAME,
+                )
+            _same_amount(found, req)
+            return found
+
+    def _key_cache(self, base: str) -> str:
+        return f"elepay:{self.account}:key:{base}"
+
+    def _closed_cache(self, code_id: str) -> str:
+        return f"elepay:{self.account}:closed:{code_id}"
+
+    def _key_state(self, base: str, ctx: OpContext) -> Flow[dict[str, Any]]:
+        """Every orderNo sent under a key, and when the first was sent (epoch ms)."""
+        entry = yield CacheGet(self._key_cache(base))
+        orders: list[str] = []
+        since: int | None = None
+        if isinstance(entry, Mapping):
+            raw = entry.get("orders")
+            if isinstance(raw, list):
+                orders = [o for o in raw if isinstance(o, str)]
+            first = entry.get("since")
+            since = first if isinstance(first, int) else None
+        return {"orders": orders, "since": since if since is not None else to_millis(ctx.now())}
+
+    def _next_order_no(self, state: Mapping[str, Any], ctx: OpContext) -> str:
+        tried: list[str] = state["orders"]
+        for attempt in range(1, ORDER_ATTEMPTS + 1):
+            scope = "code" if attempt == 1 else f"code{attempt}"
+            order_no = ctx.provider_key(scope, max_len=ORDER_NO_MAX, alphabet="alnum")
+            if order_no not in tried:
+                return order_no
+        raise OutcomeUnknown(
+            f"elepay was sent {len(tried)} codes for this key and none could be confirmed; "
+            "they expire unpaid unless found by `paygate reconcile`",
+            provider=NAME,
+        )
+
+    def _forget_order(self, base: str, order_no: str) -> Flow[None]:
+        entry = yield CacheGet(self._key_cache(base))
+        if isinstance(entry, Mapping) and isinstance(entry.get("orders"), list):
+            orders = [o for o in entry["orders"] if o != order_no]
+            yield CachePut(self._key_cache(base), {**entry, "orders": orders})
 
     def _code_body(self, req: ChargeRequest, method: QRCode, order_no: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -505,13 +617,98 @@ class ElepayProvider(Provider):
             body["items"] = items
         if req.metadata:
             body["metadata"] = dict(req.metadata)
+        if self.settings.location_id is not None:
+            body["locationId"] = self.settings.location_id
         return body
 
     def lookup_charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge | None]:
-        """The charge an earlier attempt created: cached code, else the charge list."""
-        order_no = self._order_no(ctx)
-        found = yield from self._find_by_order_no(order_no, ctx)
+        """What earlier attempts under this key created.
+
+        A code whose id paygate received (entity cache), else a paid charge of any of
+        the key's orderNos (charge list). None when the charge list positively rules out
+        a payment: a code whose answer was lost cannot have been shown to anyone, and
+        the next create goes out under a fresh orderNo. `OutcomeUnknown` when the list
+        cannot be read far enough back.
+        """
+        base = self._order_no(ctx)
+        entry = yield CacheGet(self._key_cache(base))
+        if entry is not None:
+            state = yield from self._key_state(base, ctx)
+        else:
+            legacy = yield CacheGet(self._cache_key(base))
+            if legacy is None:
+                return None  # nothing was sent under this key: the state is written first
+            # Recorded before paygate kept every orderNo of a key: its time is unknown.
+            state = {"orders": [base], "since": None}
+        found = yield from self._lookup(base, state, ctx)
+        if found is not None:
+            _same_amount(found, req)
         return found
+
+    def _lookup(self, base: str, state: Mapping[str, Any], ctx: OpContext) -> Flow[Charge | None]:
+        """The charge of any orderNo in ``state``: a paid one first, else a known code;
+        None when the charge list rules a payment out; `OutcomeUnknown` when it cannot."""
+        orders: list[str] = list(state["orders"])
+        codes: list[Charge] = []
+        for order_no in orders:
+            known = yield from self._from_cache(order_no, ctx)
+            if known is not None:
+                codes.append(known)
+        paid = [c for c in codes if c.paid]
+        if len(paid) > 1:
+            raise _double_payment([c.provider_ref for c in paid])
+        if paid:
+            yield from self._close_extra(codes, paid[0], ctx)
+            return paid[0]
+        charges, complete = yield from self._scan_charges(set(orders), state.get("since"), ctx)
+        paid_charges = [c for c in charges if c.get("status") in _PAID or _was_paid(c)]
+        if len(paid_charges) > 1:
+            raise _double_payment([str(c.get("id")) for c in paid_charges])
+        if paid_charges:
+            charge = paid_charges[0]
+            order_no = str(charge.get("orderNo"))
+            entry = yield CacheGet(self._cache_key(order_no))
+            code_id = entry.get("codeId") if isinstance(entry, Mapping) else None
+            yield CachePut(
+                self._cache_key(order_no),
+                {"codeId": code_id, "chargeId": _str(charge, "id"), "key": base},
+            )
+            found = self._charge_from_charge(
+                charge, ctx, code_id=code_id if isinstance(code_id, str) else None
+            )
+            yield from self._close_extra(codes, found, ctx)
+            return found
+        if codes:
+            # Known, unpaid: the newest is the one to show (earlier ones are closed).
+            newest = codes[-1]
+            yield from self._close_extra(codes, newest, ctx)
+            return newest
+        if charges:
+            charge = charges[0]
+            return self._charge_from_charge(charge, ctx)
+        if not complete:
+            raise OutcomeUnknown(
+                "elepay's charge list could not be read far enough back to tell whether "
+                "an order number of this key was paid; run `paygate reconcile`",
+                provider=NAME,
+            )
+        return None
+
+    def _close_extra(self, codes: Sequence[Charge], keep: Charge, ctx: OpContext) -> Flow[None]:
+        """Close the key's other codes that are still open: one key, one payable code."""
+        for other in codes:
+            if other.provider_ref == keep.provider_ref:
+                continue
+            if other.status is not ChargeStatus.REQUIRES_ACTION:
+                continue
+            target = parse_ref(other.provider_ref)
+            if target.kind != "code":
+                continue
+            reply = yield self._call(
+                "DELETE", f"/codes/{_seg(target.id)}", retry=Retry.SAFE, step="codes.close"
+            )
+            if reply.ok:
+                yield CachePut(self._closed_cache(target.id), {"at": to_millis(ctx.now())})
 
     def _from_cache(self, order_no: str, ctx: OpContext) -> Flow[Charge | None]:
         entry = yield CacheGet(self._cache_key(order_no))
@@ -521,41 +718,46 @@ class ElepayProvider(Provider):
         if isinstance(code_id, str) and code_id:
             reply = yield self._call("GET", f"/codes/{_seg(code_id)}", step="codes.get")
             if reply.ok:
-                return self._charge_from_code(reply.json_object(), ctx)
+                return (yield from self._code_charge(reply.json_object(), ctx))
             if reply.status != 400 or read_error(reply)[0] != "M002003":
                 raise error_from_reply(reply, action="read the code")
         charge_id = entry.get("chargeId")
         if isinstance(charge_id, str) and charge_id:
             charge = yield from self._get_charge(charge_id)
-            return self._charge_from_charge(charge, ctx)
+            return self._charge_from_charge(
+                charge, ctx, code_id=code_id if isinstance(code_id, str) else None
+            )
         return None
 
-    def _find_by_order_no(self, order_no: str, ctx: OpContext) -> Flow[Charge | None]:
-        cached = yield from self._from_cache(order_no, ctx)
-        if cached is not None:
-            return cached
-        charge = yield from self._scan_charges(order_no, ctx)
-        if charge is None:
-            return None
-        entry = yield CacheGet(self._cache_key(order_no))
-        code_id = entry.get("codeId") if isinstance(entry, Mapping) else None
-        yield CachePut(
-            self._cache_key(order_no),
-            {"codeId": code_id, "chargeId": _str(charge, "id")},
-        )
-        return self._charge_from_charge(
-            charge, ctx, code_id=code_id if isinstance(code_id, str) else None
-        )
+    def _code_charge(self, code: Mapping[str, Any], ctx: OpContext) -> Flow[Charge]:
+        """The Charge of a code read back, telling a close by paygate from an expiry."""
+        closed = False
+        if code.get("status") == "closed":
+            mark = yield CacheGet(self._closed_cache(_str(code, "id")))
+            closed = mark is not None
+        return self._charge_from_code(code, ctx, closed_by_paygate=closed)
 
-    def _scan_charges(self, order_no: str, ctx: OpContext) -> Flow[dict[str, Any] | None]:
-        since = to_millis(ctx.now() - timedelta(hours=self.settings.lookup_window_hours))
-        best: dict[str, Any] | None = None
+    def _scan_charges(
+        self, order_nos: set[str], since: int | None, ctx: OpContext
+    ) -> Flow[tuple[list[dict[str, Any]], bool]]:
+        """Charges of ``order_nos`` in the charge list, and whether the scan is complete.
+
+        Complete means every charge created since the key's first send (less a margin
+        for clock skew) was read. Without that time the scan covers
+        ``lookup_window_hours`` and cannot be complete.
+        """
+        if since is None:
+            start = to_millis(ctx.now() - timedelta(hours=self.settings.lookup_window_hours))
+        else:
+            start = since - int(_CLOCK_SKEW.total_seconds() * 1000)
+        found: list[dict[str, Any]] = []
+        complete = False
         for page in range(self.settings.lookup_max_pages):
             reply = yield self._call(
                 "GET",
                 "/charges",
                 query=(
-                    ("from", since),
+                    ("from", start),
                     ("dateField", "create_time"),
                     ("sort", "create_time"),
                     ("order", "desc"),
@@ -571,15 +773,14 @@ class ElepayProvider(Provider):
                     "charge list without 'charges'", provider=NAME, http_status=reply.status
                 )
             for item in charges:
-                if isinstance(item, dict) and item.get("orderNo") == order_no:
-                    if item.get("status") in _PAID:
-                        return item
-                    best = best or item
+                if isinstance(item, dict) and item.get("orderNo") in order_nos:
+                    found.append(item)
             total = body.get("total")
             seen = page * _PAGE + len(charges)
             if len(charges) < _PAGE or (isinstance(total, int) and seen >= total):
+                complete = since is not None
                 break
-        return best
+        return found, complete
 
     # -- status and cancel -------------------------------------------------------------
 
@@ -590,7 +791,7 @@ class ElepayProvider(Provider):
             charge = yield from self._get_charge(target.id)
             return self._charge_from_charge(charge, ctx)
         code = yield from self._get_code(target.id)
-        return self._charge_from_code(code, ctx)
+        return (yield from self._code_charge(code, ctx))
 
     def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
         """Close an unpaid code (``DELETE /codes/{id}``); a closed one stays closed."""
@@ -611,10 +812,16 @@ class ElepayProvider(Provider):
         )
         # A code that is already closed, expired or paid answers with an M006 code;
         # reading it back tells which, so a repeated cancel ends where the first did.
-        if not reply.ok and read_error(reply)[0] not in ("M006000", "M006003", "M006004"):
+        # M006001 (another operation in progress) is raised: nothing happened, and the
+        # key stays retryable (`outcomes`).
+        if reply.ok:
+            # paygate closed it: from now on it reads as canceled, whatever elepay's
+            # undocumented ``expired`` flag says about deleted codes.
+            yield CachePut(self._closed_cache(target.id), {"at": to_millis(ctx.now())})
+        elif read_error(reply)[0] not in ("M006000", "M006003", "M006004"):
             raise error_from_reply(reply, action="close the code")
         code = yield from self._get_code(target.id)
-        current = self._charge_from_code(code, ctx)
+        current = yield from self._code_charge(code, ctx)
         if current.paid:
             if not reply.ok:
                 raise error_from_reply(reply, action="close the code")
@@ -709,6 +916,12 @@ class ElepayProvider(Provider):
             raw=dict(refund),
         )
 
+    def outcome_of(self, error: PaygateError) -> Outcome | None:
+        """elepay's temporary refusals are retryable; an unknown outcome stays unknown."""
+        if isinstance(error, OutcomeUnknown):
+            return Outcome.UNKNOWN
+        return super().outcome_of(error)
+
     # -- retry classification --------------------------------------------------------
 
     def classify(self, reply: Reply) -> RetryDecision | None:
@@ -727,27 +940,33 @@ class ElepayProvider(Provider):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
         """elepay signs nothing: only the shape is checked here.
 
-        Authenticity comes from `parse_webhook`, which (by default) fetches the object
-        back from the API and uses what elepay answers, never the posted body.
+        Authenticity comes from `parse_webhook`, which fetches the charge back from the
+        API and builds the event from that answer alone, never from the posted body.
         """
         _event(body)
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, ctx: OpContext
     ) -> Flow[Sequence[ParsedEvent]]:
-        """Normalise an elepay event; re-fetch its charge before trusting it."""
+        """Derive the event from the charge as elepay's API states it now.
+
+        The posted body only names the charge to fetch (``data.object.id``, or
+        ``chargeId`` for a refund). The event's identity is the charge's state (its id,
+        status and settled refunds), its type follows the fetched status and its
+        amounts come from the fetched charge: a forged, re-typed or replayed body can at
+        most cause one extra ``GET /charges/{id}``.
+        """
         event = _event(body)
         provider_type = str(event["type"])
         obj = event["data"]["object"]
-        occurred = from_millis(event.get("createTime"))
-        event_id = event.get("id")
-        if not (provider_type.startswith(("charge.", "refund."))):
+        if not provider_type.startswith(("charge.", "refund.")):
+            # Nothing to fetch back: reported as it came, without any state.
+            event_id = event.get("id")
             return [
                 ParsedEvent(
                     provider_event_type=provider_type,
                     type="provider.other",
                     provider_event_id=event_id if isinstance(event_id, str) else None,
-                    occurred_at=occurred,
                     raw=event,
                 )
             ]
@@ -755,20 +974,17 @@ class ElepayProvider(Provider):
         charge_id = obj.get("chargeId") if is_refund else obj.get("id")
         if not isinstance(charge_id, str) or not charge_id:
             raise WebhookVerificationError("elepay event names no charge", provider=NAME)
-        charge: Mapping[str, Any] = obj
-        if self.settings.verify_webhooks_by_refetch:
-            reply = yield self._call("GET", f"/charges/{_seg(charge_id)}", step="charges.get")
-            if reply.status == 400 and read_error(reply)[0] == "M002003":
-                raise WebhookVerificationError(
-                    "elepay does not know the charge the event names",
-                    provider=NAME,
-                    provider_code="M002003",
-                    http_status=reply.status,
-                )
-            charge = self._object(reply, action="read the charge")
-            _matches(obj, charge, is_refund)
-        elif is_refund:
-            charge = {"id": charge_id}
+        reply = yield self._call("GET", f"/charges/{_seg(charge_id)}", step="charges.get")
+        if reply.status == 400 and read_error(reply)[0] == "M002003":
+            raise WebhookVerificationError(
+                "elepay does not know the charge the event names",
+                provider=NAME,
+                provider_code="M002003",
+                http_status=reply.status,
+            )
+        charge = self._object(reply, action="read the charge")
+        if charge.get("id") != charge_id:
+            raise WebhookVerificationError("elepay answered for another charge", provider=NAME)
         order_no = charge.get("orderNo")
         code_id: str | None = None
         if isinstance(order_no, str) and order_no:
@@ -776,36 +992,70 @@ class ElepayProvider(Provider):
             if isinstance(entry, Mapping):
                 cached_code = entry.get("codeId")
                 code_id = cached_code if isinstance(cached_code, str) else None
-            if "status" in charge:
-                yield CachePut(
-                    self._cache_key(order_no), {"codeId": code_id, "chargeId": charge_id}
-                )
-        fresh = (
-            self._charge_from_charge(charge, ctx, code_id=code_id)
-            if "status" in charge and "amount" in charge
-            else None
-        )
-        ref = str(ElepayRef("code", code_id) if code_id else ElepayRef("charge", charge_id))
-        if not isinstance(event_id, str) or not event_id:
-            # Dedupe still needs a stable key when the envelope carries no id.
-            event_id = f"{provider_type}:{obj.get('id')}:{obj.get('status')}"
+                yield CachePut(self._cache_key(order_no), {**entry, "chargeId": charge_id})
+        fresh = self._charge_from_charge(charge, ctx, code_id=code_id)
+        settled = _settled_refunds(charge)
+        state = charge.get("status")
+        kind = _state_event(fresh.status, str(state))
+        amount = fresh.amount
+        occurred = from_millis(charge.get("paidTime"))
+        if kind == "refund.succeeded" and settled:
+            latest = max(settled, key=lambda r: (_ms(r, "refundedTime"), _ms(r, "createTime")))
+            amount = Money(_int(latest, "amount"), _currency(latest))
+            occurred = from_millis(latest.get("refundedTime"))
+        elif fresh.status in (ChargeStatus.REFUNDED, ChargeStatus.PARTIALLY_REFUNDED):
+            occurred = from_millis(charge.get("refundTime"))
+        refund_ids = ",".join(sorted(str(r.get("id")) for r in settled))
         return [
             ParsedEvent(
                 provider_event_type=provider_type,
-                type=_event_type(provider_type),
-                provider_event_id=event_id,
-                provider_ref=ref,
-                status=fresh.status if fresh else None,
-                amount=(
-                    Money(_int(obj, "amount"), _currency(obj))
-                    if isinstance(obj.get("amount"), int)
-                    else None
-                ),
+                type=kind,
+                provider_event_id=f"{charge_id}:{state}:{refund_ids}",
+                provider_ref=fresh.provider_ref,
+                status=fresh.status,
+                amount=amount,
                 occurred_at=occurred,
-                charge=fresh if self.settings.verify_webhooks_by_refetch else None,
-                raw=event,
+                charge=fresh,
+                raw=dict(charge),
+                amount_refunded=fresh.amount_refunded,
+                amount_captured=fresh.amount_captured,
             )
         ]
+
+
+def _settled_refunds(charge: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The charge's completed refunds, as its ``refunds.data`` lists them."""
+    refunds = charge.get("refunds")
+    data = refunds.get("data") if isinstance(refunds, Mapping) else None
+    if not isinstance(data, list):
+        return []
+    return [
+        r
+        for r in data
+        if isinstance(r, Mapping) and r.get("status") == "refunded" and isinstance(r.get("id"), str)
+    ]
+
+
+def _ms(obj: Mapping[str, Any], key: str) -> int:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _state_event(status: ChargeStatus, elepay_status: str) -> str:
+    """The paygate event type of a charge state (never of the posted event's type).
+
+    A paid charge that was ``revoked`` (cancelled whole) is ``charge.refunded``; a
+    refund that completed is ``refund.succeeded``.
+    """
+    if status is ChargeStatus.SUCCEEDED:
+        return "charge.succeeded"
+    if status is ChargeStatus.REFUNDED and elepay_status == "revoked":
+        return "charge.refunded"
+    if status in (ChargeStatus.PARTIALLY_REFUNDED, ChargeStatus.REFUNDED):
+        return "refund.succeeded"
+    if status is ChargeStatus.CANCELED:
+        return "charge.canceled"
+    return "charge.updated"
 
 
 # ---------------------------------------------------------------------- utilities
@@ -847,6 +1097,14 @@ def _currency(obj: Mapping[str, Any]) -> str:
 
 def _updated(charge: Mapping[str, Any]) -> datetime | None:
     return from_millis(charge.get("refundTime")) or from_millis(charge.get("paidTime"))
+
+
+def _double_payment(refs: Sequence[str]) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"elepay holds {len(refs)} paid codes for one idempotency key ({', '.join(refs)}); "
+        "refund the extra payment",
+        provider=NAME,
+    )
 
 
 def _same_amount(found: Charge, req: ChargeRequest) -> None:
@@ -922,39 +1180,3 @@ def _event(body: bytes) -> dict[str, Any]:
     ):
         raise WebhookVerificationError("elepay event lacks type or data.object", provider=NAME)
     return event
-
-
-def _matches(posted: Mapping[str, Any], fetched: Mapping[str, Any], is_refund: bool) -> None:
-    """The posted body must agree with what the API says (as elepay's own plugin checks)."""
-    keys = ("orderNo",) if is_refund else ("orderNo", "amount", "currency")
-    for key in keys:
-        if key in posted and posted[key] != fetched.get(key):
-            raise WebhookVerificationError(
-                f"elepay event disagrees with the API on {key}", provider=NAME
-            )
-    if is_refund:
-        refund_id = posted.get("id")
-        refunds = fetched.get("refunds")
-        data = refunds.get("data") if isinstance(refunds, Mapping) else None
-        if isinstance(refund_id, str) and isinstance(data, list) and data:
-            ids = {r.get("id") for r in data if isinstance(r, Mapping)}
-            if refund_id not in ids:
-                raise WebhookVerificationError(
-                    "elepay event names a refund the charge does not have", provider=NAME
-                )
-
-
-_EVENT_TYPES: Final[Mapping[str, str]] = {
-    # elepay's webhook page says charge.succeeded, its charges guide charge.captured.
-    "charge.succeeded": "charge.succeeded",
-    "charge.captured": "charge.succeeded",
-    "charge.revoked": "charge.canceled",
-    "charge.refunded": "charge.refunded",
-    "refund.succeeded": "refund.succeeded",
-}
-
-
-def _event_type(provider_type: str) -> str:
-    if provider_type in _EVENT_TYPES:
-        return _EVENT_TYPES[provider_type]
-    return "charge.updated" if provider_type.startswith("charge.") else "provider.other"

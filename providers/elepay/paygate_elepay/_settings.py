@@ -24,9 +24,11 @@ class ElepaySettings(ProviderSettings):
     ``secret_key`` is the application's secret key (``sk_test_...`` in test mode); it is
     sent as the Basic user name with an empty password, as the official SDK does.
     ``front_url`` is where elepay sends the payer's browser after paying when the
-    charge itself names no ``return_url``. With ``verify_webhooks_by_refetch`` (the
-    default) a webhook is trusted only after the charge it names has been fetched back
-    from the API, because elepay signs nothing.
+    charge itself names no ``return_url``. elepay signs no webhook, so every event is
+    built from the charge fetched back from the API; ``verify_webhooks_by_refetch`` is
+    kept for old configuration files and cannot be turned off. ``location_id`` (an
+    elepay location, ``locationId``) is sent with every code so that events and the
+    dashboard tell this account's store apart from others of the same application.
 
     Example (``paygate.toml``)::
 
@@ -40,6 +42,7 @@ class ElepaySettings(ProviderSettings):
     secret_key: SecretStr
     front_url: str | None = None
     verify_webhooks_by_refetch: bool = True
+    location_id: str | None = Field(default=None, min_length=1, max_length=255)
     expiry_minutes: int = Field(
         default=EXPIRY_MINUTES_DEFAULT, ge=EXPIRY_MINUTES_MIN, le=EXPIRY_MINUTES_MAX
     )
@@ -59,6 +62,16 @@ class ElepaySettings(ProviderSettings):
     def _secret_key(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("secret_key must not be empty")
+        return value
+
+    @field_validator("verify_webhooks_by_refetch")
+    @classmethod
+    def _refetch(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "elepay signs no webhook: events are always built from the charge "
+                "fetched back from the API, so verify_webhooks_by_refetch cannot be false"
+            )
         return value
 
     @field_validator("front_url")

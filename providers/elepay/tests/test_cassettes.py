@@ -32,13 +32,13 @@ ACCOUNT = "elepay"
 PINNED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def gateway(env: Any, **overrides: Any) -> Gateway:
+def gateway(env: Any, *, pinned: datetime = PINNED, **overrides: Any) -> Gateway:
     settings = {**env.account("elepay"), **overrides}
     gw = Gateway.from_config(
         {"store": "memory://", "accounts": {ACCOUNT: settings}},
         store="memory://",
         retry=RetryPolicy.no_wait(),
-        clock=lambda: PINNED,
+        clock=lambda: pinned,
     )
     env._gateways.append(gw)
     return gw
@@ -103,14 +103,17 @@ def test_already_paid_order_is_recovered(paygate_cassette):
     first = gateway(paygate_cassette)
     created = charge(first, "cas-elepay-6")
     pay(paygate_cassette, created)
-    # A gateway with an empty store retries the key: M002007, then the charge list.
+    # A gateway with an empty store sends the key's orderNo again: M002007 (paid, or a
+    # code still valid), then the charge list finds the payment.
     recovered = charge(gateway(paygate_cassette), "cas-elepay-6")
     assert recovered.status is ChargeStatus.SUCCEEDED
     assert recovered.provider_ref.startswith("charge:")
 
 
 def test_code_expires(paygate_cassette):
-    gw = gateway(paygate_cassette)
+    # paygate tells an expiry from a deletion partly by its own clock against the
+    # code's expiryTime: pinned past any recorded expiry here.
+    gw = gateway(paygate_cassette, pinned=datetime(2036, 1, 1, tzinfo=UTC))
     created = gw.charge(
         ACCOUNT,
         amount=Money.jpy(500),
@@ -144,6 +147,7 @@ def test_webhook_is_refetched(paygate_cassette):
     (event,) = gw.webhooks.handle(ACCOUNT, {}, body)
     assert event.charge_id == created.id
     assert event.status is ChargeStatus.SUCCEEDED
+    assert event.provider_event_id == f"{paid.raw['charge']['id']}:captured:"
 
 
 def test_wrong_secret_key(paygate_cassette):

@@ -40,7 +40,8 @@ def assert_error(resp, code, status=400):
     assert resp.headers["content-type"] == CT
     body = resp.json()
     assert body["errorCode"] == code
-    assert body["code"] == status
+    # elepay's internal code is a string (server FAQ: "9_000_000_40022" for M002007).
+    assert isinstance(body["code"], str)
     assert body["message"]
 
 
@@ -135,17 +136,56 @@ def test_unknown_objects_are_m002003(emu):
     assert_error(post(emu, "/charges/ch_nope/refunds", {"amount": 1}), "M002003")
 
 
-def test_order_number_rules(emu):
+def test_order_number_rules(emu, clock):
+    # Server FAQ: an orderNo whose code is still valid is refused like a paid one, with
+    # the documented body; a closed or expired code's orderNo may be used again.
     first = new_code(emu)
-    # Unpaid duplicates are accepted (assumption OQ-E2): a second code.
+    resp = post(emu, "/codes", {"orderNo": "order-1", "amount": 1000})
+    assert_error(resp, "M002007")
+    assert resp.json()["code"] == "9_000_000_40022"
+    emu.client.delete(f"/elepay/codes/{first['id']}", headers=AUTH)
     second = new_code(emu)
     assert second["id"] != first["id"]
-    emu.control("pay_code", code_id=first["id"])
+    clock.advance(timedelta(minutes=11))
+    emu.emulator.on_clock_advanced(clock.now())
+    third = new_code(emu)
+    emu.control("pay_code", code_id=third["id"])
     assert_error(post(emu, "/codes", {"orderNo": "order-1", "amount": 1000}), "M002007")
-    # The other code of the same order can no longer be paid.
+    # A code of an order paid meanwhile can no longer be paid.
     with pytest.raises(ControlError) as info:
         emu.control("pay_code", code_id=second["id"])
     assert info.value.status == 409
+
+
+def test_busy_control_answers_m006001_on_state_changes(emu):
+    code = new_code(emu)
+    emu.control("busy", count=1)
+    assert get(emu, f"/codes/{code['id']}").status_code == 200  # reads are not busy
+    assert_error(emu.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH), "M006001")
+    assert emu.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH).status_code == 204
+
+
+@pytest.mark.parametrize(("meaning", "flag"), [("ran_out", False), ("invalid", True)])
+def test_expired_flag_of_a_deleted_code_plays_each_reading(emu, meaning, flag):
+    emu.control("expired_flag", meaning=meaning)
+    code = new_code(emu)
+    emu.client.delete(f"/elepay/codes/{code['id']}", headers=AUTH)
+    closed = get(emu, f"/codes/{code['id']}").json()
+    assert (closed["status"], closed["expired"]) == ("closed", flag)
+
+
+@pytest.mark.parametrize(("mode", "listed"), [("empty", 0), ("listed", 1000)])
+def test_revoke_of_a_paid_charge_plays_each_reading(emu, mode, listed):
+    emu.control("revoke_refunds", mode=mode)
+    code = new_code(emu)
+    paid = emu.control("pay_code", code_id=code["id"])
+    resp = post(emu, f"/charges/{paid['chargeId']}/revoke", {})
+    assert resp.status_code == 200
+    charge = resp.json()
+    assert charge["status"] == "revoked"
+    assert charge["paid"] is True
+    assert charge["refunds"]["amount"] == listed
+    assert json.loads(emu.deliveries[-1].body)["type"] == "charge.revoked"
 
 
 def test_pay_code_creates_a_captured_charge_and_a_webhook(emu, clock):

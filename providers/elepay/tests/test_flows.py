@@ -15,6 +15,7 @@ from paygate import (
     InvalidRequest,
     Money,
     NotFound,
+    OutcomeUnknown,
     ProviderRejected,
     QRCode,
     RateLimited,
@@ -77,7 +78,9 @@ def test_charge_creates_a_code_with_display_qr(provider, emu, make_ctx, clock):
     (call,) = emu.calls
     assert call.method == "POST"
     assert call.url == "http://127.0.0.1/elepay/codes"
-    assert call.retry is Retry.KEYED
+    # No blind re-send under the same orderNo: elepay would refuse it (M002007) while
+    # the first code is valid. A lost answer goes out again under the next orderNo.
+    assert call.retry is Retry.UNSAFE
     assert call.step == "codes.create"
     assert call.headers["Content-Type"] == "application/json;charset=utf-8"
     token = base64.b64encode(f"{SECRET_KEY}:".encode()).decode()
@@ -94,10 +97,11 @@ def test_charge_creates_a_code_with_display_qr(provider, emu, make_ctx, clock):
     }
     code_id = charge.provider_ref.partition(":")[2]
     assert cache == {
-        "elepay:qr:order:pg-code-order-1042": {
-            "codeId": code_id,
-            "createTime": to_millis(clock.now()),
-        }
+        "elepay:qr:key:pg-code-order-1042": {
+            "orders": ["pg-code-order-1042"],
+            "since": to_millis(clock.now()),
+        },
+        "elepay:qr:order:pg-code-order-1042": {"codeId": code_id, "key": "pg-code-order-1042"},
     }
 
 
@@ -107,9 +111,12 @@ def test_order_no_is_derived_and_bounded(provider, emu, make_ctx):
     body = json.loads(emu.calls[0].content)
     assert len(body["orderNo"]) <= 50
     assert all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in body["orderNo"])
-    # Same merchant key, same orderNo (a retry after a crash sends what the first sent).
+    # Same merchant key, same orderNo: a store that lost its records sends what the
+    # first attempt sent. elepay refuses it while the first code is valid (M002007,
+    # server FAQ), and the unpaid code cannot be found: unknown, not refused.
     emu.calls.clear()
-    create(provider, emu, make_ctx, {}, key=key)
+    with pytest.raises(OutcomeUnknown):
+        create(provider, emu, make_ctx, {}, key=key)
     assert json.loads(emu.calls[0].content)["orderNo"] == body["orderNo"]
     assert charge.status is ChargeStatus.REQUIRES_ACTION
 
@@ -334,7 +341,11 @@ def test_lookup_without_cache_scans_the_charge_list(provider, emu, make_ctx):
         other = create(provider, emu, make_ctx, {}, key=f"other-{i}")
         emu.pay(other.provider_ref)
     cache: dict = {}
-    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache)
+    # Nothing recorded under the key: nothing was sent from this store.
+    assert drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache) is None
+    # A store that lost its records sends the orderNo again: M002007, then the list.
+    emu.calls.clear()
+    found = drive(provider.charge(qr_request(), make_ctx()), emu.respond, cache)
     assert found is not None
     assert found.status is ChargeStatus.SUCCEEDED
     assert found.provider_ref.startswith("charge:ch_")
@@ -354,14 +365,17 @@ def test_lookup_pages_through_the_charge_list(provider, emu, make_ctx, settings)
         other = create(provider, emu, make_ctx, {}, key=f"later-{i}")
         emu.pay(other.provider_ref)
     emu.calls.clear()
-    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, {})
+    found = drive(provider.charge(qr_request(), make_ctx()), emu.respond, {})
     assert found is not None
+    assert found.status is ChargeStatus.SUCCEEDED
     pages = [c for c in emu.calls if c.step == "charges.list"]
     assert len(pages) == 2
     assert "offset=100" in pages[1].url
 
+    # A scan that cannot reach the paid charge proves nothing: unknown, never refused.
     narrow = ElepayProvider(settings.model_copy(update={"lookup_max_pages": 1}), account="qr")
-    assert drive(narrow.lookup_charge(qr_request(), make_ctx()), emu.respond, {}) is None
+    with pytest.raises(OutcomeUnknown):
+        drive(narrow.charge(qr_request(), make_ctx()), emu.respond, {})
 
 
 def test_lookup_of_a_never_sent_charge_is_none(provider, emu, make_ctx):
@@ -423,3 +437,89 @@ def test_status_of_a_charge_ref(provider, emu, make_ctx):
     assert fresh.status is ChargeStatus.SUCCEEDED
     refund = drive(provider.refund(RefundRequest(charge=ref), make_ctx("r")), emu.respond)
     assert refund.amount == Money.jpy(1200)
+
+
+# ----------------------------------------------------------- several orderNos per key
+
+
+def test_a_lost_answer_is_followed_by_a_fresh_order_number(provider, emu, make_ctx):
+    from paygate.adapter import TransportFailure
+
+    cache: dict = {}
+    dropped: list[str] = []
+
+    def respond(call):
+        reply = emu.respond(call)
+        if call.step == "codes.create" and not dropped:
+            dropped.append(json.loads(call.content)["orderNo"])
+            raise TransportFailure("reset", sent=True)
+        return reply
+
+    charge = drive(provider.charge(qr_request(), make_ctx()), respond, cache)
+    assert dropped == ["pg-code-order-1042"]
+    orders = {c.order_no for c in emu.emulator.codes.values()}
+    assert orders == {"pg-code-order-1042", "pg-code2-order-1042"}
+    assert cache["elepay:qr:key:pg-code-order-1042"]["orders"] == sorted(orders)
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    # The lookup knows both orderNos: the code it received, whichever is paid.
+    emu.pay(charge.provider_ref)
+    found = drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache)
+    assert found.status is ChargeStatus.SUCCEEDED
+
+
+def test_lookup_after_only_lost_answers_is_none(provider, emu, make_ctx, clock):
+    # Nothing paid under any orderNo of the key, and the charge list was read back to
+    # the first send: the gateway may send again (under the next orderNo).
+    cache = {
+        "elepay:qr:key:pg-code-order-1042": {
+            "orders": ["pg-code-order-1042"],
+            "since": to_millis(clock.now()),
+        }
+    }
+    assert drive(provider.lookup_charge(qr_request(), make_ctx()), emu.respond, cache) is None
+    charge = drive(provider.charge(qr_request(), make_ctx()), emu.respond, cache)
+    assert emu.emulator.codes[charge.provider_ref.partition(":")[2]].order_no == (
+        "pg-code2-order-1042"
+    )
+
+
+def test_two_paid_codes_of_one_key_are_reported(provider, emu, make_ctx, clock):
+    first = create(provider, emu, make_ctx, {}, key="k1")
+    second = create(provider, emu, make_ctx, {}, key="k2")
+    emu.pay(first.provider_ref)
+    emu.pay(second.provider_ref)
+    cache = {
+        "elepay:qr:key:pg-code-k1": {
+            "orders": ["pg-code-k1", "pg-code-k2"],
+            "since": to_millis(clock.now()),
+        }
+    }
+    with pytest.raises(OutcomeUnknown, match="refund the extra payment"):
+        drive(provider.lookup_charge(qr_request(), make_ctx("k1")), emu.respond, cache)
+
+
+def test_the_extra_open_code_of_a_key_is_closed(provider, emu, make_ctx, clock):
+    first = create(provider, emu, make_ctx, {}, key="k1")
+    second = create(provider, emu, make_ctx, {}, key="k2")
+    emu.pay(second.provider_ref)
+    cache = {
+        "elepay:qr:key:pg-code-k1": {
+            "orders": ["pg-code-k1", "pg-code-k2"],
+            "since": to_millis(clock.now()),
+        },
+        "elepay:qr:order:pg-code-k1": {"codeId": first.provider_ref.partition(":")[2]},
+        "elepay:qr:order:pg-code-k2": {"codeId": second.provider_ref.partition(":")[2]},
+    }
+    found = drive(provider.lookup_charge(qr_request(), make_ctx("k1")), emu.respond, cache)
+    assert found.provider_ref == second.provider_ref
+    closed = emu.emulator.codes[first.provider_ref.partition(":")[2]]
+    assert closed.status == "closed"
+
+
+def test_location_id_is_sent_with_every_code(emu, make_ctx, settings):
+    from paygate_elepay import ElepayProvider
+
+    provider = ElepayProvider(settings.model_copy(update={"location_id": "loc_1"}), account="qr")
+    charge = drive(provider.charge(qr_request(), make_ctx()), emu.respond, {})
+    assert json.loads(emu.calls[0].content)["locationId"] == "loc_1"
+    assert charge.raw["locationId"] == "loc_1"

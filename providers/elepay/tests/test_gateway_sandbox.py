@@ -205,7 +205,9 @@ def test_webhooks_are_refetched_recorded_and_deduplicated(gw, sandbox, receiver)
     assert event.type == "charge.succeeded"
     assert event.charge_id == charge.id
     assert event.status is ChargeStatus.SUCCEEDED
-    assert event.provider_event_id == json.loads(body)["id"]
+    # The dedup identity is the re-fetched state (elepay signs nothing).
+    charge_id = json.loads(body)["data"]["object"]["id"]
+    assert event.provider_event_id == f"{charge_id}:captured:"
     assert not event.duplicate
     (again,) = gw.webhooks.handle(ACCOUNT, headers, body)
     assert again.duplicate
@@ -218,17 +220,49 @@ def test_webhooks_are_refetched_recorded_and_deduplicated(gw, sandbox, receiver)
     assert refund_event.status is ChargeStatus.PARTIALLY_REFUNDED
 
 
-def test_a_forged_webhook_is_refused(gw, sandbox, receiver):
+def test_forged_webhooks_never_run_handlers_again(gw, sandbox, receiver):
+    # Issue #26, through the gateway: a re-posted charge.succeeded under a new id, a paid
+    # charge re-typed as charge.revoked and a refund with a forged amount reach no
+    # handler a second time, and nothing forged is recorded.
     from paygate import WebhookVerificationError
 
-    charge = new_charge(gw, "order-10")
+    events: list[Any] = []
+    gw.webhooks.on("*")(events.append)
+    charge = new_charge(gw, "order-10", amount=5000)
     pay(sandbox, charge)
     sandbox.flush_webhooks()
-    forged = json.loads(receiver["bodies"][0])
-    forged["id"] = "evt_forged"
-    forged["data"]["object"]["amount"] = 1
+    real = json.loads(receiver["bodies"][0])
+    gw.webhooks.handle(ACCOUNT, {}, json.dumps(real).encode())
+    assert [e.type for e in events] == ["charge.succeeded"]
+
+    replay = {**real, "id": "evt_forged_new_id"}
+    (again,) = gw.webhooks.handle(ACCOUNT, {}, json.dumps(replay).encode())
+    assert again.duplicate
+    retyped = {**real, "id": "evt_forged_revoked", "type": "charge.revoked"}
+    retyped["data"] = {"object": {**real["data"]["object"], "status": "revoked"}}
+    (revoked,) = gw.webhooks.handle(ACCOUNT, {}, json.dumps(retyped).encode())
+    assert revoked.duplicate
+    assert revoked.type == "charge.succeeded"
+    assert len(events) == 1
+    assert gw.status(ACCOUNT, charge.id).status is ChargeStatus.SUCCEEDED
+
+    gw.refund(ACCOUNT, charge.id, amount=Money.jpy(100), idempotency_key="order-10-r1")
+    sandbox.flush_webhooks()
+    refund_body = json.loads(receiver["bodies"][-1])
+    (refunded,) = gw.webhooks.handle(ACCOUNT, {}, json.dumps(refund_body).encode())
+    assert refunded.amount == Money.jpy(100)
+    inflated = {**refund_body, "id": "evt_forged_amount"}
+    inflated["data"] = {"object": {**refund_body["data"]["object"], "amount": 4900}}
+    (forged,) = gw.webhooks.handle(ACCOUNT, {}, json.dumps(inflated).encode())
+    assert forged.duplicate
+    assert [e.type for e in events] == ["charge.succeeded", "refund.succeeded"]
+    assert events[-1].amount == Money.jpy(100)
+    assert gw.status(ACCOUNT, charge.id).amount_refunded == Money.jpy(100)
+
+    unknown = {**real, "id": "evt_forged_charge"}
+    unknown["data"] = {"object": {**real["data"]["object"], "id": "ch_invented"}}
     with pytest.raises(WebhookVerificationError):
-        gw.webhooks.handle(ACCOUNT, {}, json.dumps(forged).encode())
+        gw.webhooks.handle(ACCOUNT, {}, json.dumps(unknown).encode())
 
 
 def test_failed_deliveries_follow_elepays_retry_schedule(make_gateway, sandbox, receiver):
@@ -252,15 +286,70 @@ def test_failed_deliveries_follow_elepays_retry_schedule(make_gateway, sandbox, 
 
 
 def test_lost_create_answer_is_resolved(gw, sandbox):
+    # Server FAQ: elepay refuses (M002007) the orderNo of a code that is still valid, so
+    # the lost answer is not re-sent under it: the next derived orderNo makes a code the
+    # payer can pay; the one nobody saw stays unpaid and expires.
     sandbox.fault("elepay", "drop_after_commit", path="^/codes$", method="POST")
     charge = new_charge(gw, "order-12")
     assert charge.status is ChargeStatus.REQUIRES_ACTION
-    codes = [c for c in emulator(sandbox).codes.values() if c.order_no == "pg-code-order-12"]
-    # elepay cannot list unpaid codes: the unanswered one stays behind, unpaid, and
-    # expires; both carry the same order number, so only one can ever be paid.
-    assert len(codes) == 2
+    codes = {c.order_no: c for c in emulator(sandbox).codes.values()}
+    assert set(codes) == {"pg-code-order-12", "pg-code2-order-12"}
+    assert code_id(charge) == codes["pg-code2-order-12"].id
     pay(sandbox, charge)
     assert gw.status(ACCOUNT, charge.id).status is ChargeStatus.SUCCEEDED
+    assert new_charge(gw, "order-12").id == charge.id  # the key replays that code
+
+
+def test_lost_create_answers_in_a_row_still_end_in_a_payable_code(gw, sandbox):
+    sandbox.fault("elepay", "drop_after_commit", path="^/codes$", method="POST", count=3)
+    charge = new_charge(gw, "order-12b")
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert isinstance(charge.next_action, DisplayQR)
+    pay(sandbox, charge)
+    assert gw.status(ACCOUNT, charge.id).status is ChargeStatus.SUCCEEDED
+    orders = sorted(c.order_no for c in emulator(sandbox).codes.values())
+    assert len(orders) == 4
+    assert len(set(orders)) == 4
+
+
+def test_elepay_5xx_on_create_goes_on_under_the_next_order_number(gw, sandbox):
+    sandbox.fault("elepay", "status", status=503, path="^/codes$", method="POST", count=1)
+    charge = new_charge(gw, "order-12c")
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert emulator(sandbox).codes[code_id(charge)].order_no == "pg-code2-order-12c"
+
+
+def test_m006001_leaves_the_cancel_key_retryable(gw, sandbox):
+    # "Another operation is in progress" did nothing: the default cancel key must reach
+    # elepay again instead of replaying the refusal.
+    charge = new_charge(gw, "order-12d")
+    sandbox.control("elepay", "busy", count=1)
+    with pytest.raises(ProviderRejected) as info:
+        gw.cancel(ACCOUNT, charge.id)
+    assert info.value.provider_code == "M006001"
+    assert gw.cancel(ACCOUNT, charge.id).status is ChargeStatus.CANCELED
+
+
+def test_m006001_leaves_the_refund_key_retryable(gw, sandbox):
+    charge = new_charge(gw, "order-12e")
+    pay(sandbox, charge)
+    sandbox.control("elepay", "busy", count=1)
+    with pytest.raises(ProviderRejected) as info:
+        gw.refund(ACCOUNT, charge.id, amount=Money.jpy(100), idempotency_key="order-12e-r1")
+    assert info.value.provider_code == "M006001"
+    refund = gw.refund(ACCOUNT, charge.id, amount=Money.jpy(100), idempotency_key="order-12e-r1")
+    assert refund.amount == Money.jpy(100)
+
+
+@pytest.mark.parametrize("meaning", ["ran_out", "invalid"])
+def test_cancel_and_expiry_under_each_reading_of_the_expired_flag(gw, sandbox, meaning):
+    sandbox.control("elepay", "expired_flag", meaning=meaning)
+    closed = new_charge(gw, f"order-12f-{meaning}")
+    assert gw.cancel(ACCOUNT, closed.id).status is ChargeStatus.CANCELED
+    assert gw.status(ACCOUNT, closed.id).status is ChargeStatus.CANCELED
+    ran_out = new_charge(gw, f"order-12g-{meaning}", expires_in=timedelta(minutes=3))
+    sandbox.advance(timedelta(minutes=4))
+    assert gw.status(ACCOUNT, ran_out.id).status is ChargeStatus.EXPIRED
 
 
 def test_lost_refund_answer_never_refunds_twice(gw, sandbox):
