@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._adapter import Provider, ProviderSettings
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, PaygateError
 from ._redact import register_secret
 from ._registry import provider_class
 from ._retry import RetryPolicy
@@ -127,7 +127,14 @@ def _read(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
     if source is None:
         return {}
     if isinstance(source, Mapping):
+        if not all(isinstance(k, str) for k in source):
+            raise ConfigurationError("configuration keys must be strings", key="config")
         return dict(source)
+    given: object = source  # callers may pass anything at run time
+    if not isinstance(given, str | Path):
+        raise ConfigurationError(
+            "configuration must be a TOML file path or a mapping", key="config"
+        )
     path = Path(source)
     try:
         with path.open("rb") as fh:
@@ -136,6 +143,10 @@ def _read(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigurationError(f"config file not found: {path.name}", key="config") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", key="config") from None
+    except (OSError, ValueError) as exc:  # a directory, no permission, a NUL in the path
+        raise ConfigurationError(
+            f"config file cannot be read ({type(exc).__name__})", key="config"
+        ) from None
 
 
 def _first_error(exc: ValidationError, prefix: str) -> ConfigurationError:
@@ -180,8 +191,15 @@ def _account(name: str, table: dict[str, Any]) -> AccountConfig:
     except ValidationError as exc:
         raise _first_error(exc, prefix) from None
     _register_secrets(settings)
-    provider = cls(settings, account=name)
-    offered = tuple(provider.capabilities().methods)
+    try:
+        provider = cls(settings, account=name)
+        offered = tuple(provider.capabilities().methods)
+    except PaygateError:
+        raise
+    except Exception as exc:  # an adapter refusing its settings in its own words
+        raise ConfigurationError(
+            f"{provider_name} refused these settings ({type(exc).__name__})", key=prefix
+        ) from None
     if methods is None:
         chosen = offered
     else:
