@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 
-__all__ = ["redact", "register_secret"]
+__all__ = ["redact", "register_secret", "registered_secrets"]
 
 _MASK = "[redacted]"
 _lock = threading.Lock()
@@ -45,6 +45,12 @@ def register_secret(value: str | None) -> None:
             return
         _secrets.add(value)
         _pattern = None
+
+
+def registered_secrets() -> frozenset[str]:
+    """The values registered so far (for checks that must not miss one, e.g. cassettes)."""
+    with _lock:
+        return frozenset(_secrets)
 
 
 def forget_secrets() -> None:

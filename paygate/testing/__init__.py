@@ -11,7 +11,15 @@ from .._embedded_pg import (
     embedded_postgres,
     start_embedded_postgres,
 )
-from ._cassettes import cassette_secrets, path_matcher, scrub_request, scrub_response, vcr_config
+from ._cassettes import (
+    CassetteLeak,
+    cassette_secrets,
+    path_matcher,
+    protect,
+    scrub_request,
+    scrub_response,
+    vcr_config,
+)
 from ._contract import ProviderContract
 from ._documented import (
     DocumentedCase,
@@ -26,6 +34,7 @@ from ._time import VirtualTime
 
 __all__ = [
     "BlockingAsyncGateway",
+    "CassetteLeak",
     "DocumentedCase",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
@@ -39,6 +48,7 @@ __all__ = [
     "embedded_postgres",
     "load_cases",
     "path_matcher",
+    "protect",
     "request_body",
     "scrub_request",
     "scrub_response",

@@ -12,6 +12,14 @@ Fixtures:
   over an `AsyncGateway`) on the sandbox with a no-wait retry policy.
 * ``vcr_config``: paygate's cassette settings (scrubbing and matching), used by
   pytest-recording's ``@pytest.mark.vcr``.
+
+The cassette settings do not depend on that fixture: the ``pytest_recording_configure``
+hook puts them on every VCR instance pytest-recording makes (`paygate.testing._cassettes.
+protect`), merged with whatever ``vcr_config`` is in force, so neither the order in which
+pytest loads the two plugins nor a merchant's own ``vcr_config`` can switch scrubbing
+off. The ``vcr_config`` and ``vcr_cassette_dir`` fixtures are registered once every
+plugin is loaded (`pytest_configure`), so they take precedence over pytest-recording's
+defaults in either load order; a conftest's own fixtures still take precedence over both.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+RECORDING_FIXTURES = "paygate-recording-fixtures"
 
 ALIASES = {
     "card": "payjp",
@@ -32,13 +42,20 @@ ALIASES = {
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "paygate_contract: the provider conformance suite")
+    # Registered after every plugin (pytest-recording included) has loaded: among plugins,
+    # the fixture registered last is the one used.
+    from . import _recording_fixtures
+
+    if not config.pluginmanager.has_plugin(RECORDING_FIXTURES):
+        config.pluginmanager.register(_recording_fixtures, RECORDING_FIXTURES)
 
 
 def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
-    """Register paygate's request matcher with vcrpy (pytest-recording hook)."""
-    from ._cassettes import path_matcher
+    """Put paygate's scrubbing, matching and leak check on the VCR instance itself
+    (pytest-recording hook; runs for every cassette, whatever ``vcr_config`` says)."""
+    from ._cassettes import protect
 
-    vcr.register_matcher("paygate_path", path_matcher)
+    protect(vcr)
 
 
 @pytest.fixture(scope="session")
@@ -123,45 +140,11 @@ def make_gateway(
                 config, store=store, retry=policy, sleep=paygate_time.sleep, **clock
             )
         made.append(gw)
-        return gw
+        return paygate_time.attach(gw)
 
     yield make
     for gw in made:
         gw.close()
-
-
-@pytest.fixture
-def vcr_config() -> dict[str, Any]:
-    """paygate's cassette settings for pytest-recording."""
-    from ._cassettes import vcr_config as config
-
-    return config()
-
-
-def _provider_of(path: Any) -> str | None:
-    parts = list(getattr(path, "parts", ()))
-    for i, part in enumerate(parts[:-2]):
-        if part == "providers" and parts[i + 2] == "tests":
-            return str(parts[i + 1])
-    return None
-
-
-@pytest.fixture(scope="module")
-def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
-    """Cassettes of an adapter's tests live in ``cassettes/<provider>/`` at the root.
-
-    Other test modules (a merchant's own) keep pytest-recording's default location,
-    unless the module sets ``paygate_cassette_provider``.
-    """
-    from pathlib import Path
-
-    module = request.module
-    provider = getattr(module, "paygate_cassette_provider", None) or _provider_of(
-        Path(module.__file__)
-    )
-    if provider is None:
-        return str(Path(module.__file__).parent / "cassettes" / Path(module.__file__).stem)
-    return str(Path(str(request.config.rootpath)) / "cassettes" / provider)
 
 
 @pytest.fixture
