@@ -19,7 +19,7 @@ from ._emulator import (
     WebhookDelivery,
 )
 from ._host import SandboxHost, discover_emulators
-from ._server import ServerThread, running, serve_app
+from ._server import SandboxTLS, ServerThread, make_tls, running, serve_app
 from ._webhooks import WebhookAttempt
 
 __all__ = [
@@ -33,10 +33,12 @@ __all__ = [
     "SandboxClock",
     "SandboxError",
     "SandboxHost",
+    "SandboxTLS",
     "ServerThread",
     "WebhookAttempt",
     "WebhookDelivery",
     "discover_emulators",
+    "make_tls",
     "offline_accounts",
     "offline_credentials",
     "render_config",

@@ -14,6 +14,7 @@ from ._webhooks import WebhookAttempt
 
 if TYPE_CHECKING:
     from ._host import SandboxHost
+    from ._server import SandboxTLS
 
 __all__ = ["Sandbox", "SandboxClient", "SandboxError"]
 
@@ -36,10 +37,15 @@ class SandboxClient:
         sandbox.fault("payjp", "drop_after_commit", path="^/v1/charges$", method="POST")
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, tls: SandboxTLS | None = None) -> None:
         self.url = url.rstrip("/")
+        #: The certificates of a TLS sandbox (None: plain http).
+        self.tls = tls
         # trust_env off: the sandbox is on loopback, and no proxy should see it.
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        verify: Any = tls.client_context() if tls is not None else True
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, trust_env=False, verify=verify
+        )
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -100,8 +106,12 @@ class SandboxClient:
         return result
 
     def accounts(self) -> dict[str, dict[str, Any]]:
-        """A paygate account table per provider, pointing at this sandbox."""
+        """A paygate account table per provider, pointing at this sandbox (with
+        ``ca_bundle`` when it serves TLS)."""
         result: dict[str, dict[str, Any]] = self._call("GET", "accounts")
+        if self.tls is not None:
+            for table in result.values():
+                table["ca_bundle"] = str(self.tls.ca_file)
         return result
 
     def account_settings(self, provider: str) -> dict[str, Any]:
@@ -238,8 +248,15 @@ class Sandbox(SandboxClient):
     change state only through the control API.
     """
 
-    def __init__(self, url: str, *, host: SandboxHost, timeout: float = 30.0) -> None:
-        super().__init__(url, timeout=timeout)
+    def __init__(
+        self,
+        url: str,
+        *,
+        host: SandboxHost,
+        timeout: float = 30.0,
+        tls: SandboxTLS | None = None,
+    ) -> None:
+        super().__init__(url, timeout=timeout, tls=tls)
         self.host = host
 
     def __enter__(self) -> Sandbox:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -28,6 +32,57 @@ _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class SandboxTLS:
+    """The certificates of a TLS sandbox, made at run time (PEM files in a temporary
+    directory that lives as long as the sandbox).
+
+    ``ca_file``: the CA that signed the server's certificate (and the client's): pass it
+    as an account's ``ca_bundle``. ``client_cert_file`` / ``client_key_file``: a client
+    certificate the server accepts (always made); ``client_cert_required``: whether the
+    server refuses a connection without one (mutual TLS).
+    """
+
+    ca_file: Path
+    server_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+    client_cert_required: bool = False
+
+    def client_context(self, *, with_cert: bool = True) -> ssl.SSLContext:
+        """An SSL context that trusts the sandbox (and presents the client certificate)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if with_cert:
+            context.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
+        return context
+
+
+def make_tls(directory: Path, *, client_cert_required: bool = False) -> SandboxTLS:
+    """Make a CA, a server certificate for loopback and a client certificate in
+    ``directory`` (needs ``trustme``: ``pip install 'paygate[sandbox-tls]'``)."""
+    try:
+        import trustme
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConfigurationError(
+            "a TLS sandbox needs trustme: pip install 'paygate[sandbox-tls]'", key="tls"
+        ) from None
+    ca = trustme.CA(organization_name="paygate sandbox")
+    server = ca.issue_cert("127.0.0.1", "::1", "localhost")
+    client = ca.issue_cert("client.sandbox.paygate.invalid", common_name="paygate sandbox client")
+    tls = SandboxTLS(
+        ca_file=directory / "ca.pem",
+        server_file=directory / "server.pem",
+        client_cert_file=directory / "client.pem",
+        client_key_file=directory / "client.key",
+        client_cert_required=client_cert_required,
+    )
+    ca.cert_pem.write_to_path(str(tls.ca_file))
+    server.private_key_and_cert_chain_pem.write_to_path(str(tls.server_file))
+    client.cert_chain_pems[0].write_to_path(str(tls.client_cert_file))
+    client.private_key_pem.write_to_path(str(tls.client_key_file))
+    return tls
+
+
 class ServerThread:
     """uvicorn serving ``app`` on ``host:port`` in a daemon thread.
 
@@ -42,7 +97,13 @@ class ServerThread:
     """
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        tls: SandboxTLS | None = None,
     ) -> None:
         import uvicorn
 
@@ -62,9 +123,18 @@ class ServerThread:
         self.host = host
         self.port: int = sock.getsockname()[1]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
-        self.url = f"http://{shown}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}"
+        self.tls = tls
+        tls_options: dict[str, object] = {}
+        if tls is not None:
+            tls_options = {
+                "ssl_certfile": str(tls.server_file),
+                "ssl_ca_certs": str(tls.ca_file),
+                "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.client_cert_required else ssl.CERT_NONE,
+            }
         config = uvicorn.Config(
             app,
+            **tls_options,  # type: ignore[arg-type]
             log_config=None,  # leave the process's logging configuration alone
             log_level=log_level,
             access_log=False,
@@ -162,12 +232,20 @@ def running(
     providers: Iterable[str] | None = None,
     emulators: Iterable[type[Emulator]] | None = None,
     allow_remote: bool = False,
+    tls: bool = False,
+    client_cert: bool = False,
 ) -> Iterator[Sandbox]:
     """Run the sandbox in this process, on loopback, for the duration of the block.
 
     Serves every installed provider's emulator (or only ``providers``, or the given
     ``emulators`` classes) with uvicorn in a background thread, on an ephemeral port
     unless ``port`` is given, and yields a `Sandbox` client bound to it.
+
+    ``tls=True`` serves https with certificates made for this run (`SandboxTLS`, in
+    ``sandbox.tls``; needs the ``sandbox-tls`` extra); ``client_cert=True`` (implies
+    ``tls``) also requires a client certificate, as a provider with mutual TLS does.
+    The account tables then carry ``ca_bundle``; the client certificate is
+    ``sandbox.tls.client_cert_file`` / ``client_key_file``. Plain http is the default.
 
     Example::
 
@@ -177,6 +255,11 @@ def running(
             settings = sandbox.account_settings("payjp")
             ...
             sandbox.advance(timedelta(days=1))
+
+        with running(client_cert=True) as sandbox:  # https, mutual TLS
+            table = sandbox.account_settings("pokepay")  # with ca_bundle
+            table |= {"ssl_cert_file": str(sandbox.tls.client_cert_file),
+                      "ssl_key_file": str(sandbox.tls.client_key_file)}
     """
     from ._client import Sandbox
     from ._host import SandboxHost
@@ -188,7 +271,13 @@ def running(
             key="host",
         )
     sandbox_host = SandboxHost(emulators, providers=providers, webhook_url=webhook_url)
-    server = ServerThread(sandbox_host.app, host=host, port=port)
-    sandbox_host.url = server.url
-    with server, Sandbox(server.url, host=sandbox_host) as client:
-        yield client
+    with tempfile.TemporaryDirectory(prefix="paygate-sandbox-tls-") as directory:
+        certs = (
+            make_tls(Path(directory), client_cert_required=client_cert)
+            if tls or client_cert
+            else None
+        )
+        server = ServerThread(sandbox_host.app, host=host, port=port, tls=certs)
+        sandbox_host.url = server.url
+        with server, Sandbox(server.url, host=sandbox_host, tls=certs) as client:
+            yield client
