@@ -12,6 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -20,7 +21,16 @@ from . import _operations as ops
 from ._adapter import ChargeRequest, OpContext, Provider
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
 from ._flow import Flow
-from ._models import Capabilities, Card, Charge, Event, PaymentMethod, PayoutBalance, Refund
+from ._models import (
+    Capabilities,
+    Card,
+    Charge,
+    Event,
+    MethodCapabilities,
+    PaymentMethod,
+    PayoutBalance,
+    Refund,
+)
 from ._money import Money
 from ._retry import RetryPolicy
 from ._stores import Store, open_store
@@ -114,6 +124,18 @@ def _encodable(value: object, param: str) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _encodable(item, param)
+
+
+def _as_sent(req: ChargeRequest, caps: MethodCapabilities) -> ChargeRequest:
+    """What goes to the provider: metadata or a description the method cannot carry is
+    kept by paygate, not sent (see `MethodCapabilities.metadata`)."""
+    if caps.metadata and caps.description:
+        return req
+    return replace(
+        req,
+        metadata=req.metadata if caps.metadata else {},
+        description=req.description if caps.description else None,
+    )
 
 
 def _optional_money(value: object, param: str = "amount") -> Money | None:
@@ -432,8 +454,21 @@ class _GatewayBase:
             description=text,
             metadata=_metadata(metadata),
         )
-        provider.validate_charge(req)
+        provider.validate_charge(_as_sent(req, caps.methods[method_type]))
         return provider, req
+
+    def _charge_flow(
+        self, account: str, provider: Provider, req: ChargeRequest, key: str
+    ) -> Flow[Charge]:
+        caps = self._caps[account].methods[req.method.type]
+        return ops.charge(
+            provider,
+            self._env,
+            req,
+            key,
+            carries_metadata=caps.metadata,
+            carries_description=caps.description,
+        )
 
     def _ext_ctx(self, provider: Provider) -> OpContext:
         return ops._ctx(provider, self._env, key=None, charge_id=None)
@@ -494,7 +529,7 @@ class Gateway(_GatewayBase):
         """
         key = _key(idempotency_key)
         provider, req = self._charge_request(account, amount, method, description, metadata)
-        return self._run(account, "charge", ops.charge(provider, self._env, req, key))
+        return self._run(account, "charge", self._charge_flow(account, provider, req, key))
 
     def status(self, account: str, charge_id: str) -> Charge:
         """The charge as the provider sees it now (never moving a final status back)."""
@@ -635,7 +670,7 @@ class AsyncGateway(_GatewayBase):
         """See `Gateway.charge`."""
         key = _key(idempotency_key)
         provider, req = self._charge_request(account, amount, method, description, metadata)
-        return await self._run(account, "charge", ops.charge(provider, self._env, req, key))
+        return await self._run(account, "charge", self._charge_flow(account, provider, req, key))
 
     async def status(self, account: str, charge_id: str) -> Charge:
         """See `Gateway.status`."""

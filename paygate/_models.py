@@ -319,6 +319,9 @@ class Charge(_Frozen):
     created_at: datetime
     updated_at: datetime | None = None
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False)
+    #: The merchant's metadata for this charge: the provider's copy where it carries
+    #: metadata, else the one paygate keeps in its own store (`MethodCapabilities.metadata`).
+    metadata: Mapping[str, str] = Field(default_factory=dict, repr=False)
 
     @field_validator("raw", mode="before")
     @classmethod
@@ -422,6 +425,15 @@ class MethodCapabilities(_Frozen):
     capture: bool = False
     #: False where a "refund" only reverses the record (a POS void): no money moves.
     refund_moves_money: bool = True
+    #: Whether the provider stores the charge's metadata. Where it cannot, paygate keeps
+    #: the metadata in its own store and returns it on every `Charge` all the same, so
+    #: the same merchant code runs on either provider.
+    metadata: bool = True
+    #: Whether the provider takes a description; where it cannot, none is sent.
+    description: bool = True
+    #: How paygate learns of the customer's payment: ``"webhooks"`` (and polling) or
+    #: ``"polling"`` only.
+    updates: Literal["webhooks", "polling"] = "webhooks"
     refund_alternative: str | None = None
     cancel_alternative: str | None = None
 

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -162,6 +162,20 @@ def view(charge: Charge, record: ChargeRecord) -> Charge:
             "amount_refunded": Money(amount=record.amount_refunded, currency=record.currency),
         }
     )
+
+
+def _local(charge: Charge, kept: ChargeRecord | Mapping[str, str] | None) -> Charge:
+    """``charge`` with the metadata paygate keeps when the provider does not return it."""
+    if charge.metadata or kept is None:
+        return charge
+    if isinstance(kept, ChargeRecord):
+        meta = (kept.charge_json or {}).get("metadata")
+        if not isinstance(meta, Mapping):
+            return charge
+        kept = meta
+    if not kept:
+        return charge
+    return charge.model_copy(update={"metadata": dict(kept)})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -526,8 +540,20 @@ def _ctx(
 # ------------------------------------------------------------------------- operations
 
 
-def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[Charge]:
-    """Create a charge exactly once for ``key``."""
+def charge(
+    provider: Provider,
+    env: Env,
+    req: ChargeRequest,
+    key: str,
+    *,
+    carries_metadata: bool = True,
+    carries_description: bool = True,
+) -> Flow[Charge]:
+    """Create a charge exactly once for ``key``.
+
+    Metadata (or a description) the method cannot carry at the provider is not sent;
+    paygate keeps the metadata in its own record and returns it on the `Charge`.
+    """
     account = provider.account
     charge_id = charge_id_for(account, key)
     skey = store_key(account, Operation.CHARGE, key)
@@ -547,14 +573,21 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
         return Charge.model_validate(_replayed(begin))
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     policy = provider.policy(Operation.CHARGE)
+    sent = req
+    if not carries_metadata or not carries_description:
+        sent = replace(
+            req,
+            metadata=req.metadata if carries_metadata else {},
+            description=req.description if carries_description else None,
+        )
     result = yield from _mutate(
         env,
         skey,
         policy,
         ctx,
         begin,
-        lambda: provider.charge(req, ctx),
-        (lambda: provider.lookup_charge(req, ctx)) if policy.lookup else None,
+        lambda: provider.charge(sent, ctx),
+        (lambda: provider.lookup_charge(sent, ctx)) if policy.lookup else None,
         lambda: {
             "amount": req.amount.amount,
             "currency": req.amount.currency,
@@ -564,6 +597,7 @@ def charge(provider: Provider, env: Env, req: ChargeRequest, key: str) -> Flow[C
         },
         classifier(provider),
     )
+    result = _local(result, req.metadata)
     # The charge's record and the key's result are written together (one transaction).
     record: ChargeRecord = yield StoreCall(
         "complete_charge",
@@ -585,6 +619,7 @@ def status(provider: Provider, env: Env, charge_id: str) -> Flow[Charge]:
         provider.status(ref_of(record), _ctx(provider, env, key=None, charge_id=charge_id)),
         provider.name,
     )
+    fresh = _local(fresh, record)
     updated = yield from _record(env, fresh, "poll")
     return view(fresh, updated)
 
@@ -606,7 +641,7 @@ def wait(
         long_poll = provider.wait_status(ref_of(record), ctx, min(remaining, 60.0))
         if long_poll is not None:
             before = current.status
-            fresh = yield from _read(long_poll, provider.name)
+            fresh = _local((yield from _read(long_poll, provider.name)), record)
             updated = yield from _record(env, fresh, "poll")
             current = view(fresh, updated)
             if current.status == before:
@@ -801,6 +836,7 @@ def _state_change(
         None,
         classifier(provider),
     )
+    result = _local(result, record)
     updated = yield from _record(env, result, "response")
     result = view(result, updated)
     yield StoreCall(
@@ -971,7 +1007,7 @@ def _apply_event(
     account = record.account
     if item.charge is not None:
         fresh = item.charge.model_copy(update={"id": record.charge_id, "account": account})
-        return (yield from _record(env, fresh, "webhook"))
+        return (yield from _record(env, _local(fresh, record), "webhook"))
     if item.status is None:
         return record
     refunded = item.amount_refunded
@@ -983,7 +1019,7 @@ def _apply_event(
             pass  # nothing to ask: the status is kept, the money figure stays as it was
         else:
             fresh = fetched.model_copy(update={"id": record.charge_id, "account": account})
-            return (yield from _record(env, fresh, "webhook"))
+            return (yield from _record(env, _local(fresh, record), "webhook"))
     charge_json = dict(record.charge_json or {})
     if item.amount_captured is not None:
         charge_json["amount_captured"] = item.amount_captured.model_dump(mode="json")
@@ -1061,6 +1097,7 @@ def resolve_charge(
             )
         yield StoreCall("release", {"key": skey, "owner": env.owner})
         return None
+    found = _local(found, req.metadata)
     record = yield from _record(env, found, "reconcile")
     found = view(found, record)
     yield StoreCall(

@@ -31,5 +31,5 @@ def test_capability_matrix_matches_the_adapters() -> None:
         and not line.startswith("|---")
         and not line.startswith("| provider")
     ]
-    expected = [row[:7] for row in capability_rows() if row[0] in BUILT_IN]
+    expected = [row[:8] for row in capability_rows() if row[0] in BUILT_IN]
     assert sorted(rows) == sorted(expected)

@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
             "capture",
             "payout",
             "webhooks",
+            "metadata",
             "sandbox",
         ):
             table.add_column(column)

@@ -59,7 +59,7 @@ def capability_rows() -> list[tuple[str, ...]]:
         try:
             caps = cls(_sample_settings(cls), account=name).capabilities()
         except Exception as exc:
-            rows.append((name, f"(unavailable: {type(exc).__name__})", "", "", "", "", "", ""))
+            rows.append((name, f"(unavailable: {type(exc).__name__})", *([""] * 7)))
             continue
         sandbox = "yes" if cls.emulator() is not None else "no"
         for method in caps.methods.values():
@@ -72,6 +72,7 @@ def capability_rows() -> list[tuple[str, ...]]:
                     "yes" if method.capture else "no",
                     "yes" if caps.payout_balance else "no",
                     caps.webhook_auth if caps.webhooks else "no",
+                    "yes" if method.metadata else "kept by paygate",
                     sandbox,
                 )
             )
