@@ -107,7 +107,7 @@ def demo_store(store: str) -> Iterator[tuple[str, str]]:
     """The store URL for ``--store`` and how to describe it; nothing is left afterwards.
 
     ``sqlite``: a temporary file; ``memory``; ``postgresql``: a throwaway embedded server
-    (``paygate[postgres-embedded]``); a ``postgresql://`` URL: that server, in a schema of
+    (``paygate-jp[postgres-embedded]``); a ``postgresql://`` URL: that server, in a schema of
     the demo's own that is dropped afterwards (or the ``?schema=`` the URL names, kept).
     """
     from .._embedded_pg import embedded_postgres

@@ -1,5 +1,5 @@
 """Test support: the pytest plugin, the provider conformance suite, cassette settings and a
-throwaway PostgreSQL server (`embedded_postgres`, with ``paygate[postgres-embedded]``).
+throwaway PostgreSQL server (`embedded_postgres`, with ``paygate-jp[postgres-embedded]``).
 
 >>> from paygate.testing import ProviderContract
 """
