@@ -1,26 +1,36 @@
 """elepay adapter: EasyQR codes (one QR code, the payer picks PayPay, LINE Pay, ...).
 
 Idempotency: elepay has no idempotency header. A code is created with ``orderNo``
-derived from the merchant's key (at most 50 characters of ``[A-Za-z0-9_-]``). elepay
-refuses an order number that has already been paid (``M002007``); whether an unpaid one
-is refused is not documented, so re-sending a create may leave a second, unpaid code
-behind (only one of them can ever be paid). The orderNo -> code/charge mapping lives in
-the entity cache; when it is missing, the charge list is scanned over a time window and
-matched on ``orderNo`` (elepay has neither a code list nor an orderNo filter). Refunds
-carry no key either: each refund is tagged with the derived key in its ``metadata``, and
-the refund flow looks for that tag in the charge's refunds before every send, so a
-re-run after a lost answer returns the refund instead of refunding twice.
+derived from the merchant's key (at most 50 characters of ``[A-Za-z0-9_-]``). elepay's
+server FAQ says it refuses (``M002007``) an orderNo that was paid *or* whose code is
+still valid; it frees one after the code is closed or expires. Every orderNo sent under
+a key is recorded in the entity cache before it is sent; a create whose answer was lost
+goes out again under the key's next orderNo (``pg-code2-…``), so the earlier code, which
+nobody saw, stays unpaid and expires. Lookups read every orderNo of the key: the codes
+paygate received (cache), else a paid charge in the charge list (elepay has neither a
+code list nor an orderNo filter). ``M002007`` on an orderNo paygate never sent, or a
+charge list that cannot be read back far enough, is `OutcomeUnknown`, never a final
+refusal. Refunds carry no key either: each refund is tagged with the derived key in its
+``metadata``, and the refund flow looks for that tag in the charge's refunds before
+every send, so a re-run after a lost answer returns the refund instead of refunding
+twice.
 
-Retry: reads are ``SAFE``; the code create is ``KEYED`` (by orderNo); closing a code is
-naturally idempotent; a refund is ``UNSAFE``. ``M005000`` (too many requests) arrives
-as HTTP 400 and is classified as retryable.
+Retry: reads are ``SAFE``; the code create and a refund are ``UNSAFE`` (the flow, not
+the driver, decides what to send after a lost answer); closing a code is naturally
+idempotent. ``M005000`` (too many requests) arrives as HTTP 400 and is retried;
+``M006001`` (another operation in progress) leaves the key retryable (`outcomes`).
 
 Status: read from ``GET /codes/{id}`` and its nested charge. Code ``pending`` ->
 requires_action; ``captured`` -> the charge's state (``captured`` -> succeeded,
 ``partially_refunded``, ``refunded``, ``revoked`` -> canceled or refunded once paid);
-``closed`` -> expired when the code ran out, canceled when it was closed. elepay has no
-failed state and sends no webhook for a failed attempt: the payer may try again until
-the code expires, so a charge stays requires_action until then.
+``closed`` -> canceled when paygate closed it (or it closed before its expiry time),
+else expired. elepay has no failed state and sends no webhook for a failed attempt: the
+payer may try again until the code expires, so a charge stays requires_action until
+then.
+
+Webhooks: elepay signs nothing, so an event is derived only from the charge fetched
+back from the API (identity = charge id + status + settled refund ids, type from the
+status, amounts from the charge): a forged or replayed body costs one extra fetch.
 """
 
 from __future__ import annotations
@@ -327,7 +337,9 @@ class ElepayProvider(Provider):
                     multiple_refunds=True,
                     cancel=True,
                     capture=False,
-                    cancel_alternative="refund once the code is paid",
+                    cancel_alternative=(
+                        "revoke (settings.revoke_paid) or refund once the code is paid"
+                    ),
                 )
             },
             currencies=("JPY",),
@@ -799,8 +811,10 @@ class ElepayProvider(Provider):
         if target.kind == "charge":
             charge = yield from self._get_charge(target.id)
             current = self._charge_from_charge(charge, ctx)
-            if current.status.is_terminal:
+            if current.status.is_terminal or charge.get("status") == "revoked":
                 return current
+            if current.paid and self.settings.revoke_paid:
+                return (yield from self._revoke(target.id, None, ctx))
             raise NotSupported(
                 "cancel",
                 provider=NAME,
@@ -822,6 +836,12 @@ class ElepayProvider(Provider):
             raise error_from_reply(reply, action="close the code")
         code = yield from self._get_code(target.id)
         current = yield from self._code_charge(code, ctx)
+        nested = code.get("charge")
+        if current.paid and isinstance(nested, Mapping):
+            if nested.get("status") == "revoked":
+                return current  # revoked by an earlier run of this cancel
+            if self.settings.revoke_paid:
+                return (yield from self._revoke(_str(nested, "id"), target.id, ctx))
         if current.paid:
             if not reply.ok:
                 raise error_from_reply(reply, action="close the code")
@@ -830,6 +850,24 @@ class ElepayProvider(Provider):
                 provider=NAME,
             )
         return current
+
+    def _revoke(self, charge_id: str, code_id: str | None, ctx: OpContext) -> Flow[Charge]:
+        """Cancel a paid charge whole (``POST /charges/{id}/revoke``), where elepay
+        allows it for the payment method; its refusal is raised as it came."""
+        reply = yield self._call(
+            "POST",
+            f"/charges/{_seg(charge_id)}/revoke",
+            body={},
+            retry=Retry.UNSAFE,
+            step="charges.revoke",
+        )
+        if reply.ok:
+            return self._charge_from_charge(reply.json_object(), ctx, code_id=code_id)
+        # A re-run after a lost answer: the charge may be revoked already.
+        charge = yield from self._get_charge(charge_id)
+        if charge.get("status") == "revoked":
+            return self._charge_from_charge(charge, ctx, code_id=code_id)
+        raise error_from_reply(reply, action="revoke the charge")
 
     # -- refund --------------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ class ElepaySettings(ProviderSettings):
     kept for old configuration files and cannot be turned off. ``location_id`` (an
     elepay location, ``locationId``) is sent with every code so that events and the
     dashboard tell this account's store apart from others of the same application.
+    With ``revoke_paid``, cancelling a paid code revokes its charge (``POST
+    /charges/{id}/revoke``: the whole payment is cancelled, where elepay allows it for
+    the payment method) instead of being refused with "refund instead".
 
     Example (``paygate.toml``)::
 
@@ -43,6 +46,7 @@ class ElepaySettings(ProviderSettings):
     front_url: str | None = None
     verify_webhooks_by_refetch: bool = True
     location_id: str | None = Field(default=None, min_length=1, max_length=255)
+    revoke_paid: bool = False
     expiry_minutes: int = Field(
         default=EXPIRY_MINUTES_DEFAULT, ge=EXPIRY_MINUTES_MIN, le=EXPIRY_MINUTES_MAX
     )

@@ -3,9 +3,11 @@
 elepay speaks JSON with camelCase keys and insists on the media type
 ``application/json;charset=utf-8`` written exactly so (the official Python SDK looks the
 response content type up as an exact string). Timestamps (``createTime``, ``paidTime``,
-``expiryTime``, the ``from``/``to`` filters of the charge list) are epoch milliseconds:
-OpenAPI 1.3.0 says so for every time field, and ``expiryPeriod`` is documented as the
-milliseconds left. The adapter still reads values that look like epoch seconds.
+``expiryTime``, the ``from``/``to`` filters of the charge list) are taken as epoch
+milliseconds: OpenAPI 1.2.5 calls them "UTC timestamps" (int64) without a unit,
+elepay's list pages on developer.elepay.io say "エポックミリ秒" for ``from``/``to``, and
+``expiryPeriod`` is documented as the milliseconds left. The adapter still reads values
+that look like epoch seconds.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ CHARGE_STATUSES: Final = (
     "revoked",
 )
 REFUND_STATUSES: Final = ("pending", "refunded")
-# ``paymentMethod`` values of OpenAPI 1.2.0 (the official Python SDK rejects others);
-# ``auto`` is for customer-presented codes only and cannot pay an EasyQR code.
+# ``paymentMethod`` values of OpenAPI 1.2.0 (the official Python SDK 1.2.0 rejects
+# others, and the emulator must stay readable by it); elepay's current reference lists
+# more (konbini, banktransfer, smartcode, aeonpay, felica, clicktopay, ...). Only the
+# emulator uses this list. ``auto`` is for customer-presented codes only.
 PAYMENT_METHODS: Final = (
     "alipay",
     "alipayhk",

@@ -523,3 +523,27 @@ def test_location_id_is_sent_with_every_code(emu, make_ctx, settings):
     charge = drive(provider.charge(qr_request(), make_ctx()), emu.respond, {})
     assert json.loads(emu.calls[0].content)["locationId"] == "loc_1"
     assert charge.raw["locationId"] == "loc_1"
+
+
+@pytest.mark.parametrize("mode", ["empty", "listed"])
+def test_cancel_of_a_paid_code_revokes_when_enabled(emu, make_ctx, settings, mode):
+    # Whether elepay lists a revoke under `refunds` is not documented: either way the
+    # paid charge returned its whole amount.
+    from paygate_elepay import ElepayProvider
+
+    emu.control("revoke_refunds", mode=mode)
+    provider = ElepayProvider(settings.model_copy(update={"revoke_paid": True}), account="qr")
+    charge = create(provider, emu, make_ctx, {})
+    emu.pay(charge.provider_ref)
+    req = CancelRequest(charge=ref_of(charge))
+    revoked = drive(provider.cancel(req, make_ctx()), emu.respond)
+    assert revoked.status is ChargeStatus.REFUNDED
+    assert revoked.amount_refunded == Money.jpy(1200)
+    assert "charges.revoke" in [c.step for c in emu.calls]
+    # A second cancel (a re-run after a lost answer) ends where the first did.
+    emu.calls.clear()
+    again = drive(provider.cancel(req, make_ctx()), emu.respond)
+    assert again.status is ChargeStatus.REFUNDED
+    assert "charges.revoke" not in [c.step for c in emu.calls]
+    status = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
+    assert status.amount_refunded == Money.jpy(1200)
