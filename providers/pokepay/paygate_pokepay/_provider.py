@@ -803,7 +803,7 @@ class PokepayProvider(Provider):
                 raise self._partial_refund()
         elif req.amount is not None and whole is None:
             answer = yield from self._read(ctx, f"/transactions/{txn_id}", "transactions.get")
-            if req.amount.amount != as_amount(field(answer.data, "amount"), "amount"):
+            if req.amount.amount != paid_amount(answer.data):
                 raise self._partial_refund()
         params = {"description": req.reason} if req.reason else {}
         path = f"/transactions/{txn_id}/refund"

@@ -270,3 +270,16 @@ def test_payout_balance_for_a_partner_that_does_not_issue_the_money(
     with pytest.raises(NotFound, match="issued by the partner's own organization") as info:
         drive(provider.payout_balance(make_ctx()), fake)
     assert info.value.provider_code == "shop_account_not_visible"
+
+
+def test_refund_of_a_stated_amount_compares_the_paid_total(
+    provider: PokepayProvider, make_ctx: Ctx, fake: Any
+) -> None:
+    # paygate's record lacks the amount: the transaction is read, and the 1,200 paid
+    # (not the campaign-net 1,150) is the whole that may be refunded.
+    fake.then(
+        fake.sealed(200, campaign_payment()), fake.sealed(200, campaign_payment(refunded=True))
+    )
+    ref = ChargeRef("ch_1", f"transaction:{TXN}", "wallet")
+    refund = drive(provider.refund(RefundRequest(ref, Money.jpy(1200)), make_ctx()), fake)
+    assert refund.amount == Money.jpy(1200)
