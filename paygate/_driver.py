@@ -231,7 +231,7 @@ class SyncDriver(_DriverBase):
         if isinstance(effect, Call):
             return self._http(account, provider, effect)
         if isinstance(effect, StoreCall):
-            return getattr(self.store, effect.method)(**effect.kwargs)
+            return effect.apply(self.store)
         if isinstance(effect, CacheGet):
             return self.store.cache_get(effect.key)
         if isinstance(effect, CachePut):
@@ -363,10 +363,9 @@ class AsyncDriver(_DriverBase):
             return await self._http(account, provider, effect)
         store = self.store
         if isinstance(effect, StoreCall):
-            method = getattr(store, effect.method)
             if store.blocking:
-                return await asyncio.to_thread(method, **effect.kwargs)
-            return method(**effect.kwargs)
+                return await asyncio.to_thread(effect.apply, store)
+            return effect.apply(store)
         if isinstance(effect, CacheGet):
             if store.blocking:
                 return await asyncio.to_thread(store.cache_get, effect.key)

@@ -18,11 +18,12 @@ import enum
 import json
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, Generic, TypeVar, Union
 
 from ._errors import MalformedResponse
 
 __all__ = [
+    "CacheClaim",
     "CacheGet",
     "CachePut",
     "Call",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Retry(enum.Enum):
@@ -135,12 +137,28 @@ class CachePut:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
-class StoreCall:
-    """Core only: call ``Store.<method>(**kwargs)`` and receive its result."""
+class StoreCall(Generic[R]):
+    """A store operation a flow asks for; the driver runs ``apply(store)`` and sends
+    the result back. One subclass per operation, with declared fields (see
+    `paygate._effects` for the core's own; adapters use `cache_claim`)."""
 
-    method: str
-    kwargs: Mapping[str, Any]
+    __slots__ = ()
+
+    def apply(self, store: Any) -> R:
+        """Run this operation on ``store`` (a `paygate._stores.Store`)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class CacheClaim(StoreCall[Any]):
+    """Store ``value`` under ``key`` unless something is there; the answer is what is
+    stored (see `cache_claim`)."""
+
+    key: str
+    value: Any
+
+    def apply(self, store: Any) -> Any:
+        return store.cache_put_if_absent(self.key, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +168,17 @@ class Sleep:
     seconds: float
 
 
-def cache_claim(key: str, value: Any) -> StoreCall:
+def cache_claim(key: str, value: Any) -> CacheClaim:
     """Store ``value`` under ``key`` unless something is there; receive what is stored.
 
     The answer equals ``value`` when this caller won the claim. Atomic across threads,
     processes and (PostgreSQL) machines: the way a flow makes sure only one worker
     creates a provider entity.
     """
-    return StoreCall("cache_put_if_absent", {"key": key, "value": value})
+    return CacheClaim(key, value)
 
 
-Effect = Union[Call, CacheGet, CachePut, StoreCall, Sleep]  # noqa: UP007  (runtime alias)
+Effect = Union[Call, CacheGet, CachePut, StoreCall[Any], Sleep]  # noqa: UP007  (runtime alias)
 Flow = Generator[Effect, Any, T]
 
 
@@ -204,8 +222,8 @@ def drive(
                 result = None
             elif isinstance(effect, Sleep):
                 result = None  # tests do not wait
-            elif effect.method == "cache_put_if_absent":
-                result = store.setdefault(effect.kwargs["key"], effect.kwargs["value"])
+            elif isinstance(effect, CacheClaim):
+                result = store.setdefault(effect.key, effect.value)
             else:
                 raise TypeError(f"drive() cannot run core effect {effect!r}")
             effect = flow.send(result)

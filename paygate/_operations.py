@@ -37,6 +37,20 @@ from ._adapter import (
     RefundRequest,
     default_outcome,
 )
+from ._effects import (
+    BeginKey,
+    ClaimEvent,
+    CompleteCharge,
+    CompleteKey,
+    FailKey,
+    FindCharge,
+    FinishEvent,
+    GetCharge,
+    MarkUnknown,
+    RecordCharge,
+    ReleaseEvent,
+    ReleaseKey,
+)
 from ._errors import (
     IdempotencyConflict,
     IdempotencyInProgress,
@@ -48,7 +62,7 @@ from ._errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from ._flow import Call, Flow, Retry, Sleep, StoreCall, TransportFailure
+from ._flow import Call, Flow, Retry, Sleep, TransportFailure
 from ._models import Charge, ChargeStatus, Event, PayoutBalance, Refund
 from ._money import Money
 from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate, ClaimOutcome
@@ -184,18 +198,15 @@ def _local(charge: Charge, kept: ChargeRecord | Mapping[str, str] | None) -> Cha
 def _begin(
     env: Env, key: str, *, account: str, operation: str, fp: str, charge_id: str | None
 ) -> Flow[Begin]:
-    begin: Begin = yield StoreCall(
-        "begin",
-        {
-            "key": key,
-            "account": account,
-            "operation": operation,
-            "fingerprint": fp,
-            "owner": env.owner,
-            "lease": env.lease,
-            "now": env.clock(),
-            "charge_id": charge_id,
-        },
+    begin: Begin = yield BeginKey(
+        key=key,
+        account=account,
+        operation=operation,
+        fingerprint=fp,
+        owner=env.owner,
+        lease=env.lease,
+        now=env.clock(),
+        charge_id=charge_id,
     )
     if begin.outcome is BeginOutcome.CONFLICT:
         raise IdempotencyConflict(
@@ -293,7 +304,7 @@ def _mutate(
     except BaseException:
         if not sent and not begin.recovering:
             # Nothing went out (a bug before sending): the key may start afresh.
-            yield StoreCall("release", {"key": key, "owner": env.owner})
+            yield ReleaseKey(key, env.owner)
             raise
         # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
         yield from _unknown(env, key, "unexpected error", hint)
@@ -350,13 +361,13 @@ def _settle(
     or a recovery), so a refusal that did nothing now says nothing about the first.
     """
     if outcome is Outcome.REFUSED or (outcome is Outcome.MAYBE_DONE and not repeat):
-        yield StoreCall("fail", {"key": key, "owner": env.owner, "error": error.to_dict()})
+        yield FailKey(key, env.owner, error.to_dict())
         return
     # The key stays open: a retry with it reaches the provider (or recovers). Say so on
     # the error, whatever its class, so merchants can tell from `retryable` alone.
     error.retryable = True
     if outcome is Outcome.RETRYABLE and not repeat:
-        yield StoreCall("release", {"key": key, "owner": env.owner})
+        yield ReleaseKey(key, env.owner)
     else:
         code = error.provider_code or error.http_status
         yield from _unknown(env, key, f"{type(error).__name__}: {code} ({outcome})", hint)
@@ -430,7 +441,7 @@ def _send(
             if repeat:
                 yield from _unknown(env, key, "provider unreachable while recovering", hint)
             else:
-                yield StoreCall("release", {"key": key, "owner": env.owner})
+                yield ReleaseKey(key, env.owner)
             raise _Settled(
                 ProviderUnavailable(
                     f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
@@ -480,7 +491,7 @@ def _send(
 def _unknown(env: Env, key: str, detail: str, hint: Hint = None) -> Flow[None]:
     extra = hint() if callable(hint) else hint
     text = json.dumps({"detail": detail, **(extra or {})}, ensure_ascii=False)
-    yield StoreCall("mark_unknown", {"key": key, "owner": env.owner, "detail": text})
+    yield MarkUnknown(key, env.owner, text)
 
 
 def _read(flow: Flow[T], provider: str) -> Flow[T]:
@@ -494,8 +505,8 @@ def _read(flow: Flow[T], provider: str) -> Flow[T]:
 
 
 def _record(env: Env, charge: Charge, source: str) -> Flow[ChargeRecord]:
-    record: ChargeRecord = yield StoreCall(
-        "record_charge", {"update": update_of(charge, source, env.clock()), "now": env.clock()}
+    record: ChargeRecord = yield RecordCharge(
+        update=update_of(charge, source, env.clock()), now=env.clock()
     )
     return record
 
@@ -510,7 +521,7 @@ def _tracked(account: str, charge_id: str) -> Flow[ChargeRecord]:
             valid = False
     if not valid:
         raise InvalidRequest("charge_id must be a paygate charge id (a string)", param="charge_id")
-    record: ChargeRecord | None = yield StoreCall("get_charge", {"charge_id": charge_id})
+    record: ChargeRecord | None = yield GetCharge(charge_id)
     if record is None or record.account != account:
         raise InvalidRequest(
             f"unknown charge {charge_id!r} for account {account!r}", param="charge_id"
@@ -599,15 +610,12 @@ def charge(
     )
     result = _local(result, req.metadata)
     # The charge's record and the key's result are written together (one transaction).
-    record: ChargeRecord = yield StoreCall(
-        "complete_charge",
-        {
-            "key": skey,
-            "owner": env.owner,
-            "update": update_of(result, "response", env.clock()),
-            "now": env.clock(),
-            "provider_ref": result.provider_ref,
-        },
+    record: ChargeRecord = yield CompleteCharge(
+        key=skey,
+        owner=env.owner,
+        update=update_of(result, "response", env.clock()),
+        now=env.clock(),
+        provider_ref=result.provider_ref,
     )
     return view(result, record)
 
@@ -723,7 +731,7 @@ def refund(
                 "a second refund", provider=provider.name, reason="only one refund per charge"
             )
     except PaygateError:
-        yield StoreCall("release", {"key": skey, "owner": env.owner})
+        yield ReleaseKey(skey, env.owner)
         raise
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
@@ -746,35 +754,29 @@ def refund(
     captured = _captured(record)
     ceiling = record.amount if captured is None else captured.amount
     new_status = ChargeStatus.REFUNDED if refunded >= ceiling else ChargeStatus.PARTIALLY_REFUNDED
-    yield StoreCall(
-        "record_charge",
-        {
-            "update": ChargeUpdate(
-                charge_id=charge_id,
-                account=account,
-                provider=provider.name,
-                provider_ref=record.provider_ref,
-                method=record.method,
-                status=new_status,
-                amount=record.amount,
-                currency=record.currency,
-                amount_refunded=refunded,
-                observed_at=env.clock(),
-                source="response",
-                charge_json=record.charge_json,
-                note=f"refund {result.id}",
-            ),
-            "now": env.clock(),
-        },
+    yield RecordCharge(
+        update=ChargeUpdate(
+            charge_id=charge_id,
+            account=account,
+            provider=provider.name,
+            provider_ref=record.provider_ref,
+            method=record.method,
+            status=new_status,
+            amount=record.amount,
+            currency=record.currency,
+            amount_refunded=refunded,
+            observed_at=env.clock(),
+            source="response",
+            charge_json=record.charge_json,
+            note=f"refund {result.id}",
+        ),
+        now=env.clock(),
     )
-    yield StoreCall(
-        "complete",
-        {
-            "key": skey,
-            "owner": env.owner,
-            "result": result.model_dump(mode="json"),
-            "provider_ref": result.provider_ref,
-        },
+    yield CompleteKey(
+        key=skey,
+        owner=env.owner,
+        result=result.model_dump(mode="json"),
+        provider_ref=result.provider_ref,
     )
     return result
 
@@ -839,14 +841,11 @@ def _state_change(
     result = _local(result, record)
     updated = yield from _record(env, result, "response")
     result = view(result, updated)
-    yield StoreCall(
-        "complete",
-        {
-            "key": skey,
-            "owner": env.owner,
-            "result": result.model_dump(mode="json"),
-            "provider_ref": result.provider_ref,
-        },
+    yield CompleteKey(
+        key=skey,
+        owner=env.owner,
+        result=result.model_dump(mode="json"),
+        provider_ref=result.provider_ref,
     )
     return result
 
@@ -951,23 +950,14 @@ def webhook(
     account = provider.account
     for item in parsed:
         event_id = event_id_of(item, body)
-        claim: ClaimOutcome = yield StoreCall(
-            "claim_event",
-            {
-                "account": account,
-                "event_id": event_id,
-                "owner": env.owner,
-                "lease": env.lease,
-                "now": env.clock(),
-            },
+        claim: ClaimOutcome = yield ClaimEvent(
+            account=account, event_id=event_id, owner=env.owner, lease=env.lease, now=env.clock()
         )
         if claim is ClaimOutcome.BUSY:
             raise IdempotencyInProgress("this event is being processed by another worker")
         record: ChargeRecord | None = None
         if item.provider_ref:
-            record = yield StoreCall(
-                "find_charge", {"account": account, "provider_ref": item.provider_ref}
-            )
+            record = yield FindCharge(account=account, provider_ref=item.provider_ref)
         status_ = item.status
         if claim is ClaimOutcome.NEW and record is not None:
             record = yield from _apply_event(provider, env, item, record)
@@ -1023,25 +1013,22 @@ def _apply_event(
     charge_json = dict(record.charge_json or {})
     if item.amount_captured is not None:
         charge_json["amount_captured"] = item.amount_captured.model_dump(mode="json")
-    updated: ChargeRecord = yield StoreCall(
-        "record_charge",
-        {
-            "update": ChargeUpdate(
-                charge_id=record.charge_id,
-                account=account,
-                provider=provider.name,
-                provider_ref=record.provider_ref,
-                method=record.method,
-                status=item.status,
-                amount=record.amount,
-                currency=record.currency,
-                amount_refunded=(record.amount_refunded if refunded is None else refunded.amount),
-                observed_at=item.occurred_at or env.clock(),
-                source="webhook",
-                charge_json=charge_json or record.charge_json,
-            ),
-            "now": env.clock(),
-        },
+    updated: ChargeRecord = yield RecordCharge(
+        update=ChargeUpdate(
+            charge_id=record.charge_id,
+            account=account,
+            provider=provider.name,
+            provider_ref=record.provider_ref,
+            method=record.method,
+            status=item.status,
+            amount=record.amount,
+            currency=record.currency,
+            amount_refunded=(record.amount_refunded if refunded is None else refunded.amount),
+            observed_at=item.occurred_at or env.clock(),
+            source="webhook",
+            charge_json=charge_json or record.charge_json,
+        ),
+        now=env.clock(),
     )
     return updated
 
@@ -1049,9 +1036,8 @@ def _apply_event(
 def settle_events(env: Env, account: str, event_ids: Sequence[str], ok: bool) -> Flow[None]:
     """Finish (handlers succeeded) or release (they failed) claimed events."""
     for event_id in event_ids:
-        yield StoreCall(
-            "finish_event" if ok else "release_event",
-            {"account": account, "event_id": event_id, "owner": env.owner},
+        yield (FinishEvent if ok else ReleaseEvent)(
+            account=account, event_id=event_id, owner=env.owner
         )
 
 
@@ -1095,18 +1081,15 @@ def resolve_charge(
                 "passed, so that proves nothing; check the provider's dashboard",
                 provider=provider.name,
             )
-        yield StoreCall("release", {"key": skey, "owner": env.owner})
+        yield ReleaseKey(skey, env.owner)
         return None
     found = _local(found, req.metadata)
     record = yield from _record(env, found, "reconcile")
     found = view(found, record)
-    yield StoreCall(
-        "complete",
-        {
-            "key": skey,
-            "owner": env.owner,
-            "result": found.model_dump(mode="json"),
-            "provider_ref": found.provider_ref,
-        },
+    yield CompleteKey(
+        key=skey,
+        owner=env.owner,
+        result=found.model_dump(mode="json"),
+        provider_ref=found.provider_ref,
     )
     return found

@@ -118,7 +118,7 @@ def test_b5_abandoned_flow_closes_cleanly(gw: Gateway) -> None:
     flow = ops.charge(provider, gw._env, req, "b5")
     effect = next(flow)
     while isinstance(effect, StoreCall):
-        effect = flow.send(getattr(store, effect.method)(**effect.kwargs))
+        effect = flow.send(effect.apply(store))
     # The provider call is in flight when the task is cancelled: the flow is closed.
     flow.close()
 

@@ -20,7 +20,7 @@ from paygate import (
     ProviderRejected,
     RateLimited,
 )
-from paygate._flow import StoreCall
+from paygate._flow import CacheClaim
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -134,8 +134,8 @@ def advance_until(flow: Any, wire: Wire, step: str) -> Any:
         elif isinstance(effect, CachePut):
             wire.cache[effect.key] = effect.value
             effect = flow.send(None)
-        elif isinstance(effect, StoreCall):  # cache_claim
-            effect = flow.send(wire.cache.setdefault(effect.kwargs["key"], effect.kwargs["value"]))
+        elif isinstance(effect, CacheClaim):
+            effect = flow.send(wire.cache.setdefault(effect.key, effect.value))
         elif isinstance(effect, Sleep):
             effect = flow.send(None)
 
@@ -149,10 +149,8 @@ def finish(flow: Any, wire: Wire, effect: Any) -> Any:
             elif isinstance(effect, CachePut):
                 wire.cache[effect.key] = effect.value
                 effect = flow.send(None)
-            elif isinstance(effect, StoreCall):  # cache_claim
-                effect = flow.send(
-                    wire.cache.setdefault(effect.kwargs["key"], effect.kwargs["value"])
-                )
+            elif isinstance(effect, CacheClaim):
+                effect = flow.send(wire.cache.setdefault(effect.key, effect.value))
             elif isinstance(effect, Sleep):
                 effect = flow.send(None)
             else:
