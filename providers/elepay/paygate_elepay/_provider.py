@@ -563,14 +563,18 @@ class ElepayProvider(Provider):
             # An orderNo paygate had never sent is taken: sent before paygate's records
             # (a store that lost them, another system). Paid: the charge list finds it;
             # anything else is unknown until its code expires (at most 30 minutes).
-            found = yield from self._lookup(base, {"orders": [order_no], "since": None}, ctx)
-            if found is None:
-                raise OutcomeUnknown(
+            found = yield from self._lookup(
+                base,
+                {"orders": [order_no], "since": None},
+                ctx,
+                unsure=(
                     "elepay holds this order number (paid, or a code still valid) and "
                     "paygate cannot find it; run `paygate reconcile` once the code has "
-                    "expired (at most 30 minutes)",
-                    provider=NAME,
-                )
+                    "expired (at most 30 minutes)"
+                ),
+            )
+            if found is None:  # pragma: no cover - an unbounded scan is never complete
+                raise OutcomeUnknown("elepay holds this order number", provider=NAME)
             _same_amount(found, req)
             return found
 
@@ -657,7 +661,17 @@ class ElepayProvider(Provider):
             _same_amount(found, req)
         return found
 
-    def _lookup(self, base: str, state: Mapping[str, Any], ctx: OpContext) -> Flow[Charge | None]:
+    def _lookup(
+        self,
+        base: str,
+        state: Mapping[str, Any],
+        ctx: OpContext,
+        *,
+        unsure: str = (
+            "elepay's charge list could not be read far enough back to tell whether an "
+            "order number of this key was paid; run `paygate reconcile`"
+        ),
+    ) -> Flow[Charge | None]:
         """The charge of any orderNo in ``state``: a paid one first, else a known code;
         None when the charge list rules a payment out; `OutcomeUnknown` when it cannot."""
         orders: list[str] = list(state["orders"])
@@ -699,11 +713,7 @@ class ElepayProvider(Provider):
             charge = charges[0]
             return self._charge_from_charge(charge, ctx)
         if not complete:
-            raise OutcomeUnknown(
-                "elepay's charge list could not be read far enough back to tell whether "
-                "an order number of this key was paid; run `paygate reconcile`",
-                provider=NAME,
-            )
+            raise OutcomeUnknown(unsure, provider=NAME)
         return None
 
     def _close_extra(self, codes: Sequence[Charge], keep: Charge, ctx: OpContext) -> Flow[None]:

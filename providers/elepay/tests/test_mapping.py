@@ -138,7 +138,7 @@ def test_a_taken_order_number_that_cannot_be_found_is_outcome_unknown(provider, 
         return ok({"total": 0, "charges": []})
 
     req = ChargeRequest(amount=Money.jpy(500), method=QRCode())
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(OutcomeUnknown, match="paid, or a code still valid"):
         drive(provider.charge(req, make_ctx()), respond, {})
 
 
