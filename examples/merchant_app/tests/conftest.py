@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from shop import Customer
 
 CUSTOMER = Customer(name="テスト 太郎", phone="0364413400", email="taro@example.com")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import shop
+
 from paygate import ChargeStatus
 
 pytestmark = pytest.mark.vcr
@@ -41,4 +41,3 @@ def test_qr_order_paid_with_paypay(paygate_cassette: Any) -> None:
     code = gw.status("qr", charge_id).provider_ref.partition(":")[2]  # "code:<id>"
     paygate_cassette.control("elepay", "pay_code", code_id=code, payment_method="paypay")
     assert shop.is_paid(gw, "qr", charge_id)
-

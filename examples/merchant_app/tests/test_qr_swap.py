@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import shop
+
 from paygate import Gateway, InvalidRequest, RetryPolicy
 
 
