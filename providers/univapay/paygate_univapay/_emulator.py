@@ -23,23 +23,26 @@ What it does, and what it assumes where UnivaPay's documentation is silent:
   ``failed``, refunds and cancels ``successful``. The control action ``configure``
   (``auto_issue`` / ``auto_complete`` false) keeps them pending until ``issue_konbini``
   or ``complete_pending``, to exercise the ``polling=true`` hold and unissued slips.
-* Konbini slip: UnivaPay says the payment details are in "the notification mail or the
-  metadata" without naming keys. The emulator writes ``konbini_payment_number``,
-  ``konbini_confirmation_number`` (stores other than 7-Eleven and FamilyMart) and, for
-  7-Eleven, ``konbini_payment_url`` (a slip page served at ``/_slips/{id}``) into the
-  charge's metadata, and the deadline into ``capture_at``. The deadline is the
-  application date plus ``expiration_period`` (default 30 days) at 23:59:59 JST, or at
-  ``expiration_time_shift`` when given; a period with a time part is added exactly.
+* Konbini slip (UnivaPay's konbini guide): once the charge is ``awaiting`` its metadata
+  holds ``internal_convenience_payment_number`` and, for 7-Eleven only,
+  ``internal_convenience_payment_url`` (a slip page served at ``/_slips/{id}``).
+  ``capture_at`` is null unless the charge request set it (the documented ``awaiting``
+  charge has ``capture_at: null``). The deadline is the requested ``capture_at``, else
+  the application date plus ``expiration_period`` (default 30 days) at 23:59:59 JST, or
+  at ``expiration_time_shift`` when given; a period with a time part is added exactly.
 * Expiry: when the sandbox clock passes the deadline of an unpaid slip the charge
-  becomes ``failed`` with error ``{"code": 313, "message": "CHARGE_EXPIRED"}`` (UnivaPay:
-  an expired konbini application "becomes failed").
+  becomes ``failed`` (UnivaPay: an expired application "becomes failed"). Its ``error``
+  is not documented: null by default, or the object set with ``configure
+  {expiry_error}``.
 * ``polling=true`` holds a GET of a pending charge, refund or cancel until it leaves
   ``pending`` or ``poll_hold_seconds`` (default 10) pass, waiting on an asyncio event.
 * Cards: see `TEST_CARDS`; the same recurring token and amount again within 30 seconds
   is 400 ``CHARGE_TOO_QUICK`` (the two seed tokens, reusable test fixtures, are exempt).
   Konbini charges cannot be refunded (400 ``REFUND_NOT_ALLOWED``) and, once paid, not
   cancelled (400 ``CANCEL_NOT_ALLOWED``).
-* Webhooks: ``{"id", "event", "data", "created_on"}`` sent to every webhook registered
+* Webhooks: ``{"id", "event", "data", "created_on"}`` (the OpenAPI envelope) or, with
+  ``configure {webhook_envelope: "reference"}``, ``{"event", "data"}`` (the reference
+  page's example and the Java SDK model), sent to every webhook registered
   through ``POST /stores/{storeId}/webhooks`` whose triggers match, with its
   ``auth_token`` as the whole ``Authorization`` header; when none is registered, to the
   sandbox's webhook URL with `WEBHOOK_AUTH_TOKEN`. Retries after 1, 5 and 15 minutes of
@@ -151,7 +154,6 @@ _TRANSFER_STATUSES = frozenset(
     {"created", "approved", "canceled", "processing", "paid", "failed", "blank"}
 )
 _TIME_SHIFT = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?([+-]\d{2}):?(\d{2})$")
-_NO_CONFIRMATION = frozenset({"seven_eleven", "family_mart"})
 _FAULT_CODES = {
     500: "UNKNOWN_ERROR",
     502: "TIMEOUT",
@@ -219,6 +221,8 @@ class UnivapayEmulator(Emulator):
         self.poll_hold_seconds = 10.0
         self.auto_issue = True
         self.auto_complete = True
+        self.webhook_envelope = "openapi"
+        self.expiry_error: dict[str, Any] | None = None
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self.reset()
 
@@ -239,6 +243,8 @@ class UnivapayEmulator(Emulator):
         self.poll_hold_seconds = 10.0
         self.auto_issue = True
         self.auto_complete = True
+        self.webhook_envelope = "openapi"
+        self.expiry_error = None
         for alias, token_id in SEED_CARD_TOKENS.items():
             self._card_token(_CARD_ALIASES[alias], kind="recurring", token_id=token_id)
         self._notify_all()
@@ -334,12 +340,14 @@ class UnivapayEmulator(Emulator):
 
     def _emit(self, trigger: str, data: Mapping[str, Any]) -> None:
         event_id = self._new_id()
-        envelope = {
+        envelope: dict[str, Any] = {
             "id": event_id,
             "event": trigger,
             "data": _public(data),
             "created_on": _ts(self.now),
         }
+        if self.webhook_envelope == "reference":
+            envelope = {"event": trigger, "data": envelope["data"]}
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
         targets = [
             hook.wire
@@ -389,11 +397,13 @@ class UnivapayEmulator(Emulator):
         rng = self.ctx.rng
         metadata = dict(wire.get("metadata") or {})
         digits = 13 if charge.store == "seven_eleven" else 11
-        metadata["konbini_payment_number"] = "".join(str(rng.randrange(10)) for _ in range(digits))
-        if charge.store not in _NO_CONFIRMATION:
-            metadata["konbini_confirmation_number"] = f"{rng.randrange(10000):04d}"
+        number = "".join(str(rng.randrange(10)) for _ in range(digits))
+        if charge.store != "seven_eleven":
+            # The guide's example number has a prefix: "20020-123456789012".
+            number = f"{rng.randrange(10000, 100000)}-{number}"
+        metadata["internal_convenience_payment_number"] = number
         if charge.store == "seven_eleven":
-            metadata["konbini_payment_url"] = f"{self.base_url}/_slips/{wire['id']}"
+            metadata["internal_convenience_payment_url"] = f"{self.base_url}/_slips/{wire['id']}"
         wire["metadata"] = metadata
         wire["status"] = "awaiting"
         self._notify(wire["id"])
@@ -409,7 +419,7 @@ class UnivapayEmulator(Emulator):
             wire["error"] = {
                 "code": code,
                 "message": name,
-                "details": "sandbox test card outcome",
+                "detail": "sandbox test card outcome",
             }
             self._notify(wire["id"])
             self._emit("charge_finished", wire)
@@ -478,7 +488,7 @@ class UnivapayEmulator(Emulator):
             self._emit("charge_finished", charge.wire)
         else:
             cancel["status"] = "failed"
-            cancel["error"] = {"code": 312, "message": "CANCEL_UNAVAILABLE", "details": None}
+            cancel["error"] = {"code": 312, "message": "CANCEL_UNAVAILABLE", "detail": None}
         self._notify(cancel["id"])
         self._emit("cancel_finished", cancel)
 
@@ -492,18 +502,20 @@ class UnivapayEmulator(Emulator):
                 and charge.deadline <= now
             ):
                 wire["status"] = "failed"
-                wire["error"] = {
-                    "code": 313,
-                    "message": "CHARGE_EXPIRED",
-                    "details": "the konbini payment deadline has passed",
-                }
+                wire["error"] = dict(self.expiry_error) if self.expiry_error else None
                 self._notify(wire["id"])
                 self._emit("charge_finished", wire)
 
     def fault_response(self, status: int) -> Response:
-        """UnivaPay's own error body for an injected fault (429: ``{}``, per the OpenAPI)."""
+        """UnivaPay's own error body for an injected fault.
+
+        429 comes with an empty body (``Content-Length: 0``, UnivaPay's error-code page);
+        502 and 504 as a proxy in front of the API sends them, without UnivaPay's body.
+        """
         if status == 429:
-            return JSONResponse({}, status_code=429)
+            return Response(b"", status_code=429)
+        if status in (502, 504):
+            return Response(b"", status_code=status)
         code = _FAULT_CODES.get(status, "UNKNOWN_ERROR" if status >= 500 else "BAD_REQUEST")
         return _ApiError(status, code).response()
 
@@ -902,7 +914,8 @@ class UnivapayEmulator(Emulator):
             charge.deadline = requested or self._deadline(
                 now, period, konbini.get("expiration_time_shift")
             )
-            wire["capture_at"] = _ts(charge.deadline)
+            # Echoed when the request set it; null otherwise (the guide's example).
+            wire["capture_at"] = _ts(requested) if requested is not None else None
         else:
             charge.card_number = self.token_cards.get(token_id)
             wire["_capture"] = capture
@@ -938,6 +951,15 @@ class UnivapayEmulator(Emulator):
         token_id = request.query_params.get("transaction_token_id")
         if token_id:
             items = [i for i in items if i["transaction_token_id"] == token_id]
+        wanted = request.query_params.get("metadata")
+        if wanted:
+            # The Ruby SDK's example filter is "order_id: 12345" (key, colon, value).
+            key, sep, value = wanted.partition(":")
+            if not sep or not key.strip():
+                raise _invalid("metadata")
+            items = [
+                i for i in items if str((i.get("metadata") or {}).get(key.strip())) == value.strip()
+            ]
         return self._page(request, items)
 
     async def _capture(self, request: Request, body: bytes) -> Response:
@@ -1152,9 +1174,9 @@ class UnivapayEmulator(Emulator):
         meta = wire.get("metadata") or {}
         rows = [
             ("store", charge.store or ""),
-            ("payment number", str(meta.get("konbini_payment_number", "-"))),
+            ("payment number", str(meta.get("internal_convenience_payment_number", "-"))),
             ("amount", f"{wire['requested_amount']} {wire['requested_currency']}"),
-            ("pay by", wire.get("capture_at") or ""),
+            ("pay by", _ts(charge.deadline) if charge.deadline else ""),
             ("status", wire["status"]),
         ]
         cells = "".join(
@@ -1233,7 +1255,9 @@ class UnivapayEmulator(Emulator):
         ``complete_pending {}``: move every pending charge, refund and cancel on.
         ``card_token {card}``: a fresh one-time card token (``success``, ``declined``,
         ``expired``, ``error`` or a card number).
-        ``configure {auto_issue, auto_complete, poll_hold_seconds}``.
+        ``configure {auto_issue, auto_complete, poll_hold_seconds, webhook_envelope,
+        expiry_error}``: ``webhook_envelope`` is ``"openapi"`` or ``"reference"``;
+        ``expiry_error`` the ``error`` object of an expired slip (null: none).
         ``run_transfer {}``: gather unassigned ledger lines into a ``created`` transfer.
         ``set_transfer_status {transfer_id, status}``.
         """
@@ -1296,10 +1320,22 @@ class UnivapayEmulator(Emulator):
             if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold <= 60:
                 raise ControlError("poll_hold_seconds must be between 0 and 60")
             self.poll_hold_seconds = float(hold)
+        if "webhook_envelope" in params:
+            envelope = params["webhook_envelope"]
+            if envelope not in ("openapi", "reference"):
+                raise ControlError('webhook_envelope must be "openapi" or "reference"')
+            self.webhook_envelope = envelope
+        if "expiry_error" in params:
+            error = params["expiry_error"]
+            if error is not None and not isinstance(error, dict):
+                raise ControlError("expiry_error must be an object or null")
+            self.expiry_error = dict(error) if error else None
         return {
             "auto_issue": self.auto_issue,
             "auto_complete": self.auto_complete,
             "poll_hold_seconds": self.poll_hold_seconds,
+            "webhook_envelope": self.webhook_envelope,
+            "expiry_error": self.expiry_error,
         }
 
     def _run_transfer(self) -> dict[str, Any]:

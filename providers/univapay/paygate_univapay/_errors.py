@@ -30,20 +30,26 @@ __all__ = ["RETRY_CODES", "error_code", "map_error", "retry_after"]
 
 PROVIDER = "univapay"
 
-# Codes UnivaPay sends with a non-5xx status that mean "try again later".
-RETRY_CODES = frozenset({"CHARGE_TOO_QUICK", "TOO_MANY_REQUESTS"})
+# Codes UnivaPay sends with a non-5xx status that mean "try again later". An older copy
+# of UnivaPay's api-limits page says an over-limit request is a "BadRequest"; the Node
+# SDK names the code RATE_LIMIT_EXCEEDED.
+RETRY_CODES = frozenset({"CHARGE_TOO_QUICK", "TOO_MANY_REQUESTS", "RATE_LIMIT_EXCEEDED"})
 
 # Codes whose HTTP status alone would pick the wrong paygate class.
 _BY_CODE: dict[str, type[PaygateError]] = {
     "IDEMPOTENCY_KEY_CONFLICT": IdempotencyConflict,
     "CHARGE_TOO_QUICK": RateLimited,
     "TOO_MANY_REQUESTS": RateLimited,
+    "RATE_LIMIT_EXCEEDED": RateLimited,
     "CARD_LOCKED": PaymentDeclined,
     "NOT_FOUND": NotFound,
     "UNABLE_TO_GET_IDEMPOTENT_RESULT": OutcomeUnknown,
     "UNABLE_TO_GET_IDEMPOTENT_REQUEST": OutcomeUnknown,
     "SERVICE_UNAVAILABLE_TRY_AGAIN": ProviderUnavailable,
-    "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST": ProviderUnavailable,
+    # "This request is not supported by the connected gateway system" (Ruby SDK error
+    # table): a definitive refusal, not an outage. Only when the body says so: a bare
+    # 504 from a proxy stays an outage.
+    "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST": ProviderRejected,
 }
 
 _BY_STATUS: dict[int, type[PaygateError]] = {
@@ -123,7 +129,10 @@ def map_error(reply: Reply, *, step: str) -> PaygateError:
     body = _body(reply)
     code = error_code(reply)
     detail = _describe(body)
-    cls = _BY_CODE.get(code) or _BY_STATUS.get(reply.status)
+    stated = body.get("code")
+    cls = (_BY_CODE.get(stated) if isinstance(stated, str) else None) or _BY_STATUS.get(
+        reply.status
+    )
     if cls is None:
         cls = ProviderUnavailable if reply.status >= 500 else ProviderRejected
     message = f"UnivaPay refused {step}: {code}"

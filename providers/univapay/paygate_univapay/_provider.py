@@ -32,8 +32,10 @@ from paygate._errors import (
     InvalidRequest,
     MalformedResponse,
     NotSupported,
+    OutcomeUnknown,
     PaymentDeclined,
     ProviderRejected,
+    RateLimited,
     WebhookVerificationError,
 )
 from paygate._models import (
@@ -60,6 +62,7 @@ from paygate.adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     ParsedEvent,
     Provider,
     ProviderSettings,
@@ -75,13 +78,16 @@ from ._errors import RETRY_CODES, error_code, map_error, retry_after
 from ._settings import UnivapaySettings
 from ._validate import normalize_phone, validate_charge_request
 from ._wire import (
+    DEFAULT_KONBINI_PERIOD,
+    META_KONBINI_DEADLINE,
     charge_status,
-    iso_duration,
+    konbini_deadline,
     konbini_slip,
     normalize_store,
     parse_time,
     payment_failure,
     refund_status,
+    whole_days,
 )
 
 if TYPE_CHECKING:
@@ -153,10 +159,17 @@ class UnivapayProvider(Provider):
     display_name: ClassVar[str] = "UnivaPay"
     settings_model: ClassVar[type[ProviderSettings]] = UnivapaySettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
-        Operation.CHARGE: OperationPolicy(key="header", key_window=KEY_WINDOW),
+        # Lookup: list the store's charges by transaction token or by paygate's
+        # charge id in the metadata (both documented list filters).
+        Operation.CHARGE: OperationPolicy(key="header", key_window=KEY_WINDOW, lookup=True),
         Operation.CANCEL: OperationPolicy(key="header", key_window=KEY_WINDOW),
         Operation.REFUND: OperationPolicy(key="header", key_window=KEY_WINDOW),
         Operation.CAPTURE: OperationPolicy(key="header", key_window=KEY_WINDOW),
+    }
+    # A used one-time token: after a re-send it can mean the first attempt got through,
+    # so the core looks the charge up instead of recording a refusal.
+    outcomes: ClassVar[Mapping[str, Outcome]] = {
+        "TRANSACTION_ALREADY_PROCESSED": Outcome.MAYBE_DONE,
     }
 
     def __init__(self, settings: ProviderSettings, *, account: str) -> None:
@@ -376,7 +389,8 @@ class UnivapayProvider(Provider):
                 "phone_number": {"country_code": country_code, "local_number": local_number},
             }
             if method.expires_in is not None:
-                data["expiration_period"] = iso_duration(method.expires_in)
+                # UnivaPay deadlines are whole days (application day + period, 23:59).
+                data["expiration_period"] = f"P{whole_days(method.expires_in)}D"
             token_body: dict[str, Any] = {
                 "payment_type": "konbini",
                 "type": "one_time",
@@ -392,6 +406,12 @@ class UnivapayProvider(Provider):
                 raise MalformedResponse("UnivaPay sent a token without id", provider=self.name)
             body = {"transaction_token_id": token_id}
             kind = "konbini"
+            deadline = yield from self._konbini_deadline(method.expires_in, ctx)
+            if method.expires_in is not None:
+                # The documented way to set the exact deadline; UnivaPay answers
+                # ``capture_at: null`` otherwise, so paygate keeps its own copy too.
+                body["capture_at"] = deadline
+            extra_metadata = {META_KONBINI_DEADLINE: deadline}
         else:
             card = cast("Card", method)
             body = {
@@ -399,14 +419,28 @@ class UnivapayProvider(Provider):
                 "capture": card.capture,
             }
             kind = "card"
+            extra_metadata = {}
         body.update(
             amount=req.amount.amount,
             currency=req.amount.currency,
-            metadata=self._charge_metadata(req, ctx, store),
+            metadata={**self._charge_metadata(req, ctx, store), **extra_metadata},
         )
-        created = yield from self._post(
-            "/charges", body, key=ctx.provider_key("charge"), step="charges.create"
-        )
+        try:
+            created = yield from self._post(
+                "/charges", body, key=ctx.provider_key("charge"), step="charges.create"
+            )
+        except ProviderRejected as exc:
+            if exc.provider_code != "TRANSACTION_ALREADY_PROCESSED":
+                raise
+            # The token was used: by an earlier attempt of this very charge (its answer
+            # lost, the token replayed under its key) or by something else. Only a
+            # charge carrying paygate's id for this charge is ours.
+            found = yield from self._find_charges(
+                {"transaction_token_id": str(body["transaction_token_id"])}, ctx
+            )
+            if found is None:
+                raise
+            created = found
         if not isinstance(created, Mapping):
             raise MalformedResponse("UnivaPay sent no charge object", provider=self.name)
         obj: Mapping[str, Any] = created
@@ -430,9 +464,18 @@ class UnivapayProvider(Provider):
                     obj = created
         charge = self.to_charge(obj, ctx, method=kind, store=store)
         if charge.status is ChargeStatus.FAILED:
+            failure = charge.failure
+            if failure is not None and failure.code == "TOO_MANY_CHARGE_REQUESTS":
+                # Payment error 311: "too many charges on the same card in a short
+                # period, please wait and try again" - a throttle, not a decline.
+                raise RateLimited(
+                    "UnivaPay asks to wait before charging this card again",
+                    provider=self.name,
+                    provider_code=failure.code,
+                    provider_message=failure.message,
+                )
             # Declined while paygate waited for the outcome: the same typed error as a
             # provider that declines synchronously, keeping UnivaPay's own code.
-            failure = charge.failure
             raise PaymentDeclined(
                 "UnivaPay declined the charge",
                 provider=self.name,
@@ -440,6 +483,64 @@ class UnivapayProvider(Provider):
                 provider_message=failure.message if failure else None,
             )
         return charge
+
+    def _konbini_deadline(self, expires_in: timedelta | None, ctx: OpContext) -> Flow[str]:
+        """The slip's deadline, computed once per key and remembered: a re-send after a
+        lost answer (maybe a day later) must send the same ``capture_at``, or UnivaPay
+        would see another request under the same idempotency key."""
+        memo = f"univapay:konbini-deadline:{ctx.account}:{ctx.provider_key('charge')}"
+        remembered = yield CacheGet(memo)
+        if isinstance(remembered, str) and parse_time(remembered) is not None:
+            return remembered
+        deadline = konbini_deadline(ctx.now(), expires_in or DEFAULT_KONBINI_PERIOD)
+        text = deadline.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        yield CachePut(memo, text)
+        return text
+
+    def _find_charges(
+        self, query: Mapping[str, str], ctx: OpContext
+    ) -> Flow[Mapping[str, Any] | None]:
+        """The store's charge carrying paygate's id for this operation, listed with
+        ``query`` (documented filters); None when the listing has none."""
+        if not ctx.charge_id:
+            return None
+        items = yield from self._list(
+            f"/stores/{self.cfg.store_id}/charges", step="charges.list", query=query
+        )
+        for item in items:
+            metadata = item.get("metadata")
+            if isinstance(metadata, Mapping) and str(metadata.get(META_CHARGE_ID)) == str(
+                ctx.charge_id
+            ):
+                return item
+        return None
+
+    def lookup_charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """Find the charge a possibly-sent `charge` created.
+
+        A card charge is listed by its ``transaction_token_id``; a konbini charge (its
+        token was made inside the flow) by the ``metadata`` filter on paygate's charge
+        id. Either way only a charge whose metadata carries paygate's id counts.
+        """
+        if not ctx.charge_id:
+            raise OutcomeUnknown(
+                "no paygate charge id to look the UnivaPay charge up by", provider=self.name
+            )
+        method = req.method
+        query: dict[str, str]
+        if isinstance(method, Card) and method.token:
+            query = {"transaction_token_id": method.token.strip()}
+            kind = "card"
+        else:
+            query = {"metadata": f"{META_CHARGE_ID}: {ctx.charge_id}"}
+            kind = "konbini"
+        found = yield from self._find_charges(query, ctx)
+        if found is None:
+            return None
+        refunded = 0
+        if kind == "card" and str(found.get("status")) == "successful":
+            refunded = yield from self._refunded(str(found.get("id")))
+        return self.to_charge(found, ctx, method=kind, refunded=refunded)
 
     def _fetch_charge(
         self, ref: ChargeRef, ctx: OpContext, *, polling: bool = False
@@ -721,7 +822,8 @@ class UnivapayProvider(Provider):
     # -- retry and webhooks --------------------------------------------------------------
 
     def classify(self, reply: Reply) -> RetryDecision | None:
-        """429 and ``400 CHARGE_TOO_QUICK`` are "try again later"; a cache miss on an
+        """429 and ``400 CHARGE_TOO_QUICK`` / ``RATE_LIMIT_EXCEEDED`` are "try again
+        later"; a cache miss on an
         idempotent replay (500 ``UNABLE_TO_GET_IDEMPOTENT_RESULT``) is worth a retry."""
         if reply.status == 429:
             return RetryDecision(retry=True, after=retry_after(reply))

@@ -1,9 +1,16 @@
 """UnivaPay webhook deliveries → `ParsedEvent`.
 
 A delivery is ``{"id": uuid, "event": "<trigger>", "data": {...}, "created_on": iso}``
-(the OpenAPI envelope); the reference page shows only ``event`` and ``data``, so ``id``
-and ``created_on`` are optional here. ``data`` is a Charge for ``charge_*``, a Refund for
-``refund_finished`` and a Cancel for ``cancel_finished``.
+(the OpenAPI envelope); the reference page and the Java SDK show only ``event`` and
+``data``, so ``id`` and ``created_on`` are optional here. ``data`` is a Charge for
+``charge_*``, a Refund for ``refund_finished`` and a Cancel for ``cancel_finished``.
+
+The event time is the envelope's ``created_on`` when there is one, else None (the core
+uses the time of receipt): never the ``created_on`` of ``data``, which is when the
+charge was made and would make every status change look older than paygate's record.
+The event carries the charge's state as UnivaPay states it: a konbini charge (which
+cannot be refunded, so its whole state is in ``data``) as a full `Charge` with its
+slip; a card charge as its status and charged amount (its refunds are not in ``data``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from paygate._errors import MalformedResponse
-from paygate._models import ChargeStatus
+from paygate._models import Charge, ChargeStatus
 from paygate._money import Money
 from paygate.adapter import OpContext, ParsedEvent
 
@@ -56,9 +63,7 @@ def parse_event(provider: UnivapayProvider, body: bytes, ctx: OpContext) -> list
     provider_event_id = (
         str(event_id) if isinstance(event_id, str) and event_id else content_hash(envelope)
     )
-    occurred = parse_time(envelope.get("created_on")) or parse_time(
-        data.get("updated_on") or data.get("created_on")
-    )
+    occurred = parse_time(envelope.get("created_on"))
     common: dict[str, Any] = {
         "provider_event_type": trigger,
         "provider_event_id": provider_event_id,
@@ -69,12 +74,23 @@ def parse_event(provider: UnivapayProvider, body: bytes, ctx: OpContext) -> list
         metadata = data.get("metadata")
         konbini = isinstance(metadata, Mapping) and bool(metadata.get(META_KONBINI_STORE))
         status = charge_status(data, konbini=konbini, now=ctx.now())
+        charge: Charge | None = None
+        if konbini and data.get("id"):
+            try:
+                charge = provider.to_charge(data, ctx, method="konbini")
+            except MalformedResponse:
+                charge = None
+        captured = None
+        if status in (ChargeStatus.SUCCEEDED, ChargeStatus.AUTHORIZED):
+            captured = _amount(data, "charged_amount", "charged_currency")
         return [
             ParsedEvent(
                 type=_CHARGE_TYPES.get(status, "charge.updated"),
                 provider_ref=str(data.get("id")) if data.get("id") else None,
                 status=status,
                 amount=_amount(data, "requested_amount", "requested_currency"),
+                charge=charge,
+                amount_captured=captured,
                 **common,
             )
         ]

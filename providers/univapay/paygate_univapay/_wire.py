@@ -4,10 +4,10 @@ Everything here is pure. The status rules:
 
 * ``successful`` → succeeded; ``authorized`` → authorized; ``canceled`` → canceled.
 * ``failed`` / ``error`` → failed, except a konbini slip that ran past its deadline,
-  which UnivaPay reports as ``failed`` (its konbini guide: "入金期限を超えた課金申込は
-  失敗となり"); paygate calls that ``expired``. A failure counts as an expiry when the
-  payment error names one (313 CHARGE_EXPIRED, 323 PAYMENT_CODE_EXPIRED, or a message
-  saying "expired"), or when a konbini charge failed after its deadline had passed.
+  which UnivaPay reports as ``failed`` (its konbini guide: an expired application
+  becomes failed) with no documented error code; paygate calls that ``expired``. The
+  deadline decides (``capture_at``, or the deadline paygate sent and kept in the
+  metadata), or a 323 PAYMENT_CODE_EXPIRED error. 313 is a card authorisation expiry.
 * ``awaiting`` → requires_action: the customer has to act (pay the slip, finish 3-D
   Secure). A konbini ``pending`` charge whose payment details are already visible is
   requires_action too; a ``pending`` one without them is still pending (the slip is
@@ -18,22 +18,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any
 
 from paygate._models import ChargeStatus, Failure, KonbiniSlip, RefundStatus
 
 __all__ = [
     "CONVENIENCE_STORES",
+    "DEFAULT_KONBINI_PERIOD",
+    "META_KONBINI_DEADLINE",
     "PAYMENT_ERROR_NAMES",
+    "PAY_EASY_INSTITUTION_NUMBER",
+    "SLIP_PAYMENT_NUMBER_KEY",
+    "SLIP_URL_KEY",
     "charge_status",
     "iso_duration",
+    "konbini_deadline",
     "konbini_slip",
     "normalize_store",
     "parse_duration",
     "parse_time",
     "payment_failure",
     "refund_status",
+    "whole_days",
 ]
 
 # The convenience_store enum of the Node and Java SDKs. The OpenAPI document (and the
@@ -121,41 +128,43 @@ PAYMENT_ERROR_NAMES: dict[int, str] = {
     359: "CARD_REJECTED",
 }
 
-_EXPIRY_CODES = frozenset({313, 323})
+# 323 PAYMENT_CODE_EXPIRED: a payment code (barcode) ran out. 313 CHARGE_EXPIRED is a
+# card authorisation that expired before capture, not a konbini deadline.
+_EXPIRY_CODES = frozenset({323})
 
-# Where a konbini charge's payment instructions are read from. UnivaPay documents only
-# that they are visible "in the notification mail or the metadata" (konbini guide) and
-# names no keys; the SDK models carry none. paygate therefore reads the charge's
-# metadata under any of these names (case-insensitive). The sandbox emulator writes the
-# first name of each list.
-SLIP_PAYMENT_NUMBER_KEYS = (
-    "konbini_payment_number",
-    "payment_number",
-    "receipt_number",
-    "konbini_receipt_number",
-    "cvs_receipt_number",
-    "haraikomi_number",
-    "payment_code",
-)
-SLIP_CONFIRMATION_KEYS = (
-    "konbini_confirmation_number",
-    "confirmation_number",
-    "cvs_confirmation_number",
-)
-SLIP_URL_KEYS = (
-    "konbini_payment_url",
-    "payment_url",
-    "slip_url",
-    "receipt_url",
-    "haraikomi_url",
-    "konbini_url",
-)
-SLIP_DEADLINE_KEYS = (
-    "konbini_payment_deadline",
-    "payment_deadline",
-    "expiration_date",
-    "expires_at",
-)
+# Where UnivaPay puts a konbini charge's payment details once it is ``awaiting``
+# (konbini guide, seed 001): the payment number, and for 7-Eleven only the slip URL.
+SLIP_PAYMENT_NUMBER_KEY = "internal_convenience_payment_number"
+SLIP_URL_KEY = "internal_convenience_payment_url"
+# The deadline paygate computed and sent as ``capture_at``, kept in the charge's own
+# metadata because UnivaPay answers ``capture_at: null`` on konbini charges (seed 001).
+META_KONBINI_DEADLINE = "paygate_konbini_deadline"
+# Pay-easy needs the collecting institution number (収納機関番号) as well; UnivaPay
+# says it is always 58091 and puts it in the mail only, not in the API (seed 001).
+PAY_EASY_INSTITUTION_NUMBER = "58091"
+JST = timezone(timedelta(hours=9), "JST")
+# UnivaPay's default ``expiration_period`` of a konbini token (PYSDK token model).
+DEFAULT_KONBINI_PERIOD = timedelta(days=30)
+
+
+def konbini_deadline(applied: datetime, period: timedelta) -> datetime:
+    """The payment deadline of a slip applied for at ``applied``: the application day
+    (Japan time) plus ``period`` in whole days (a part day counts as a day), at 23:59:59.
+
+    UnivaPay's rule (its konbini guide: applied on 1/1 with one week, pay by 1/8 23:59);
+    the time of day is ignored for 7-Eleven, Seicomart and Pay-easy, so paygate always
+    uses the end of the day.
+
+    >>> konbini_deadline(datetime(2026, 1, 1, 3, 0, tzinfo=UTC), timedelta(days=7))
+    datetime.datetime(2026, 1, 8, 14, 59, 59, tzinfo=datetime.timezone.utc)
+    """
+    day = applied.astimezone(JST).date() + timedelta(days=whole_days(period))
+    return datetime.combine(day, time(23, 59, 59), tzinfo=JST).astimezone(UTC)
+
+
+def whole_days(period: timedelta) -> int:
+    """``period`` in whole days, a part day counting as one (at least 1)."""
+    return max(1, -(-int(period.total_seconds()) // 86400))
 
 
 def normalize_store(value: str) -> str | None:
@@ -262,24 +271,35 @@ def payment_failure(obj: Mapping[str, Any]) -> Failure | None:
     return Failure(code=code, message=text or None)
 
 
-def _is_expiry(obj: Mapping[str, Any], *, konbini: bool, now: datetime | None) -> bool:
+def deadline_of(obj: Mapping[str, Any]) -> datetime | None:
+    """A konbini charge's payment deadline: ``capture_at`` when UnivaPay states one,
+    else the deadline paygate computed and kept in the metadata."""
+    stated = parse_time(obj.get("capture_at"))
+    if stated is not None:
+        return stated
+    metadata = obj.get("metadata")
+    if isinstance(metadata, Mapping):
+        return parse_time(metadata.get(META_KONBINI_DEADLINE))
+    return None
+
+
+def _is_expiry(obj: Mapping[str, Any], *, now: datetime | None) -> bool:
+    # UnivaPay turns an unpaid slip ``failed`` once its deadline passes and documents no
+    # error code for it (konbini guide), so ``error`` (null or any object) is not what
+    # decides: a slip that had been issued (it shows its payment number) can only fail
+    # by running out, and a failure at or after the deadline is one too.
     error = obj.get("error")
-    if isinstance(error, Mapping):
-        if _error_code(error) in _EXPIRY_CODES:
-            return True
-        words = " ".join(str(error.get(k) or "") for k in ("message", "details", "detail"))
-        if "EXPIRED" in words.upper() and "CARD_EXPIRED" not in words.upper():
-            return True
-    if konbini and now is not None:
-        deadline = parse_time(obj.get("capture_at"))
-        if deadline is not None and deadline <= now:
-            return True
-    return False
+    if isinstance(error, Mapping) and _error_code(error) in _EXPIRY_CODES:
+        return True
+    if has_slip_details(obj):
+        return True
+    deadline = deadline_of(obj)
+    return deadline is not None and now is not None and deadline <= now
 
 
 def has_slip_details(obj: Mapping[str, Any]) -> bool:
     """Whether the charge shows konbini payment details."""
-    return _meta_value(obj, SLIP_PAYMENT_NUMBER_KEYS) is not None
+    return _meta_value(obj, SLIP_PAYMENT_NUMBER_KEY) is not None
 
 
 def charge_status(
@@ -289,7 +309,8 @@ def charge_status(
 
     >>> charge_status({"status": "awaiting"}, konbini=True)
     <ChargeStatus.REQUIRES_ACTION: 'requires_action'>
-    >>> charge_status({"status": "failed", "error": {"code": 313}}, konbini=True)
+    >>> charge_status({"status": "failed", "capture_at": "2026-01-08T14:59:59Z"},
+    ...               konbini=True, now=datetime(2026, 1, 9, tzinfo=UTC))
     <ChargeStatus.EXPIRED: 'expired'>
     """
     status = str(obj.get("status") or "").lower()
@@ -300,7 +321,7 @@ def charge_status(
     if status == "canceled":
         return ChargeStatus.CANCELED
     if status in ("failed", "error"):
-        if konbini and _is_expiry(obj, konbini=konbini, now=now):
+        if konbini and _is_expiry(obj, now=now):
             return ChargeStatus.EXPIRED
         return ChargeStatus.FAILED
     if status == "awaiting":
@@ -321,39 +342,43 @@ def refund_status(obj: Mapping[str, Any]) -> RefundStatus:
     return RefundStatus.PENDING
 
 
-def _meta_value(obj: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+def _meta_value(obj: Mapping[str, Any], name: str) -> str | None:
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping):
         return None
-    lowered = {str(k).lower(): v for k, v in metadata.items()}
-    for name in names:
-        value = lowered.get(name)
-        if value is not None and not isinstance(value, Mapping | list) and str(value).strip():
-            return str(value).strip()
-    return None
+    value = metadata.get(name)
+    if value is None or isinstance(value, Mapping | list) or not str(value).strip():
+        return None
+    return str(value).strip()
 
 
 def konbini_slip(obj: Mapping[str, Any], store: str) -> KonbiniSlip | None:
     """The slip to show while the charge waits for the customer (None once settled).
 
-    Before UnivaPay has issued the payment details the slip says ``issued=False``.
-    The deadline is the charge's ``capture_at``, which UnivaPay uses as the payment
-    deadline of konbini charges (a metadata deadline is read as a fallback).
+    The payment number and (7-Eleven) slip URL are the metadata keys UnivaPay's konbini
+    guide names, present from ``awaiting`` on; before that the slip says
+    ``issued=False``. A Pay-easy slip also needs the fixed institution number 58091
+    (the guide: it is not in the API answer): it is set as ``institution_number`` where
+    `KonbiniSlip` has that field. The deadline is ``capture_at`` or the one paygate sent
+    (see `deadline_of`).
     """
     status = str(obj.get("status") or "").lower()
     if status not in ("pending", "awaiting"):
         return None
-    number = _meta_value(obj, SLIP_PAYMENT_NUMBER_KEYS)
-    deadline = parse_time(obj.get("capture_at")) or parse_time(_meta_value(obj, SLIP_DEADLINE_KEYS))
+    number = _meta_value(obj, SLIP_PAYMENT_NUMBER_KEY)
+    deadline = deadline_of(obj)
     if number is None:
         # Awaiting without visible details: the details went out by mail only.
         issued = status == "awaiting"
         return KonbiniSlip(store=store, issued=issued, expires_at=deadline if issued else None)
+    extra: dict[str, Any] = {}
+    if store == "pay_easy" and "institution_number" in KonbiniSlip.model_fields:
+        extra["institution_number"] = PAY_EASY_INSTITUTION_NUMBER
     return KonbiniSlip(
         store=store,
         issued=True,
         payment_number=number,
-        confirmation_number=_meta_value(obj, SLIP_CONFIRMATION_KEYS),
-        url=_meta_value(obj, SLIP_URL_KEYS),
+        url=_meta_value(obj, SLIP_URL_KEY),
         expires_at=deadline,
+        **extra,
     )

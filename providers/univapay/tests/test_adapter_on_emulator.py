@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -109,7 +109,9 @@ def test_unissued_slip_then_issue(wire: Any, provider: UnivapayProvider, ctx_fac
     fresh = wire.run(provider.status(ref_of(charge), ctx_factory(None)))
     assert fresh.status is ChargeStatus.REQUIRES_ACTION
     assert isinstance(fresh.next_action, KonbiniSlip)
-    assert fresh.next_action.confirmation_number
+    assert fresh.next_action.payment_number
+    # UnivaPay's default period (30 days) from the 1/1 application, kept by paygate.
+    assert fresh.next_action.expires_at == datetime(2026, 1, 31, 14, 59, 59, tzinfo=UTC)
 
 
 def test_pay_then_status_succeeded(wire: Any, provider: UnivapayProvider, ctx_factory: Ctx) -> None:
@@ -129,9 +131,21 @@ def test_expiry_via_clock(
     clock.advance(timedelta(days=4))
     expired = wire.run(provider.status(ref_of(charge), ctx_factory(None)))
     assert expired.status is ChargeStatus.EXPIRED
-    assert expired.failure is not None
-    assert expired.failure.code == "CHARGE_EXPIRED"
+    # UnivaPay documents no error for an expired slip (the emulator sends null).
+    assert expired.failure is None
     assert expired.next_action is None
+
+
+def test_expiry_with_an_error_object_is_still_expired(
+    wire: Any, provider: UnivapayProvider, ctx_factory: Ctx, clock: SandboxClock
+) -> None:
+    wire.control("configure", expiry_error={"code": 309, "message": "PROCESSING_ERROR"})
+    charge = wire.run(provider.charge(konbini(expires_in=timedelta(days=3)), ctx_factory()))
+    clock.advance(timedelta(days=4))
+    expired = wire.run(provider.status(ref_of(charge), ctx_factory(None)))
+    assert expired.status is ChargeStatus.EXPIRED
+    assert expired.failure is not None
+    assert expired.failure.code == "PROCESSING_ERROR"
 
 
 def test_cancel_unpaid_konbini(wire: Any, provider: UnivapayProvider, ctx_factory: Ctx) -> None:

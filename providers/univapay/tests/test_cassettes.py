@@ -74,6 +74,7 @@ def test_konbini_charge_issues_a_slip(paygate_cassette: Any) -> None:
     assert isinstance(created.next_action, KonbiniSlip)
     assert created.next_action.issued
     assert created.next_action.payment_number
+    assert created.next_action.url
     assert created.next_action.expires_at is not None
     assert gw.status(ACCOUNT, created.id).status is ChargeStatus.REQUIRES_ACTION
 
@@ -93,8 +94,6 @@ def test_slip_expires(paygate_cassette: Any) -> None:
     paygate_cassette.advance(2 * 86400)
     expired = gw.status(ACCOUNT, created.id)
     assert expired.status is ChargeStatus.EXPIRED
-    assert expired.failure is not None
-    assert expired.failure.code == "CHARGE_EXPIRED"
 
 
 def test_cancel_unpaid_slip_and_cancel_again(paygate_cassette: Any) -> None:

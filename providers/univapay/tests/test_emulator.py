@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -153,19 +154,23 @@ def test_token_shape(client: Any) -> None:
 
 
 def test_charge_is_created_pending_then_issued(
-    client: Any, deliveries: list[WebhookDelivery]
+    client: Any, emulator: UnivapayEmulator, deliveries: list[WebhookDelivery]
 ) -> None:
     created = konbini_charge(client, store="lawson")
     assert created["status"] == "pending"
     assert created["charged_amount"] is None
     assert created["requested_currency"] == "JPY"
+    # The konbini guide's charge: capture_at null unless the request set it.
+    assert created["capture_at"] is None
     # 2026-01-01 10:00 JST + 30 days (default) at 23:59:59 JST.
-    assert created["capture_at"] == "2026-01-31T14:59:59.000000Z"
+    deadline = emulator.charges[created["id"]].deadline
+    assert deadline == datetime(2026, 1, 31, 14, 59, 59, tzinfo=UTC)
     current = get_charge(client, created["id"])
     assert current["status"] == "awaiting"
-    assert len(current["metadata"]["konbini_payment_number"]) == 11
-    assert len(current["metadata"]["konbini_confirmation_number"]) == 4
-    assert "konbini_payment_url" not in current["metadata"]
+    assert current["capture_at"] is None
+    number = current["metadata"]["internal_convenience_payment_number"]
+    assert re.fullmatch(r"\d{5}-\d{11}", number)
+    assert "internal_convenience_payment_url" not in current["metadata"]
     (delivery,) = deliveries
     envelope = json.loads(delivery.body)
     assert envelope["event"] == "charge_updated"
@@ -176,27 +181,46 @@ def test_charge_is_created_pending_then_issued(
     assert len(delivery.schedule) == 3
 
 
-def test_seven_eleven_slip_has_url_and_page(client: Any) -> None:
+def test_seven_eleven_slip_has_url_and_page(client: Any, emulator: UnivapayEmulator) -> None:
     created = konbini_charge(client, store="seven_eleven", expiration_period="P7D")
     current = get_charge(client, created["id"])
     meta = current["metadata"]
-    assert len(meta["konbini_payment_number"]) == 13
-    assert "konbini_confirmation_number" not in meta
-    url = meta["konbini_payment_url"]
+    assert len(meta["internal_convenience_payment_number"]) == 13
+    assert set(meta) == {"internal_convenience_payment_number", "internal_convenience_payment_url"}
+    url = meta["internal_convenience_payment_url"]
     assert url == f"http://127.0.0.1/univapay/_slips/{created['id']}"
     page = client.get(url.removeprefix("http://127.0.0.1"))
     assert page.status_code == 200
-    assert meta["konbini_payment_number"] in page.text
-    assert current["capture_at"] == "2026-01-08T14:59:59.000000Z"
+    assert meta["internal_convenience_payment_number"] in page.text
+    assert current["capture_at"] is None
+    deadline = emulator.charges[created["id"]].deadline
+    assert deadline == datetime(2026, 1, 8, 14, 59, 59, tzinfo=UTC)
 
 
-def test_deadline_options(client: Any) -> None:
+def test_deadline_options(client: Any, emulator: UnivapayEmulator) -> None:
     shifted = konbini_charge(
         client, expiration_period="P3D", expiration_time_shift="09:00:00+09:00"
     )
-    assert shifted["capture_at"] == "2026-01-04T00:00:00.000000Z"
+    assert emulator.charges[shifted["id"]].deadline == datetime(2026, 1, 4, tzinfo=UTC)
     hours = konbini_charge(client, expiration_period="PT2H")
-    assert hours["capture_at"] == "2026-01-01T03:00:00.000000Z"
+    assert emulator.charges[hours["id"]].deadline == datetime(2026, 1, 1, 3, tzinfo=UTC)
+
+
+def test_requested_capture_at_is_the_deadline(client: Any, emulator: UnivapayEmulator) -> None:
+    token = konbini_token(client).json()
+    response = client.post(
+        f"{P}/charges",
+        json={
+            "transaction_token_id": token["id"],
+            "amount": 100,
+            "currency": "JPY",
+            "capture_at": "2026-01-05T14:59:59.000000Z",
+        },
+        headers=AUTH,
+    )
+    created = response.json()
+    assert created["capture_at"] == "2026-01-05T14:59:59.000000Z"
+    assert emulator.charges[created["id"]].deadline == datetime(2026, 1, 5, 14, 59, 59, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -335,11 +359,9 @@ def test_expiry_on_the_sandbox_clock(
     clock.advance(timedelta(hours=1))  # past 23:59:59 JST
     expired = get_charge(client, charge["id"])
     assert expired["status"] == "failed"
-    assert expired["error"] == {
-        "code": 313,
-        "message": "CHARGE_EXPIRED",
-        "details": "the konbini payment deadline has passed",
-    }
+    # UnivaPay documents no error payload for an expired slip: null by default, or
+    # what ``configure {expiry_error}`` sets (see test_expiry_error_is_configurable).
+    assert expired["error"] is None
     assert json.loads(deliveries[-1].body)["event"] == "charge_finished"
     assert control(client, "pay_konbini", charge_id=charge["id"]).status_code == 409
 
@@ -768,3 +790,38 @@ def test_ids_are_deterministic(clock: SandboxClock) -> None:
 def test_control_error_type(emulator: UnivapayEmulator) -> None:
     with pytest.raises(ControlError):
         asyncio.run(emulator.control("issue_konbini", {"charge_id": "x"}))
+
+
+def test_expiry_error_is_configurable(client: Any, clock: SandboxClock) -> None:
+    error = {"code": 309, "message": "PROCESSING_ERROR", "detail": None}
+    assert control(client, "configure", expiry_error=error).status_code == 200
+    charge = konbini_charge(client, expiration_period="P1D")
+    clock.advance(timedelta(days=3))
+    assert get_charge(client, charge["id"])["error"] == error
+
+
+def test_reference_webhook_envelope(client: Any, deliveries: list[WebhookDelivery]) -> None:
+    assert control(client, "configure", webhook_envelope="reference").status_code == 200
+    konbini_charge(client)
+    envelope = json.loads(deliveries[-1].body)
+    assert set(envelope) == {"event", "data"}
+    assert control(client, "configure", webhook_envelope="other").status_code == 400
+
+
+def test_list_charges_by_metadata(client: Any) -> None:
+    token = konbini_token(client).json()
+    client.post(
+        f"{P}/charges",
+        json={
+            "transaction_token_id": token["id"],
+            "amount": 100,
+            "currency": "JPY",
+            "metadata": {"order_id": "12345"},
+        },
+        headers=AUTH,
+    )
+    konbini_charge(client)
+    listed = client.get(
+        f"{P}/stores/{STORE_ID}/charges", params={"metadata": "order_id: 12345"}, headers=AUTH
+    ).json()
+    assert [i["metadata"]["order_id"] for i in listed["items"]] == ["12345"]

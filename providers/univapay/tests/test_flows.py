@@ -35,10 +35,12 @@ from paygate.adapter import (
     ChargeRequest,
     OpContext,
     Operation,
+    Outcome,
     RefundRequest,
     Reply,
     Retry,
     TransportFailure,
+    default_outcome,
     drive,
 )
 from paygate_univapay import UnivapayProvider, UnivapaySettings
@@ -84,9 +86,13 @@ def charge_obj(**kw: Any) -> dict[str, Any]:
         "charged_currency": None,
         "status": "pending",
         "error": None,
-        "metadata": {"paygate_konbini_store": "family_mart"},
+        "metadata": {
+            "paygate_konbini_store": "family_mart",
+            "paygate_konbini_deadline": "2026-01-08T14:59:59.000000Z",
+        },
         "mode": "test",
-        "capture_at": "2026-01-31T14:59:59.000000Z",
+        # The konbini guide's awaiting charge: capture_at null, the slip in metadata.
+        "capture_at": None,
         "created_on": "2026-01-01T01:00:00.000000Z",
     }
     obj.update(kw)
@@ -96,8 +102,8 @@ def charge_obj(**kw: Any) -> dict[str, Any]:
 def issued(**kw: Any) -> dict[str, Any]:
     meta = {
         "paygate_konbini_store": "family_mart",
-        "konbini_payment_number": "12345678901",
-        "konbini_confirmation_number": "0042",
+        "paygate_konbini_deadline": "2026-01-08T14:59:59.000000Z",
+        "internal_convenience_payment_number": "20020-123456789012",
     }
     kw.setdefault("status", "awaiting")
     return charge_obj(metadata=meta, **kw)
@@ -172,9 +178,12 @@ def test_konbini_charge_creates_token_then_charge_then_polls(prov: UnivapayProvi
     assert charge_body["transaction_token_id"] == "tok-1"
     assert charge_body["amount"] == 1200
     assert charge_body["currency"] == "JPY"
+    # The deadline paygate owns: application day (1/1 JST) + 7 days, 23:59:59 JST.
+    assert charge_body["capture_at"] == "2026-01-08T14:59:59.000000Z"
     assert charge_body["metadata"] == {
         "paygate_charge_id": "pgch_1",
         "paygate_konbini_store": "family_mart",
+        "paygate_konbini_deadline": "2026-01-08T14:59:59.000000Z",
     }
 
     assert charge.id == "pgch_1"
@@ -186,9 +195,8 @@ def test_konbini_charge_creates_token_then_charge_then_polls(prov: UnivapayProvi
     assert charge.amount == Money.jpy(1200)
     assert charge.next_action == KonbiniSlip(
         store="family_mart",
-        payment_number="12345678901",
-        confirmation_number="0042",
-        expires_at=datetime(2026, 1, 31, 14, 59, 59, tzinfo=UTC),
+        payment_number="20020-123456789012",
+        expires_at=datetime(2026, 1, 8, 14, 59, 59, tzinfo=UTC),
     )
 
 
@@ -315,16 +323,21 @@ def test_description_and_metadata_are_sent(prov: UnivapayProvider) -> None:
         (charge_obj(status="failed"), ChargeStatus.FAILED),
         (charge_obj(status="error"), ChargeStatus.FAILED),
         (charge_obj(status="canceled"), ChargeStatus.CANCELED),
+        # 313 is a card authorisation that expired before capture, not a slip deadline.
         (
             charge_obj(status="failed", error={"code": 313, "message": "CHARGE_EXPIRED"}),
-            ChargeStatus.EXPIRED,
+            ChargeStatus.FAILED,
         ),
         (charge_obj(status="failed", error={"code": 323}), ChargeStatus.EXPIRED),
         (
             charge_obj(status="failed", error={"message": "payment period expired"}),
-            ChargeStatus.EXPIRED,
+            ChargeStatus.FAILED,
         ),
         (charge_obj(status="failed", capture_at="2025-12-31T00:00:00Z"), ChargeStatus.EXPIRED),
+        # An issued slip fails only by running out; its error is undocumented (null or
+        # an object): expired under both readings.
+        (issued(status="failed"), ChargeStatus.EXPIRED),
+        (issued(status="failed", error={"code": 309, "message": "X"}), ChargeStatus.EXPIRED),
         (charge_obj(status="something_new"), ChargeStatus.PENDING),
     ],
 )
@@ -368,8 +381,8 @@ def test_status_of_paid_card_charge_reads_refunds(prov: UnivapayProvider) -> Non
 def test_slip_for_seven_eleven_carries_url(prov: UnivapayProvider) -> None:
     meta = {
         "paygate_konbini_store": "seven_eleven",
-        "konbini_payment_number": "1234567890123",
-        "konbini_payment_url": "https://example.invalid/slip/1",
+        "internal_convenience_payment_number": "1234567890123",
+        "internal_convenience_payment_url": "https://example.invalid/slip/1",
     }
     obj = charge_obj(status="awaiting", metadata=meta)
     ref = ChargeRef(charge_id="pgch_1", provider_ref="ch-1", method="konbini")
@@ -387,7 +400,7 @@ def test_awaiting_without_details_is_issued_without_number(prov: UnivapayProvide
         prov.status(ref, ctx(None)), lambda call: reply(200, charge_obj(status="awaiting"))
     )
     assert charge.next_action == KonbiniSlip(
-        store="family_mart", issued=True, expires_at=datetime(2026, 1, 31, 14, 59, 59, tzinfo=UTC)
+        store="family_mart", issued=True, expires_at=datetime(2026, 1, 8, 14, 59, 59, tzinfo=UTC)
     )
 
 
@@ -674,6 +687,22 @@ def test_capture_of_konbini_not_supported(prov: UnivapayProvider) -> None:
             "SERVICE_UNAVAILABLE_TRY_AGAIN",
         ),
         (502, None, ProviderUnavailable, "TIMEOUT"),
+        # Over-limit as a 400 (older api-limits page; Node SDK code name): a throttle.
+        (
+            400,
+            {"status": "error", "code": "RATE_LIMIT_EXCEEDED", "errors": []},
+            RateLimited,
+            "RATE_LIMIT_EXCEEDED",
+        ),
+        # "Not supported by the connected gateway system": a definitive refusal ...
+        (
+            504,
+            {"status": "error", "code": "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST"},
+            ProviderRejected,
+            "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST",
+        ),
+        # ... but a bare 504 from a proxy is an outage.
+        (504, None, ProviderUnavailable, "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST"),
     ],
 )
 def test_error_mapping(
@@ -734,6 +763,9 @@ def test_classify(prov: UnivapayProvider) -> None:
     assert limited is not None
     assert limited.retry
     assert limited.after == 2.0
+    over = prov.classify(reply(400, {"status": "error", "code": "RATE_LIMIT_EXCEEDED"}))
+    assert over is not None
+    assert over.retry
     assert prov.classify(reply(400, {"status": "error", "code": "VALIDATION_ERROR"})) is None
     assert prov.classify(reply(500, {})) is None
 
@@ -838,6 +870,162 @@ def test_capabilities_and_policies(prov: UnivapayProvider) -> None:
         policy = prov.policy(op)
         assert policy.key == "header"
         assert policy.key_window == timedelta(hours=24)
+    assert prov.policy(Operation.CHARGE).lookup
+
+
+def test_outcome_classes(prov: UnivapayProvider) -> None:
+    used = ProviderRejected("x", provider="univapay", provider_code="TRANSACTION_ALREADY_PROCESSED")
+    assert prov.outcome_of(used) is Outcome.MAYBE_DONE
+    gateway = ProviderRejected(
+        "x", provider="univapay", provider_code="NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST"
+    )
+    assert prov.outcome_of(gateway) is None
+    assert default_outcome(gateway) is Outcome.REFUSED
+    assert default_outcome(RateLimited("x", provider_code="RATE_LIMIT_EXCEEDED")) is (
+        Outcome.RETRYABLE
+    )
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+def test_lookup_konbini_charge_by_metadata(prov: UnivapayProvider) -> None:
+    seen: list[Any] = []
+    other = issued(id="ch-0")
+    ours = issued()
+    ours["metadata"] = {**ours["metadata"], "paygate_charge_id": "pgch_1"}
+    listing = {"items": [other, ours], "has_more": False}
+    script: Script = {("GET", f"/stores/{STORE}/charges"): [reply(200, listing)]}
+    found = drive(prov.lookup_charge(konbini_request(), ctx()), scripted(script, seen))
+    assert found is not None
+    assert found.provider_ref == "ch-1"
+    assert found.status is ChargeStatus.REQUIRES_ACTION
+    (call,) = seen
+    assert parse_qs(urlsplit(call.url).query)["metadata"] == ["paygate_charge_id: pgch_1"]
+
+
+def test_lookup_card_charge_by_token_and_not_found(prov: UnivapayProvider) -> None:
+    seen: list[Any] = []
+    someone_else = charge_obj(metadata={"paygate_charge_id": "pgch_9"}, transaction_token_id="t")
+    script: Script = {
+        ("GET", f"/stores/{STORE}/charges"): [reply(200, {"items": [someone_else]})],
+    }
+    req = ChargeRequest(amount=Money.jpy(500), method=Card(token="tok-card"))
+    assert drive(prov.lookup_charge(req, ctx()), scripted(script, seen)) is None
+    query = parse_qs(urlsplit(seen[0].url).query)
+    assert query["transaction_token_id"] == ["tok-card"]
+    assert "metadata" not in query
+
+
+def test_used_token_after_a_lost_answer_finds_the_first_charge(prov: UnivapayProvider) -> None:
+    """The token POST replays (same key) and the charge POST says the token is used: the
+    charge carrying paygate's id is the first attempt's, not a refusal."""
+    seen: list[Any] = []
+    used = {"status": "error", "code": "TRANSACTION_ALREADY_PROCESSED", "errors": []}
+    ours = issued()
+    ours["metadata"] = {**ours["metadata"], "paygate_charge_id": "pgch_1"}
+    script: Script = {
+        ("POST", "/tokens"): [
+            reply(201, {"id": "tok-1"}, idempotency_status="retrieved_idempotent_response")
+        ],
+        ("POST", "/charges"): [reply(400, used)],
+        ("GET", f"/stores/{STORE}/charges"): [reply(200, {"items": [ours], "has_more": False})],
+    }
+    charge = drive(prov.charge(konbini_request(), ctx()), scripted(script, seen))
+    assert charge.provider_ref == "ch-1"
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert parse_qs(urlsplit(seen[-1].url).query)["transaction_token_id"] == ["tok-1"]
+
+
+def test_used_token_of_someone_else_stays_a_refusal(prov: UnivapayProvider) -> None:
+    used = {"status": "error", "code": "TRANSACTION_ALREADY_PROCESSED", "errors": []}
+    script: Script = {
+        ("POST", "/charges"): [reply(400, used)],
+        ("GET", f"/stores/{STORE}/charges"): [reply(200, {"items": [], "has_more": False})],
+    }
+    req = ChargeRequest(amount=Money.jpy(500), method=Card(token="tok-card"))
+    with pytest.raises(ProviderRejected) as info:
+        drive(prov.charge(req, ctx()), scripted(script, []))
+    assert info.value.provider_code == "TRANSACTION_ALREADY_PROCESSED"
+
+
+def test_payment_error_311_is_a_throttle_not_a_decline(prov: UnivapayProvider) -> None:
+    failed = charge_obj(
+        status="failed",
+        metadata={},
+        error={"code": 311, "message": "TOO_MANY_CHARGE_REQUESTS", "detail": None},
+    )
+    script: Script = {("POST", "/charges"): [reply(201, failed)]}
+    req = ChargeRequest(amount=Money.jpy(500), method=Card(token="tok-card"))
+    with pytest.raises(RateLimited) as info:
+        drive(prov.charge(req, ctx()), scripted(script, []))
+    assert info.value.provider_code == "TOO_MANY_CHARGE_REQUESTS"
+
+
+def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) -> None:
+    """A re-send a day later sends the same capture_at (UnivaPay compares the request)."""
+    cache: dict[str, Any] = {}
+    bodies: list[dict[str, Any]] = []
+
+    def respond(call: Any) -> Reply:
+        if urlsplit(call.url).path == "/charges":
+            bodies.append(json.loads(call.content))
+            return reply(201, issued())
+        return reply(201, {"id": "tok-1"})
+
+    drive(prov.charge(konbini_request(), ctx()), respond, cache)
+    later = OpContext(
+        account="konbini",
+        provider="univapay",
+        idempotency_key="order-1042",
+        charge_id="pgch_1",
+        now=lambda: NOW + timedelta(days=1),
+    )
+    drive(prov.charge(konbini_request(), later), respond, cache)
+    assert bodies[0]["capture_at"] == bodies[1]["capture_at"] == "2026-01-08T14:59:59.000000Z"
+
+
+def test_sub_day_expiry_becomes_whole_days(prov: UnivapayProvider) -> None:
+    seen: list[Any] = []
+    script: Script = {
+        ("POST", "/tokens"): [reply(201, {"id": "tok-1"})],
+        ("POST", "/charges"): [reply(201, issued())],
+    }
+    drive(
+        prov.charge(konbini_request(expires_in=timedelta(minutes=30)), ctx()),
+        scripted(script, seen),
+    )
+    token_body = json.loads(seen[0].content)
+    assert token_body["data"]["expiration_period"] == "P1D"
+    assert json.loads(seen[1].content)["capture_at"] == "2026-01-02T14:59:59.000000Z"
+
+
+def test_no_expiry_sends_no_deadline_but_keeps_the_default(prov: UnivapayProvider) -> None:
+    seen: list[Any] = []
+    script: Script = {
+        ("POST", "/tokens"): [reply(201, {"id": "tok-1"})],
+        ("POST", "/charges"): [reply(201, issued())],
+    }
+    drive(prov.charge(konbini_request(expires_in=None), ctx()), scripted(script, seen))
+    assert "expiration_period" not in json.loads(seen[0].content)["data"]
+    body = json.loads(seen[1].content)
+    assert "capture_at" not in body
+    # UnivaPay's default period (30 days) from the 1/1 application.
+    assert body["metadata"]["paygate_konbini_deadline"] == "2026-01-31T14:59:59.000000Z"
+
+
+def test_pay_easy_slip(prov: UnivapayProvider) -> None:
+    obj = issued()
+    obj["metadata"] = {**obj["metadata"], "paygate_konbini_store": "pay_easy"}
+    ref = ChargeRef(charge_id="pgch_1", provider_ref="ch-1", method="konbini")
+    charge = drive(prov.status(ref, ctx(None)), lambda call: reply(200, obj))
+    slip = charge.next_action
+    assert isinstance(slip, KonbiniSlip)
+    assert slip.payment_number == "20020-123456789012"
+    if "institution_number" in KonbiniSlip.model_fields:
+        assert slip.model_dump()["institution_number"] == "58091"
+    # Never passed off as the confirmation number.
+    assert slip.confirmation_number is None
 
 
 def test_settings_read_store_from_jwt_and_hide_secrets() -> None:

@@ -138,8 +138,8 @@ def test_expiry_on_the_sandbox_clock(gw: Any, sandbox: Any) -> None:
     sandbox.advance(timedelta(days=3))
     expired = gw.status(ACCOUNT, charge.id)
     assert expired.status is ChargeStatus.EXPIRED
-    assert expired.failure is not None
-    assert expired.failure.code == "CHARGE_EXPIRED"
+    # UnivaPay documents no error payload for an expired slip.
+    assert expired.failure is None
     # A terminal status never goes back.
     with pytest.raises(ProviderRejected):
         gw.cancel(ACCOUNT, charge.id)

@@ -114,14 +114,18 @@ def test_sdk_token_charge_and_retrieval(served: Served) -> None:
     assert charge.status_code == 201
     assert charge.body.status == "pending"
     assert charge.body.requested_amount == 1200
-    capture_at = getattr(charge.body.capture_at, "datetime", charge.body.capture_at)
-    assert capture_at == datetime(2026, 1, 8, 14, 59, 59, tzinfo=UTC)
+    # The konbini guide's charge: capture_at null unless the request set it.
+    assert charge.body.capture_at is None
 
     fetched = client.charges.get_charge(STORE_ID, charge.body.id)
     assert fetched.status_code == 200
     assert fetched.body.status == "awaiting"
     assert fetched.body.id == charge.body.id
     assert fetched.body.metadata is not None
+    metadata = fetched.body.metadata
+    fields = metadata if isinstance(metadata, dict) else vars(metadata)
+    flat = {**fields, **(fields.get("additional_properties") or {})}
+    assert "internal_convenience_payment_number" in flat
 
     held = client.charges.get_charge(STORE_ID, charge.body.id, polling=True)
     assert held.body.status == "awaiting"
@@ -163,3 +167,16 @@ def test_sdk_sees_typed_errors(served: Served) -> None:
     with pytest.raises(ApiErrorException) as auth:
         client_for(served.url, secret="wrong").charges.get_charge(STORE_ID, "x")
     assert auth.value.response_code == 401
+
+
+def test_sdk_sets_the_konbini_deadline_with_capture_at(served: Served) -> None:
+    client = client_for(served.url)
+    token = client.transaction_tokens.create_transaction_token(konbini_token_request("lawson"))
+    deadline = datetime(2026, 1, 8, 14, 59, 59, tzinfo=UTC)
+    charge = client.charges.create_charge(
+        body=ChargeCreateRequest(
+            transaction_token_id=token.body.id, amount=500, currency="JPY", capture_at=deadline
+        )
+    )
+    capture_at = getattr(charge.body.capture_at, "datetime", charge.body.capture_at)
+    assert capture_at == deadline

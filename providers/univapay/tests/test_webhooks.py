@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from paygate import ChargeStatus, Money, WebhookVerificationError
+from paygate import ChargeStatus, KonbiniSlip, Money, WebhookVerificationError
 from paygate.adapter import OpContext, drive
 from paygate_univapay import UnivapayProvider, UnivapaySettings
 
@@ -39,7 +39,7 @@ def charge(status: str, **kw: Any) -> dict[str, Any]:
         "requested_amount": 1200,
         "requested_currency": "JPY",
         "metadata": {"paygate_konbini_store": "lawson"},
-        "capture_at": "2026-01-31T14:59:59Z",
+        "capture_at": None,
         "created_on": "2026-01-01T01:00:00Z",
     }
     data.update(kw)
@@ -110,7 +110,13 @@ def parse(raw: bytes) -> Any:
         ("charge_finished", charge("canceled"), "charge.canceled", ChargeStatus.CANCELED),
         (
             "charge_finished",
-            charge("failed", error={"code": 313, "message": "CHARGE_EXPIRED"}),
+            charge(
+                "failed",
+                metadata={
+                    "paygate_konbini_store": "lawson",
+                    "internal_convenience_payment_number": "1",
+                },
+            ),
             "charge.expired",
             ChargeStatus.EXPIRED,
         ),
@@ -118,7 +124,10 @@ def parse(raw: bytes) -> Any:
             "charge_updated",
             charge(
                 "awaiting",
-                metadata={"paygate_konbini_store": "lawson", "konbini_payment_number": "1"},
+                metadata={
+                    "paygate_konbini_store": "lawson",
+                    "internal_convenience_payment_number": "1",
+                },
             ),
             "charge.updated",
             ChargeStatus.REQUIRES_ACTION,
@@ -194,3 +203,49 @@ def test_malformed_bodies() -> None:
         parse(b"not json")
     with pytest.raises(MalformedResponse):
         parse(b"[1, 2]")
+
+
+def test_reference_page_envelope_has_no_event_time() -> None:
+    """``{"event","data"}`` (reference page, Java SDK): the charge's ``created_on`` is
+    not the event's time; None lets the core use the time of receipt."""
+    data = charge(
+        "successful",
+        charged_amount=1200,
+        charged_currency="JPY",
+        metadata={"paygate_konbini_store": "lawson", "internal_convenience_payment_number": "1"},
+    )
+    (parsed,) = parse(body("charge_finished", data))
+    assert parsed.type == "charge.succeeded"
+    assert parsed.occurred_at is None
+    assert parsed.status is ChargeStatus.SUCCEEDED
+    assert parsed.amount_captured == Money.jpy(1200)
+    assert parsed.charge is not None
+    assert parsed.charge.status is ChargeStatus.SUCCEEDED
+    assert parsed.charge.amount_captured == Money.jpy(1200)
+
+
+def test_openapi_envelope_time_is_used() -> None:
+    data = charge("successful", charged_amount=1200, charged_currency="JPY", metadata={})
+    (parsed,) = parse(body("charge_finished", data, id="ev-9", created_on="2026-01-05T00:00:00Z"))
+    assert parsed.occurred_at == datetime(2026, 1, 5, tzinfo=UTC)
+    # A card charge's refunds are not in ``data``: status and charged amount only.
+    assert parsed.charge is None
+    assert parsed.amount_captured == Money.jpy(1200)
+    assert parsed.amount_refunded is None
+
+
+def test_konbini_update_carries_the_issued_slip() -> None:
+    data = charge(
+        "awaiting",
+        metadata={
+            "paygate_konbini_store": "seven_eleven",
+            "internal_convenience_payment_number": "1234567890123",
+            "internal_convenience_payment_url": "https://example.com/slip",
+        },
+    )
+    (parsed,) = parse(body("charge_updated", data))
+    assert parsed.charge is not None
+    slip = parsed.charge.next_action
+    assert isinstance(slip, KonbiniSlip)
+    assert slip.payment_number == "1234567890123"
+    assert slip.url == "https://example.com/slip"
