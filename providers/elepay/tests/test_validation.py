@@ -139,3 +139,13 @@ def test_settings_refuse_plain_http_and_bad_urls():
     assert default.base_url == "https://api.elepay.io"
     assert default.verify_webhooks_by_refetch is True
     assert "sk_test_x" not in repr(default)
+
+
+def test_settings_for_location_and_revoke():
+    default = ElepaySettings(secret_key="sk_test_x")
+    assert default.location_id is None
+    assert default.revoke_paid is False
+    with pytest.raises(ValidationError):
+        ElepaySettings(secret_key="sk_test_x", location_id="")
+    with pytest.raises(ValidationError, match="signs no webhook"):
+        ElepaySettings(secret_key="sk_test_x", verify_webhooks_by_refetch=False)
