@@ -161,6 +161,9 @@ def start_embedded_postgres(
     user = _run_as()
     _install_exit_handlers()
     run_dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+    # Until the server is up, a signal (see _on_signal) undoes what was done so far.
+    starting = _Starting(run_dir)
+    _STARTING.add(starting)
     try:
         (run_dir / _OWNER).write_text(f"{os.getpid()}\n", encoding="ascii")
         run_dir.chmod(0o755)  # the server's user must reach its data folder
@@ -169,8 +172,8 @@ def start_embedded_postgres(
         data.mkdir(mode=0o700)
         if user is not None:
             os.chown(data, user.uid, user.gid)
-        _initdb(home, data, user)
-        process, port = _serve(home, data, run_dir / "server.log", user, timeout)
+        _initdb(home, data, user, starting)
+        process, port = _serve(home, data, run_dir / "server.log", user, timeout, starting)
         server = EmbeddedPostgres(
             url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
             port=port,
@@ -180,8 +183,10 @@ def start_embedded_postgres(
         )
         _LIVE.add(server)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        starting.abort()
         raise
+    finally:
+        _STARTING.discard(starting)
     return server
 
 
@@ -193,12 +198,14 @@ def remove_leftovers(directory: str | Path | None = None) -> list[Path]:
     for run_dir in sorted(parent.glob(f"{PREFIX}*")):
         owner = _read_pid(run_dir / _OWNER)
         if owner is None:
-            # Being created right now, or broken long ago.
+            # The owner's pid is the first thing written: with nothing else in the folder
+            # it may be on its way; else the folder is what a removal cut short left.
             try:
-                age = time.time() - run_dir.stat().st_mtime
+                fresh = time.time() - run_dir.stat().st_mtime < 60
+                empty = next(run_dir.iterdir(), None) is None
             except OSError:
                 continue
-            if age < 3600:
+            if fresh and empty:
                 continue
         elif _alive(owner):
             continue
@@ -214,14 +221,45 @@ def remove_leftovers(directory: str | Path | None = None) -> list[Path]:
 
 
 def stop_all() -> None:
-    """Stop every embedded server this process started."""
+    """Stop every embedded server this process started (and undo the starts under way)."""
+    for starting in list(_STARTING):
+        starting.abort()
     for server in list(_LIVE):
         server.stop()
 
 
 # -- internals ------------------------------------------------------------------------------
 
+
+@dataclass(eq=False)
+class _Starting:
+    """A server being set up: its folder, and the process running now (initdb, then the
+    server)."""
+
+    directory: Path
+    process: subprocess.Popen[Any] | None = None
+    owner_pid: int = field(default_factory=os.getpid)
+
+    def abort(self) -> None:
+        if os.getpid() != self.owner_pid:
+            return
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        # A process this could not stop (a signal that came while it was being started)
+        # may still write there: try again shortly; the next start removes what is left.
+        for _ in range(3):
+            shutil.rmtree(self.directory, ignore_errors=True)
+            if not self.directory.exists():
+                break
+            time.sleep(0.1)
+
+
 _LIVE: set[EmbeddedPostgres] = set()
+_STARTING: set[_Starting] = set()
 _handlers_lock = threading.Lock()
 _atexit_done = False
 _signals_done = False
@@ -331,7 +369,7 @@ def _reachable(home: Path, user: _User | None, run_dir: Path) -> Path:
     return copy
 
 
-def _initdb(home: Path, data: Path, user: _User | None) -> None:
+def _initdb(home: Path, data: Path, user: _User | None, starting: _Starting) -> None:
     command = [
         str(home / "bin" / "initdb"),
         "--pgdata",
@@ -344,22 +382,26 @@ def _initdb(home: Path, data: Path, user: _User | None) -> None:
         "--no-instructions",
     ]
     try:
-        done = subprocess.run(  # noqa: S603 - our own binary, fixed arguments
+        process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
             command,
-            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            check=False,
-            timeout=300,
             cwd=data.parent,
             env=_environment(),
+            process_group=0,  # initdb and the processes it starts, to stop as one
             **_options(user),
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         raise EmbeddedPostgresError(f"initdb did not run: {exc}") from exc
-    if done.returncode != 0:
-        raise EmbeddedPostgresError(
-            f"initdb failed (exit code {done.returncode}):\n{done.stdout}{done.stderr}"
-        )
+    starting.process = process
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        raise EmbeddedPostgresError("initdb took more than 300 s") from exc
+    if process.returncode != 0:
+        raise EmbeddedPostgresError(f"initdb failed (exit code {process.returncode}):\n{output}")
 
 
 def _free_port() -> int:
@@ -369,7 +411,7 @@ def _free_port() -> int:
 
 
 def _serve(
-    home: Path, data: Path, log: Path, user: _User | None, timeout: float
+    home: Path, data: Path, log: Path, user: _User | None, timeout: float, starting: _Starting
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the server on a free port (another one when that port was taken meanwhile)
     and wait until it accepts connections."""
@@ -392,6 +434,7 @@ def _serve(
                 process_group=0,
                 **_options(user),
             )
+        starting.process = process
         try:
             if _ready(process, data, deadline):
                 return process, port
@@ -435,7 +478,9 @@ def _shut_down(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            # Bounded: this may run in a signal handler that interrupted another wait.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
 
 
 def _tail(log: Path, lines: int = 30) -> str:

@@ -140,6 +140,28 @@ def test_sigterm_stops_the_server_and_removes_its_folder(parent: Path) -> None:
     assert not Path(info["directory"]).exists()
 
 
+def test_a_signal_while_the_server_starts_undoes_the_start(
+    parent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+    ready = _embedded_pg._ready
+
+    def signalled(process: subprocess.Popen[bytes], data: Path, deadline: float) -> bool:
+        assert ready(process, data, deadline)
+        seen["pid"] = process.pid
+        _embedded_pg.stop_all()  # what the SIGTERM handler does first
+        seen["left"] = data.parent.exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_embedded_pg, "_ready", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        start_embedded_postgres(directory=parent)
+    assert seen["left"] is False
+    _wait_gone(seen["pid"])
+    assert list(parent.iterdir()) == []
+    assert not _embedded_pg._STARTING
+
+
 def test_the_next_start_removes_what_a_killed_process_left(parent: Path) -> None:
     child, info = _serve_in_a_child(parent)
     child.kill()
@@ -148,14 +170,18 @@ def test_the_next_start_removes_what_a_killed_process_left(parent: Path) -> None
     # Killed outright: no handler ran, the server and its folder are still there.
     assert Path(info["directory"]).is_dir()
     assert _embedded_pg._alive(info["pid"])
-    # A folder that is being created (no owner yet) and a live one are left alone.
+    # A folder that is being created (empty: no owner yet) and a live one are left alone;
+    # one whose removal was cut short (no owner, something else) goes.
     young = parent / f"{_embedded_pg.PREFIX}young"
     young.mkdir()
+    cut_short = parent / f"{_embedded_pg.PREFIX}cut"
+    (cut_short / "data" / "base").mkdir(parents=True)
     with embedded_postgres(directory=parent) as server:
         if Path("/proc").is_dir():
             _wait_gone(info["pid"])
         assert not Path(info["directory"]).exists()
         assert young.is_dir()
+        assert not cut_short.exists()
         assert _embedded_pg.remove_leftovers(parent) == []
         assert server.directory.is_dir()
 
