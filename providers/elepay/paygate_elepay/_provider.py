@@ -135,6 +135,8 @@ ORDER_ATTEMPTS: Final = 6
 _RESENDS: Final = 2
 # The charge list is read from the key's first send less this (clock skew).
 _CLOCK_SKEW: Final = timedelta(minutes=5)
+# A code lives at most 30 minutes (expiryDuration); with the skew, its orderNo is free.
+_CODE_LIFETIME_MS: Final = (30 + 5) * 60_000
 
 
 # --------------------------------------------------------------------------- refs
@@ -533,6 +535,7 @@ class ElepayProvider(Provider):
         while True:
             order_no = self._next_order_no(state, ctx)
             state["orders"].append(order_no)
+            state["last"] = to_millis(ctx.now())
             yield CachePut(self._key_cache(base), state)
             body["orderNo"] = order_no
             try:
@@ -589,13 +592,21 @@ class ElepayProvider(Provider):
         entry = yield CacheGet(self._key_cache(base))
         orders: list[str] = []
         since: int | None = None
+        last: int | None = None
         if isinstance(entry, Mapping):
             raw = entry.get("orders")
             if isinstance(raw, list):
                 orders = [o for o in raw if isinstance(o, str)]
             first = entry.get("since")
             since = first if isinstance(first, int) else None
-        return {"orders": orders, "since": since if since is not None else to_millis(ctx.now())}
+            latest = entry.get("last")
+            last = latest if isinstance(latest, int) else None
+        now = to_millis(ctx.now())
+        return {
+            "orders": orders,
+            "since": since if since is not None else now,
+            "last": last if isinstance(entry, Mapping) and last is not None else since,
+        }
 
     def _next_order_no(self, state: Mapping[str, Any], ctx: OpContext) -> str:
         tried: list[str] = state["orders"]
@@ -604,6 +615,12 @@ class ElepayProvider(Provider):
             order_no = ctx.provider_key(scope, max_len=ORDER_NO_MAX, alphabet="alnum")
             if order_no not in tried:
                 return order_no
+        last = state.get("last")
+        if isinstance(last, int) and to_millis(ctx.now()) > last + _CODE_LIFETIME_MS:
+            # Every code of the key has expired unpaid (the lookup that precedes a re-run
+            # found none paid): elepay frees their orderNos, and paygate starts over.
+            tried.clear()
+            return ctx.provider_key("code", max_len=ORDER_NO_MAX, alphabet="alnum")
         raise OutcomeUnknown(
             f"elepay was sent {len(tried)} codes for this key and none could be confirmed; "
             "they expire unpaid unless found by `paygate reconcile`",

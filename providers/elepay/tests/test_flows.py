@@ -100,6 +100,7 @@ def test_charge_creates_a_code_with_display_qr(provider, emu, make_ctx, clock):
         "elepay:qr:key:pg-code-order-1042": {
             "orders": ["pg-code-order-1042"],
             "since": to_millis(clock.now()),
+            "last": to_millis(clock.now()),
         },
         "elepay:qr:order:pg-code-order-1042": {"codeId": code_id, "key": "pg-code-order-1042"},
     }
@@ -547,3 +548,22 @@ def test_cancel_of_a_paid_code_revokes_when_enabled(emu, make_ctx, settings, mod
     assert "charges.revoke" not in [c.step for c in emu.calls]
     status = drive(provider.status(ref_of(charge), make_ctx()), emu.respond)
     assert status.amount_refunded == Money.jpy(1200)
+
+
+def test_a_key_whose_order_numbers_are_all_used_starts_over_once_they_expired(
+    provider, emu, make_ctx, clock
+):
+    from paygate_elepay._provider import ORDER_ATTEMPTS
+
+    orders = ["pg-code-order-1042"] + [
+        f"pg-code{n}-order-1042" for n in range(2, ORDER_ATTEMPTS + 1)
+    ]
+    sent = to_millis(clock.now())
+    cache = {"elepay:qr:key:pg-code-order-1042": {"orders": orders, "since": sent, "last": sent}}
+    with pytest.raises(OutcomeUnknown, match="none could be confirmed"):
+        drive(provider.charge(qr_request(), make_ctx()), emu.respond, cache)
+    clock.advance(timedelta(minutes=36))
+    charge = drive(provider.charge(qr_request(), make_ctx()), emu.respond, cache)
+    code = emu.emulator.codes[charge.provider_ref.partition(":")[2]]
+    assert code.order_no == "pg-code-order-1042"
+    assert cache["elepay:qr:key:pg-code-order-1042"]["orders"] == ["pg-code-order-1042"]
