@@ -193,6 +193,23 @@ def test_wallet_charge_declined(gw: Any, target: Target) -> None:
     assert info.value.http_status == 422
 
 
+@sandbox_only
+@pytest.mark.default_cassette("wallet_campaign_refund")
+def test_wallet_campaign_points_and_refund(gw: Any, target: Target) -> None:
+    # A point-back campaign: Pokepay's amount is net of the campaign points, the charge
+    # is the amount asked; the refund's refund-campaign transfer is not money returned.
+    target.control("set_campaign", points=50)
+    try:
+        charge = wallet(target, 1200, "cassette-wallet-campaign")(gw)
+        assert charge.status is ChargeStatus.SUCCEEDED
+        assert charge.amount == Money.jpy(1200)
+        assert (charge.raw["amount"], charge.raw["campaign_point_amount"]) == (1150, 50)
+        refund = gw.refund("pokepay", charge.id, idempotency_key="cassette-campaign-refund")
+        assert refund.amount == Money.jpy(1200)
+    finally:
+        target.control("set_campaign")
+
+
 @pytest.mark.default_cassette("wallet_status")
 def test_wallet_status(gw: Any, target: Target) -> None:
     charge = wallet(target, 800, "cassette-wallet-status")(gw)
