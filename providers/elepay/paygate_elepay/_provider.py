@@ -848,6 +848,14 @@ class ElepayProvider(Provider):
                 reason="the charge was paid; its code cannot be closed any more",
                 alternative="refund",
             )
+        # paygate closes it: from then on it reads as canceled, whatever elepay's
+        # undocumented ``expired`` flag says about deleted codes. Noted before the
+        # DELETE, so that a close whose answer is lost (a re-sent DELETE then answers
+        # M006003) still reads as canceled.
+        marker = self._closed_cache(target.id)
+        known = yield CacheGet(marker)
+        if known is None:
+            yield CachePut(marker, {"at": to_millis(ctx.now())})
         reply = yield self._call(
             "DELETE", f"/codes/{_seg(target.id)}", retry=Retry.SAFE, step="codes.close"
         )
@@ -855,12 +863,12 @@ class ElepayProvider(Provider):
         # reading it back tells which, so a repeated cancel ends where the first did.
         # M006001 (another operation in progress) is raised: nothing happened, and the
         # key stays retryable (`outcomes`).
-        if reply.ok:
-            # paygate closed it: from now on it reads as canceled, whatever elepay's
-            # undocumented ``expired`` flag says about deleted codes.
-            yield CachePut(self._closed_cache(target.id), {"at": to_millis(ctx.now())})
-        elif read_error(reply)[0] not in ("M006000", "M006003", "M006004"):
-            raise error_from_reply(reply, action="close the code")
+        if not reply.ok:
+            error_code = read_error(reply)[0]
+            if error_code != "M006003" and known is None:
+                yield CachePut(marker, None)  # this DELETE closed nothing
+            if error_code not in ("M006000", "M006003", "M006004"):
+                raise error_from_reply(reply, action="close the code")
         code = yield from self._get_code(target.id)
         current = yield from self._code_charge(code, ctx)
         nested = code.get("charge")

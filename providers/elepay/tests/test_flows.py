@@ -567,3 +567,36 @@ def test_a_key_whose_order_numbers_are_all_used_starts_over_once_they_expired(
     code = emu.emulator.codes[charge.provider_ref.partition(":")[2]]
     assert code.order_no == "pg-code-order-1042"
     assert cache["elepay:qr:key:pg-code-order-1042"]["orders"] == ["pg-code-order-1042"]
+
+
+def test_a_close_whose_answer_was_lost_still_reads_as_canceled(provider, emu, make_ctx):
+    from paygate.adapter import TransportFailure
+
+    charge = create(provider, emu, make_ctx, {})
+    cache: dict = {}
+    lost: list[str] = []
+
+    def respond(call):
+        reply = emu.respond(call)
+        if call.step == "codes.close" and not lost:
+            lost.append(call.url)
+            raise TransportFailure("reset", sent=True)
+        return reply
+
+    req = CancelRequest(charge=ref_of(charge))
+    with pytest.raises(TransportFailure):
+        drive(provider.cancel(req, make_ctx()), respond, cache)
+    # The re-run's DELETE answers M006003 (already closed): still paygate's close.
+    again = drive(provider.cancel(req, make_ctx()), emu.respond, cache)
+    assert again.status is ChargeStatus.CANCELED
+
+
+def test_closing_an_expired_code_reads_as_expired(provider, emu, make_ctx, clock):
+    charge = create(provider, emu, make_ctx, {}, expires_in=timedelta(minutes=3))
+    clock.advance(timedelta(minutes=10))
+    cache: dict = {}
+    closed = drive(
+        provider.cancel(CancelRequest(charge=ref_of(charge)), make_ctx()), emu.respond, cache
+    )
+    assert closed.status is ChargeStatus.EXPIRED
+    assert not any(v for k, v in cache.items() if ":closed:" in k)
