@@ -444,6 +444,12 @@ class UnivapayProvider(Provider):
         if not isinstance(created, Mapping):
             raise MalformedResponse("UnivaPay sent no charge object", provider=self.name)
         obj: Mapping[str, Any] = created
+        facts: dict[str, str] = {}
+        if kind == "konbini" and isinstance(obj.get("id"), str):
+            # What paygate knows of the slip, kept by charge id: UnivaPay's examples
+            # do not promise to echo paygate's metadata on later reads.
+            facts = {META_KONBINI_STORE: str(store), META_KONBINI_DEADLINE: deadline}
+            yield CachePut(self._facts_key(obj["id"]), facts)
         if str(obj.get("status")) == "pending" and isinstance(obj.get("id"), str):
             reply: Reply | None
             try:
@@ -462,7 +468,7 @@ class UnivapayProvider(Provider):
                     obj = reply.json_object()
                 except MalformedResponse:
                     obj = created
-        charge = self.to_charge(obj, ctx, method=kind, store=store)
+        charge = self.to_charge(with_facts(obj, facts), ctx, method=kind, store=store)
         if charge.status is ChargeStatus.FAILED:
             failure = charge.failure
             if failure is not None and failure.code == "TOO_MANY_CHARGE_REQUESTS":
@@ -483,6 +489,16 @@ class UnivapayProvider(Provider):
                 provider_message=failure.message if failure else None,
             )
         return charge
+
+    def _facts_key(self, charge_id: str) -> str:
+        return f"univapay:konbini-facts:{self.account}:{charge_id}"
+
+    def konbini_facts(self, charge_id: str) -> Flow[dict[str, str]]:
+        """The store and deadline paygate kept for a konbini charge ({} when none)."""
+        facts = yield CacheGet(self._facts_key(charge_id))
+        if not isinstance(facts, dict):
+            return {}
+        return {str(k): str(v) for k, v in facts.items() if v is not None}
 
     def _konbini_deadline(self, expires_in: timedelta | None, ctx: OpContext) -> Flow[str]:
         """The slip's deadline, computed once per key and remembered: a re-send after a
@@ -537,6 +553,15 @@ class UnivapayProvider(Provider):
         found = yield from self._find_charges(query, ctx)
         if found is None:
             return None
+        if kind == "konbini" and isinstance(method, Konbini):
+            deadline = yield from self._konbini_deadline(method.expires_in, ctx)
+            facts = {
+                META_KONBINI_STORE: str(normalize_store(method.store)),
+                META_KONBINI_DEADLINE: deadline,
+            }
+            if isinstance(found.get("id"), str):
+                yield CachePut(self._facts_key(found["id"]), facts)
+            found = with_facts(found, facts)
         refunded = 0
         if kind == "card" and str(found.get("status")) == "successful":
             refunded = yield from self._refunded(str(found.get("id")))
@@ -552,6 +577,21 @@ class UnivapayProvider(Provider):
             query=query,
             timeout=LONG_POLL_READ_TIMEOUT if polling else None,
         )
+        if self._method_of(obj, ref.method) == "konbini" or self._method_of(ref.raw, None) == (
+            "konbini"
+        ):
+            facts = yield from self.konbini_facts(ref.provider_ref)
+            known = ref.raw.get("metadata") if ref.raw else None
+            if isinstance(known, Mapping):
+                facts = {
+                    **{
+                        k: str(known[k])
+                        for k in (META_KONBINI_STORE, META_KONBINI_DEADLINE)
+                        if known.get(k)
+                    },
+                    **facts,
+                }
+            obj = with_facts(obj, facts)
         kind = self._method_of(obj, ref.method)
         refunded = 0
         if kind == "card" and str(obj.get("status")) == "successful":
@@ -872,11 +912,27 @@ class UnivapayProvider(Provider):
         The event id is the body's ``id`` when present, otherwise ``sha256:`` + the hash
         of the body's canonical JSON, so a redelivery of the same content deduplicates.
         """
-        from ._webhooks import parse_event
+        from ._webhooks import charge_id_of, parse_event
 
-        events = parse_event(self, body, ctx)
-        yield from ()
-        return events
+        charge_id = charge_id_of(body)
+        facts: dict[str, str] = {}
+        if charge_id is not None:
+            facts = yield from self.konbini_facts(charge_id)
+        return parse_event(self, body, ctx, facts=facts)
+
+
+def with_facts(obj: Mapping[str, Any], facts: Mapping[str, str]) -> dict[str, Any]:
+    """``obj`` with paygate's own metadata keys filled in where the answer lacks them."""
+    out = dict(obj)
+    if not facts:
+        return out
+    metadata = obj.get("metadata")
+    merged = dict(metadata) if isinstance(metadata, Mapping) else {}
+    for key, value in facts.items():
+        if not merged.get(key) and value:
+            merged[key] = value
+    out["metadata"] = merged
+    return out
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

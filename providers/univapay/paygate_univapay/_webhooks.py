@@ -29,7 +29,7 @@ from ._wire import charge_status, parse_time
 if TYPE_CHECKING:
     from ._provider import UnivapayProvider
 
-__all__ = ["parse_event"]
+__all__ = ["charge_id_of", "parse_event"]
 
 _CHARGE_TYPES: dict[ChargeStatus, str] = {
     ChargeStatus.SUCCEEDED: "charge.succeeded",
@@ -46,9 +46,32 @@ def _amount(data: Mapping[str, Any], amount_key: str, currency_key: str) -> Mone
     return None
 
 
-def parse_event(provider: UnivapayProvider, body: bytes, ctx: OpContext) -> list[ParsedEvent]:
-    """The normalised events of one delivery (always exactly one for UnivaPay)."""
-    from ._provider import META_KONBINI_STORE, content_hash
+def charge_id_of(body: bytes) -> str | None:
+    """The charge id of a ``charge_*`` delivery (None for anything else)."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(envelope, Mapping) or not str(envelope.get("event")).startswith("charge_"):
+        return None
+    data = envelope.get("data")
+    charge_id = data.get("id") if isinstance(data, Mapping) else None
+    return charge_id if isinstance(charge_id, str) and charge_id else None
+
+
+def parse_event(
+    provider: UnivapayProvider,
+    body: bytes,
+    ctx: OpContext,
+    *,
+    facts: Mapping[str, str] | None = None,
+) -> list[ParsedEvent]:
+    """The normalised events of one delivery (always exactly one for UnivaPay).
+
+    ``facts`` are the store and deadline paygate kept for the charge, used where the
+    delivery's metadata lacks them.
+    """
+    from ._provider import META_KONBINI_STORE, content_hash, with_facts
 
     try:
         envelope = json.loads(body)
@@ -71,6 +94,7 @@ def parse_event(provider: UnivapayProvider, body: bytes, ctx: OpContext) -> list
         "raw": dict(envelope),
     }
     if trigger in ("charge_updated", "charge_finished"):
+        data = with_facts(data, facts or {})
         metadata = data.get("metadata")
         konbini = isinstance(metadata, Mapping) and bool(metadata.get(META_KONBINI_STORE))
         status = charge_status(data, konbini=konbini, now=ctx.now())
