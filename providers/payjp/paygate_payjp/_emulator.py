@@ -19,12 +19,26 @@ Customers ``cus_success`` and ``cus_card_declined``; tenant ``ten_test`` (platfo
 Idempotency: a POST with an ``Idempotency-Key`` seen in the last 24 hours (sandbox
 time) on the same path with the same parameters gets the stored answer again, without
 acting twice; the same key with other parameters gets 409 ``idempotency_conflict``
-(PAY.JP's v1 behaviour is undocumented; these names are those of its v2 API).
+(PAY.JP's v1 behaviour is undocumented; these names are those of its v2 API). The
+``reading`` control action makes keys count on charge creation only
+(``idempotent_writes="create"``), the other plausible reading.
 
-Authorisations (``capture=false``) expire after ``expiry_days`` (default 7); an
-expired authorisation is marked ``refunded`` as PAY.JP's guide describes. Partial
-capture sets ``amount`` to the captured amount (an assumption, see
-`paygate_payjp._charges`). Payouts follow `paygate_payjp._emulator_books`.
+Refunds as https://pay.jp/docs/refund describes them: after any refund, partial or
+full, ``refunded`` is true and ``amount_refunded`` holds the sum; the rest stays
+refundable (with an ``amount`` or without one). A partial capture books the released
+rest of the authorisation in ``amount_refunded`` (payjp-go ``Capture``: 400 of 500
+gives ``amount_refunded = 100``); whether ``amount`` then stays the authorised amount
+(default) or becomes the captured one, and whether ``refunded`` turns true, are
+readings (``capture_amount``, ``refunded_after_capture``).
+
+Authorisations (``capture=false``) expire after ``expiry_days`` (default 7) at
+``expired_at``; whether PAY.JP then also marks them ``refunded`` is a reading
+(``expiry_marks_refunded``, default true). 3-D Secure charges are created unpaid and
+charged at ``tds_finish``, where a declining card answers 402; a flow not finished
+within ``tds_timeout_minutes`` (default 30) of the charge's creation answers
+``three_d_secure_expired`` there. Payouts follow `paygate_payjp._emulator_books`.
+
+Every reading and its default is listed in docs/providers/payjp.md ("Assumptions").
 
 Webhooks: every event is delivered through the sandbox with header
 ``X-Payjp-Webhook-Token`` and retried three times at three-minute intervals.
@@ -143,6 +157,29 @@ class _Charge:
     platform_fee: int = 0
     expiry_days: int = 7
     refunds: list[int] = field(default_factory=list)
+    authorized: int = 0
+    captured_amount: int = 0
+    released: int = 0  # what a partial capture booked in amount_refunded
+
+    @property
+    def merchant_refunded(self) -> int:
+        """What the merchant refunded (amount_refunded less a capture's release)."""
+        return int(self.wire["amount_refunded"]) - self.released
+
+    @property
+    def refundable(self) -> int:
+        return self.captured_amount - self.merchant_refunded
+
+
+@dataclass
+class Readings:
+    """How the emulator plays facts PAY.JP's documents leave open (``reading`` action)."""
+
+    idempotent_writes: str = "all"  # "all" POSTs honour Idempotency-Key, or "create" only
+    capture_amount: str = "authorized"  # ``amount`` after a partial capture
+    refunded_after_capture: bool = False  # a partial capture sets ``refunded``
+    expiry_marks_refunded: bool = True  # an expired authorisation is marked refunded
+    tds_timeout_minutes: int = 30
 
 
 @dataclass
@@ -204,6 +241,10 @@ class PayjpEmulator(Emulator):
     * ``tenant`` ``{"id", "name", "platform_fee_rate"}``: create a tenant.
     * ``webhook`` ``{"type": "charge.succeeded", "id": object id}``: deliver an event
       for an existing object again.
+    * ``reading`` ``{idempotent_writes: "all" | "create", capture_amount: "authorized" |
+      "captured", refunded_after_capture, expiry_marks_refunded, tds_timeout_minutes}``:
+      how facts PAY.JP does not document are played (see `Readings`); reset restores
+      the defaults.
     """
 
     name: ClassVar[str] = "payjp"
@@ -226,6 +267,7 @@ class PayjpEmulator(Emulator):
         self.customers: dict[str, str] = dict(SEED_CUSTOMERS)
         self._keys: dict[str, _Stored] = {}
         self._current_key: str | None = None
+        self.readings = Readings()
         now = self._ts()
         for tid, (name, rate) in SEED_TENANTS.items():
             self.tenants[tid] = self._tenant_wire(tid, name, rate, now)
@@ -291,6 +333,8 @@ class PayjpEmulator(Emulator):
                 and isinstance(expired_at, int)
                 and expired_at <= now
             ):
+                if not self.readings.expiry_marks_refunded:
+                    continue
                 wire["refunded"] = True
                 wire["amount_refunded"] = wire["amount"]
                 self._emit("charge.updated", wire)
@@ -327,9 +371,9 @@ class PayjpEmulator(Emulator):
                 kind="charge",
                 id=charge.wire["id"],
                 key=charge.key,
-                amount=charge.wire["amount"],
-                refunded=charge.wire["amount_refunded"],
-                status=_ledger_status(charge.wire),
+                amount=charge.captured_amount if charge.wire["captured"] else charge.authorized,
+                refunded=charge.merchant_refunded if charge.wire["captured"] else 0,
+                status=_ledger_status(charge),
             )
             for charge in self.charges.values()
         ]
@@ -461,10 +505,33 @@ class PayjpEmulator(Emulator):
             "settle_claim": self._ctl_settle_claim,
             "tenant": self._ctl_tenant,
             "webhook": self._ctl_webhook,
+            "reading": self._ctl_reading,
         }.get(action)
         if handler is None:
             raise ControlError(f"unknown action {action!r} for payjp", status=404)
         return handler(params)
+
+    def _ctl_reading(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        current = self.readings.__dict__
+        unknown = set(params) - set(current)
+        if unknown:
+            raise ControlError(f"unknown readings {sorted(unknown)}; known: {sorted(current)}")
+        merged = {**current, **params}
+        if merged["idempotent_writes"] not in ("all", "create"):
+            raise ControlError("idempotent_writes must be all or create")
+        if merged["capture_amount"] not in ("authorized", "captured"):
+            raise ControlError("capture_amount must be authorized or captured")
+        try:
+            self.readings = Readings(
+                idempotent_writes=str(merged["idempotent_writes"]),
+                capture_amount=str(merged["capture_amount"]),
+                refunded_after_capture=bool(merged["refunded_after_capture"]),
+                expiry_marks_refunded=bool(merged["expiry_marks_refunded"]),
+                tds_timeout_minutes=int(merged["tds_timeout_minutes"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ControlError(f"bad reading: {exc}") from None
+        return dict(self.readings.__dict__)
 
     def _ctl_close_term(self, params: Mapping[str, Any]) -> dict[str, Any]:
         term, statements = self.books.close_term(self._ts())
@@ -614,6 +681,8 @@ class PayjpEmulator(Emulator):
                 self._catch_up(self._ts())
                 form = _Form.parse(raw if post else request.url.query.encode())
                 key = request.headers.get("idempotency-key") if post else None
+                if key and not self._honours_keys(request):
+                    key = None
                 if key:
                     return self._keyed(request, form, key, fn)
                 status, body = fn(request, form)
@@ -622,6 +691,11 @@ class PayjpEmulator(Emulator):
             return _json(status, body)
 
         return endpoint
+
+    def _honours_keys(self, request: Request) -> bool:
+        if self.readings.idempotent_writes == "all":
+            return True
+        return request.url.path.endswith("/v1/charges")
 
     def _keyed(
         self,
@@ -820,7 +894,7 @@ class PayjpEmulator(Emulator):
             "captured": False,
             "captured_at": None,
             "expired_at": None,
-            "card": _card_wire(behaviour, customer),
+            "card": _card_wire(behaviour, customer, now),
             "customer": customer,
             "description": description,
             "failure_code": None,
@@ -847,12 +921,15 @@ class PayjpEmulator(Emulator):
             behaviour=behaviour,
             platform_fee=platform_fee or 0,
             expiry_days=expiry_days or 7,
+            authorized=amount,
         )
         self.charges[cid] = charge
+        if tds:
+            # The card is charged at tds_finish, where a decline answers 402.
+            return 200, wire
         if failure is not None:
             return self._fail(charge, failure)
-        if not tds:
-            self._pay(charge)
+        self._pay(charge)
         return 200, wire
 
     def _fail(self, charge: _Charge, code: str) -> tuple[int, dict[str, Any]]:
@@ -883,8 +960,15 @@ class PayjpEmulator(Emulator):
         wire = charge.wire
         wire["captured"] = True
         wire["captured_at"] = now
-        wire["amount"] = amount
         wire["expired_at"] = None
+        charge.captured_amount = amount
+        charge.released = charge.authorized - amount
+        # payjp-go Capture: the released rest of the authorisation is in amount_refunded.
+        wire["amount_refunded"] = charge.released
+        if self.readings.capture_amount == "captured":
+            wire["amount"] = amount
+        if charge.released and self.readings.refunded_after_capture:
+            wire["refunded"] = True
         if charge.owner is not None and charge.platform_fee:
             charge.platform_fee = min(charge.platform_fee, amount)
             wire["platform_fee"] = charge.platform_fee
@@ -925,10 +1009,12 @@ class PayjpEmulator(Emulator):
                 else "failed_payment"
             )
             raise ApiError(400, code, "The charge is not authorised.", charge=wire["id"])
+        if isinstance(wire["expired_at"], int) and wire["expired_at"] <= self._ts():
+            raise ApiError(400, "charge_expired", "The authorisation expired.", charge=wire["id"])
         amount = form.int("amount", "invalid_amount")
         amount = wire["amount"] if amount is None else amount
-        if amount < 1:
-            raise ApiError(400, "invalid_amount", "amount must be positive.", param="amount")
+        if not 50 <= amount <= 9_999_999:
+            raise ApiError(400, "invalid_amount", "amount must be 50..9,999,999.", param="amount")
         if amount > wire["amount"]:
             raise ApiError(
                 400,
@@ -948,11 +1034,12 @@ class PayjpEmulator(Emulator):
             raise ApiError(400, "invalid_refund_reason", "refund_reason is too long.")
         if not wire["paid"]:
             raise ApiError(400, "failed_payment", "The charge is not paid.", charge=wire["id"])
-        if wire["refunded"]:
-            raise ApiError(400, "already_refunded", "The charge is refunded.", charge=wire["id"])
         amount = form.int("amount", "invalid_refund_amount")
-        remaining = wire["amount"] - wire["amount_refunded"]
         if not wire["captured"]:
+            if wire["refunded"]:
+                raise ApiError(
+                    400, "already_refunded", "The charge is refunded.", charge=wire["id"]
+                )
             if amount is not None and amount != wire["amount"]:
                 raise ApiError(
                     400,
@@ -965,6 +1052,9 @@ class PayjpEmulator(Emulator):
             wire["refund_reason"] = reason
             self._emit("charge.refunded", wire)
             return 200, wire
+        remaining = charge.refundable
+        if remaining <= 0:
+            raise ApiError(400, "already_refunded", "The charge is refunded.", charge=wire["id"])
         amount = remaining if amount is None else amount
         if amount < 1:
             raise ApiError(400, "invalid_refund_amount", "amount must be positive.", param="amount")
@@ -972,13 +1062,15 @@ class PayjpEmulator(Emulator):
             raise ApiError(
                 400, "refund_amount_gt_net", "amount exceeds what is refundable.", param="amount"
             )
+        # https://pay.jp/docs/refund: refunded turns true after any refund, partial or full.
         wire["amount_refunded"] += amount
-        wire["refunded"] = wire["amount_refunded"] >= wire["amount"]
+        wire["refunded"] = True
         if reason is not None:
             wire["refund_reason"] = reason
         charge.refunds.append(amount)
-        fee_back = amount * charge.fee // wire["amount"]
-        platform_back = amount * charge.platform_fee // wire["amount"] if charge.owner else 0
+        captured = charge.captured_amount
+        fee_back = amount * charge.fee // captured
+        platform_back = amount * charge.platform_fee // captured if charge.owner else 0
         self.books.record_refund(charge.owner, amount, fee_back, platform_back)
         self._emit("charge.refunded", wire)
         return 200, wire
@@ -1004,12 +1096,22 @@ class PayjpEmulator(Emulator):
             raise ApiError(400, "not_in_three_d_secure_flow", "The charge has no 3-D Secure.")
         if wire["paid"] or wire["failure_code"]:
             return 200, wire
+        timeout = self.readings.tds_timeout_minutes * 60
+        if self._ts() >= wire["created"] + timeout:
+            # https://pay.jp/info/2024/11/08/110000/ (since 2024-11-21)
+            raise ApiError(
+                400, "three_d_secure_expired", "3-D Secure flow expired.", charge=wire["id"]
+            )
         if state == "unverified":
             raise ApiError(
                 400, "three_d_secure_incompleted", "3-D Secure is not completed.", charge=wire["id"]
             )
         if state in ("failed", "error"):
             return self._fail(charge, "three_d_secure_failed")
+        failure = TEST_TOKENS.get(charge.behaviour)
+        if failure is not None:
+            # The card is charged now: a decline is a 402 like at creation.
+            return self._fail(charge, failure)
         self._pay(charge)
         return 200, wire
 
@@ -1017,7 +1119,12 @@ class PayjpEmulator(Emulator):
         charge = self.charges.get(request.path_params["id"])
         if request.query_params.get("publickey") != PUBLIC_KEY:
             return HTMLResponse("<p>Invalid public key.</p>", status_code=400)
-        if charge is None or charge.wire.get("three_d_secure_status") != "unverified":
+        timeout = self.readings.tds_timeout_minutes * 60
+        if (
+            charge is None
+            or charge.wire.get("three_d_secure_status") != "unverified"
+            or self._ts() >= charge.wire["created"] + timeout
+        ):
             return HTMLResponse("<p>This 3-D Secure request is not open.</p>", status_code=400)
         result = "failed" if charge.behaviour == _TDS_FAILS else "verified"
         charge.wire["three_d_secure_status"] = result
@@ -1221,12 +1328,20 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _card_wire(token: str, customer: str | None) -> dict[str, Any]:
+def _card_wire(token: str, customer: str | None, created: int) -> dict[str, Any]:
     last4 = {"tok_success": "4242", "tok_card_declined": "0002"}.get(token, "0000")
     return {
         "object": "card",
         "id": f"car_{hashlib.sha256(token.encode()).hexdigest()[:29]}",
         "livemode": False,
+        "created": created,
+        "name": None,
+        "address_city": None,
+        "address_line1": None,
+        "address_line2": None,
+        "address_state": None,
+        "address_zip": None,
+        "address_zip_check": "unchecked",
         "brand": "Visa",
         "last4": last4,
         "exp_month": 12,
@@ -1240,11 +1355,12 @@ def _card_wire(token: str, customer: str | None) -> dict[str, Any]:
     }
 
 
-def _ledger_status(wire: Mapping[str, Any]) -> str:
+def _ledger_status(charge: _Charge) -> str:
+    wire = charge.wire
     if not wire["paid"]:
         return "failed" if wire["failure_code"] else "pending"
     if not wire["captured"]:
         return "canceled" if wire["refunded"] else "authorized"
-    if wire["refunded"]:
+    if charge.refundable <= 0:
         return "refunded"
-    return "partially_refunded" if wire["amount_refunded"] else "succeeded"
+    return "partially_refunded" if charge.merchant_refunded else "succeeded"

@@ -1,10 +1,15 @@
 """PAY.JP error answers mapped onto paygate's error tree.
 
 PAY.JP v1 answers errors as ``{"error": {"status", "type", "code", "message", "param",
-"charge"}}``. Every code of the published catalogue is listed here; an unknown code
-falls back on the HTTP status (400 rejected, 401 authentication, 402 declined, 404 not
-found, 429 rate limited, 5xx unavailable). The provider's code and message are always
-kept on the error.
+"charge"}}``. Every code of the published catalogue is listed here, with
+``three_d_secure_expired`` (added 2024-11-21, https://pay.jp/info/2024/11/08/110000/);
+an unknown code falls back on the HTTP status (400 rejected, 401 authentication, 402
+declined, 404 not found, 429 rate limited, 5xx unavailable). The provider's code and
+message are always kept on the error, and the charge a 402 created (``error.charge``,
+a failed charge) as ``provider_ref``.
+
+`OUTCOMES` says what a code means for the merchant's idempotency key (see
+`paygate.adapter.Outcome`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from paygate._errors import (
     RateLimited,
 )
 from paygate._flow import Reply
+from paygate.adapter import Outcome
 
-__all__ = ["CODE_MAP", "error_from_reply", "retry_after"]
+__all__ = ["CODE_MAP", "OUTCOMES", "error_from_reply", "provider_ref_of", "retry_after"]
 
 PROVIDER = "payjp"
 
@@ -45,8 +51,9 @@ _DECLINED = (
     "missing_card",
     "unacceptable_brand",
     "invalid_card",
+    # Whether this names a decline or an operation on a charge that failed earlier is
+    # not stated in any official text found; either way the key's outcome is a refusal.
     "failed_payment",
-    "three_d_secure_incompleted",
     "three_d_secure_failed",
     "unverified_token",
 )
@@ -117,6 +124,7 @@ _REJECTED = (
     "refund_limit_exceeded",
     "cannot_prorated_refund_of_subscription",
     "not_in_three_d_secure_flow",
+    "three_d_secure_expired",
     "invalid_owner_type",
     "invalid_idempotency_key",
 )
@@ -138,6 +146,22 @@ CODE_MAP: dict[str, type[PaygateError]] = {
     "idempotency_conflict": IdempotencyConflict,
     "idempotency_timeout": IdempotencyInProgress,
     "idempotency_infrastructure_error": ProviderUnavailable,
+    # 3-D Secure not completed yet: the customer may still complete it, so nothing is
+    # final (retryable).
+    "three_d_secure_incompleted": ProviderRejected,
+}
+
+_RETRYABLE_CODES = frozenset({"three_d_secure_incompleted"})
+
+#: What a PAY.JP refusal means for the merchant's key. A refusal that a re-sent
+#: refund or capture gets when the first attempt went through is MAYBE_DONE: paygate
+#: then reads the charge before deciding.
+OUTCOMES: dict[str, Outcome] = {
+    "already_refunded": Outcome.MAYBE_DONE,
+    "refund_amount_gt_net": Outcome.MAYBE_DONE,
+    "already_captured": Outcome.MAYBE_DONE,
+    "three_d_secure_incompleted": Outcome.RETRYABLE,
+    "over_capacity": Outcome.RETRYABLE,
 }
 
 _BY_STATUS: dict[int, type[PaygateError]] = {
@@ -174,6 +198,12 @@ def _error_body(reply: Reply) -> dict[str, Any] | None:
     return None
 
 
+def provider_ref_of(error: BaseException) -> str | None:
+    """The charge PAY.JP named in an error answer (``error.charge``), if any."""
+    value = getattr(error, "provider_ref", None)
+    return value if isinstance(value, str) else None
+
+
 def error_from_reply(reply: Reply) -> PaygateError:
     """The paygate error for a non-2xx PAY.JP answer.
 
@@ -181,6 +211,9 @@ def error_from_reply(reply: Reply) -> PaygateError:
     ...     b' "message": "Card declined", "status": 402, "type": "card_error"}}'))
     >>> type(err).__name__, err.provider_code
     ('PaymentDeclined', 'card_declined')
+    >>> provider_ref_of(error_from_reply(Reply(402, {}, b'{"error": {"code": "card_declined",'
+    ...     b' "status": 402, "charge": "ch_1"}}')))
+    'ch_1'
     """
     body = _error_body(reply)
     code = str(body["code"]) if body and body.get("code") else None
@@ -201,12 +234,23 @@ def error_from_reply(reply: Reply) -> PaygateError:
         text += f" ({kind})"
     if body and body.get("param"):
         text += f" on parameter {body['param']}"
+    charge = body.get("charge") if body else None
+    if isinstance(charge, str) and charge:
+        text += f" (charge {charge})"
     kw: dict[str, Any] = {
         "provider": PROVIDER,
         "provider_code": code,
         "provider_message": message,
         "http_status": reply.status,
     }
+    if code in _RETRYABLE_CODES:
+        kw["retryable"] = True
+    error: PaygateError
     if cls is RateLimited:
-        return RateLimited(text, retry_after=retry_after(reply), **kw)
-    return cls(text, **kw)
+        error = RateLimited(text, retry_after=retry_after(reply), **kw)
+    else:
+        error = cls(text, **kw)
+    if isinstance(charge, str) and charge:
+        # PaygateError has no field for it yet: the failed charge a 402 created.
+        vars(error)["provider_ref"] = charge
+    return error

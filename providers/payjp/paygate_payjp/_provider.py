@@ -28,6 +28,7 @@ from paygate import (
     Card,
     Charge,
     ChargeStatus,
+    Failure,
     MethodCapabilities,
     Money,
     PayoutBalance,
@@ -35,7 +36,13 @@ from paygate import (
     Refund,
     RefundStatus,
 )
-from paygate._errors import ConfigurationError, InvalidRequest, NotSupported
+from paygate._errors import (
+    ConfigurationError,
+    InvalidRequest,
+    NotSupported,
+    OutcomeUnknown,
+    PaymentDeclined,
+)
 from paygate._redact import register_secret
 from paygate.adapter import (
     CacheGet,
@@ -48,6 +55,7 @@ from paygate.adapter import (
     OpContext,
     Operation,
     OperationPolicy,
+    Outcome,
     ParsedEvent,
     Provider,
     ProviderSettings,
@@ -57,11 +65,11 @@ from paygate.adapter import (
 )
 
 from ._api import Api, idempotency_key
-from ._charges import charge_from_wire, tds_start_url
-from ._errors import retry_after
+from ._charges import CaptureMemo, amounts_of, charge_from_wire, tds_start_url
+from ._errors import OUTCOMES, error_from_reply, retry_after
 from ._settings import PayjpSettings
-from ._webhooks import parse_event, verify_token
-from ._wire import Balance, Statement, StatementUrl, Term, to_ts
+from ._webhooks import charge_id_of, parse_event, verify_token
+from ._wire import Balance, Statement, StatementUrl, Term, from_ts, to_ts
 
 if TYPE_CHECKING:
     from paygate.sandbox import Emulator
@@ -76,7 +84,14 @@ MAX_REFUND_REASON = 255
 MAX_METADATA_KEYS = 20
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
+MIN_CAPTURE = 50
 _KEYED = OperationPolicy(key="header", key_window=KEY_WINDOW, lookup=False)
+# Refunds, captures and voids still carry an Idempotency-Key, but v1 documents no key
+# semantics for them: after a lost answer the charge is read (the lookups) before
+# anything is sent again. The reading compares amounts, not keys, so it stays valid
+# however long ago the attempt was.
+_LOOKED_UP = OperationPolicy(key="header", key_window=None, lookup=True)
+_TDS_EXPIRED_CODES = frozenset({"three_d_secure_expired", "not_in_three_d_secure_flow"})
 
 
 def _check_jpy(amount: Money, param: str, *, minimum: int, maximum: int) -> None:
@@ -110,10 +125,11 @@ class PayjpProvider(Provider):
     settings_model: ClassVar[type[ProviderSettings]] = PayjpSettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
         Operation.CHARGE: _KEYED,
-        Operation.REFUND: _KEYED,
-        Operation.CAPTURE: _KEYED,
-        Operation.CANCEL: _KEYED,
+        Operation.REFUND: _LOOKED_UP,
+        Operation.CAPTURE: _LOOKED_UP,
+        Operation.CANCEL: _LOOKED_UP,
     }
+    outcomes: ClassVar[Mapping[str, Outcome]] = OUTCOMES
 
     def __init__(self, settings: ProviderSettings, *, account: str) -> None:
         if not isinstance(settings, PayjpSettings):
@@ -236,11 +252,6 @@ class PayjpProvider(Provider):
             self.api.base_url, charge_id, self.config.public_key, self.config.tds_back
         )
 
-    def _charge(self, obj: Mapping[str, Any], ctx: OpContext) -> Charge:
-        return charge_from_wire(
-            obj, ctx, provider=self.name, tds_url=self._tds_url(str(obj.get("id")))
-        )
-
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
         """Create a card charge (``capture=False`` authorises only).
 
@@ -270,37 +281,141 @@ class PayjpProvider(Provider):
         obj = self.api.read(reply, "charge")
         return self._charge(obj, ctx)
 
+    # -- memos: what the charge object does not say -------------------------------------
+
+    def _capture_key(self, ctx: OpContext, charge_id: str) -> str:
+        return f"payjp:capture:{ctx.account}:{charge_id}"
+
+    def _tds_key(self, ctx: OpContext, charge_id: str) -> str:
+        return f"payjp:tds-end:{ctx.account}:{charge_id}"
+
+    def _capture_memo(
+        self, ctx: OpContext, ref: ChargeRef | None, charge_id: str
+    ) -> Flow[CaptureMemo | None]:
+        """The remembered capture of ``charge_id`` (from the entity cache, else from
+        paygate's record of a partial capture)."""
+        memo = CaptureMemo.of((yield CacheGet(self._capture_key(ctx, charge_id))))
+        if memo is None and ref is not None:
+            memo = _memo_from_ref(ref)
+        return memo
+
+    def _charge(
+        self,
+        obj: Mapping[str, Any],
+        ctx: OpContext,
+        memo: CaptureMemo | None = None,
+        *,
+        status: ChargeStatus | None = None,
+        failure: Failure | None = None,
+    ) -> Charge:
+        return charge_from_wire(
+            obj,
+            ctx,
+            provider=self.name,
+            tds_url=self._tds_url(str(obj.get("id"))),
+            memo=memo,
+            status=status,
+            failure=failure,
+        )
+
+    def read_charge(
+        self, charge_id: str, ctx: OpContext, ref: ChargeRef | None = None
+    ) -> Flow[Charge]:
+        """A charge read by id, with its capture memo (used by webhooks too)."""
+        memo = yield from self._capture_memo(ctx, ref, charge_id)
+        reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
+        return self._charge(self.api.read(reply, "charge"), ctx, memo)
+
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
         """The charge's current state.
 
-        A 3-D Secure charge the customer has completed (``verified`` / ``attempted``)
-        is finished here with ``tds_finish``: PAY.JP only runs the payment once the
-        merchant asks for it. That call is keyed by the charge id, so repeating it is
-        harmless.
+        A 3-D Secure charge the customer has completed (``verified``, and ``attempted``
+        unless ``tds_finish_attempted`` is off) is finished here with ``tds_finish``:
+        PAY.JP only runs the payment once the merchant asks for it. A 402 there makes
+        the charge failed, ``three_d_secure_expired`` expired (both remembered, so a
+        finished flow is never finished again); an ``unverified`` flow older than
+        ``tds_timeout_minutes`` is probed the same way.
         """
         charge_id = ref.provider_ref
+        memo = yield from self._capture_memo(ctx, ref, charge_id)
         reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
         obj = self.api.read(reply, "charge")
+        return (yield from self._settle_tds(obj, ctx, memo))
+
+    def _settle_tds(
+        self, obj: Mapping[str, Any], ctx: OpContext, memo: CaptureMemo | None
+    ) -> Flow[Charge]:
+        tds = obj.get("three_d_secure_status")
         if (
-            not obj.get("paid")
-            and not obj.get("failure_code")
-            and not obj.get("refunded")
-            and obj.get("three_d_secure_status") in ("verified", "attempted")
+            obj.get("paid")
+            or obj.get("failure_code")
+            or obj.get("refunded")
+            or tds not in ("unverified", "verified", "attempted")
         ):
-            reply = yield self.api.post(
-                f"/v1/charges/{quote(charge_id, safe='')}/tds_finish",
-                key=f"pg-tds-finish-{charge_id}",
-                step="charges.tds_finish",
-            )
-            obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx)
+            return self._charge(obj, ctx, memo)
+        charge_id = str(obj.get("id"))
+        ended = yield CacheGet(self._tds_key(ctx, charge_id))
+        if isinstance(ended, dict) and ended.get("status") in ("failed", "expired"):
+            return self._tds_ended(obj, ctx, ended)
+        if tds == "unverified":
+            created = from_ts(obj.get("created"))
+            timeout = timedelta(minutes=self.config.tds_timeout_minutes)
+            if created is None or ctx.now() < created + timeout:
+                return self._charge(obj, ctx, memo)
+        elif tds == "attempted" and not self.config.tds_finish_attempted:
+            end: dict[str, str | None] = {
+                "status": "failed",
+                "code": "three_d_secure_attempted",
+                "message": "3-D Secure was only attempted; this account does not accept it",
+            }
+            yield CachePut(self._tds_key(ctx, charge_id), end)
+            return self._tds_ended(obj, ctx, end)
+        # A finish of a completed flow is keyed by the charge; a probe of an unverified
+        # one gets a fresh key, so a later probe is never answered from an earlier one.
+        key = f"pg-tds-finish-{charge_id}"
+        if tds == "unverified":
+            key = f"pg-tds-probe-{charge_id}-{ctx.new_uuid().hex[:12]}"
+        reply = yield self.api.post(
+            f"/v1/charges/{quote(charge_id, safe='')}/tds_finish",
+            key=key,
+            step="charges.tds_finish",
+        )
+        if reply.ok:
+            return self._charge(self.api.read(reply, "charge"), ctx, memo)
+        error = error_from_reply(reply)
+        code = error.provider_code
+        if code in _TDS_EXPIRED_CODES:
+            end = {"status": "expired", "code": code, "message": error.provider_message}
+        elif reply.status == 402 or isinstance(error, PaymentDeclined):
+            end = {"status": "failed", "code": code, "message": error.provider_message}
+        elif code == "three_d_secure_incompleted" and tds == "unverified":
+            # The flow is still open (PAY.JP's timeout is longer than configured).
+            return self._charge(obj, ctx, memo)
+        else:
+            raise error
+        yield CachePut(self._tds_key(ctx, charge_id), end)
+        return self._tds_ended(obj, ctx, end)
+
+    def _tds_ended(self, obj: Mapping[str, Any], ctx: OpContext, end: Mapping[str, Any]) -> Charge:
+        if end.get("status") == "expired":
+            return self._charge(obj, ctx, status=ChargeStatus.EXPIRED)
+        failure = Failure(
+            code=str(end.get("code") or "three_d_secure_failed"),
+            message=str(end["message"]) if end.get("message") else None,
+        )
+        return self._charge(obj, ctx, status=ChargeStatus.FAILED, failure=failure)
 
     def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
-        """Capture an authorised charge, fully or partly (``amount`` at most the
-        authorised amount; the rest of the authorisation is released, and the charge's
-        ``amount`` becomes the captured amount)."""
+        """Capture an authorised charge, fully or partly (``amount`` 50 to the
+        authorised amount).
+
+        PAY.JP books the released rest of the authorisation in ``amount_refunded``
+        (capturing 400 of 500 answers ``amount_refunded = 100``); that release is
+        remembered (`CaptureMemo`) and never counted as a refund: the charge reads
+        ``amount`` 500, ``amount_captured`` 400, ``amount_refunded`` 0.
+        """
         if req.amount is not None:
-            _check_jpy(req.amount, "amount", minimum=1, maximum=MAX_AMOUNT)
+            _check_jpy(req.amount, "amount", minimum=MIN_CAPTURE, maximum=MAX_AMOUNT)
             if req.charge.amount is not None and req.amount > req.charge.amount:
                 raise InvalidRequest("cannot capture more than was authorised", param="amount")
         key = idempotency_key(ctx, "capture")
@@ -313,11 +428,43 @@ class PayjpProvider(Provider):
             f"/v1/charges/{charge_id}/capture", params, key=key, step="charges.capture"
         )
         obj = self.api.read(reply, "charge")
-        return self._charge(obj, ctx)
+        memo = self._memo_of_capture(req, obj)
+        yield CachePut(self._capture_key(ctx, req.charge.provider_ref), memo.to_json())
+        return self._charge(obj, ctx, memo)
+
+    @staticmethod
+    def _memo_of_capture(req: CaptureRequest, obj: Mapping[str, Any]) -> CaptureMemo:
+        wire_amount = obj.get("amount")
+        authorized = (
+            req.charge.amount.amount
+            if req.charge.amount is not None
+            else wire_amount
+            if isinstance(wire_amount, int)
+            else 0
+        )
+        captured = req.amount.amount if req.amount is not None else authorized
+        return CaptureMemo.after_capture(obj, authorized, captured)
+
+    def lookup_capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """After a lost capture answer: the charge if it is captured, None while it is
+        still an open authorisation (or was voided: then a re-send gets PAY.JP's own
+        refusal). PAY.JP v1 documents no ``Idempotency-Key`` semantics for
+        ``/capture``, so a capture is never re-sent before this reading."""
+        charge_id = req.charge.provider_ref
+        reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
+        obj = self.api.read(reply, "charge")
+        if not obj.get("captured"):
+            return None
+        memo = yield from self._capture_memo(ctx, None, charge_id)
+        if memo is None:
+            memo = self._memo_of_capture(req, obj)
+            yield CachePut(self._capture_key(ctx, charge_id), memo.to_json())
+        return self._charge(obj, ctx, memo)
 
     def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
         """Void an authorisation that was never captured (a refund of the uncaptured
-        charge). A captured charge cannot be cancelled: refund it."""
+        charge). A captured charge cannot be cancelled: refund it. An authorisation that
+        already expired is returned as it is (expired)."""
         key = idempotency_key(ctx, "cancel")
         return self._cancel_flow(req, ctx, key)
 
@@ -326,7 +473,7 @@ class PayjpProvider(Provider):
         reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
         obj = self.api.read(reply, "charge")
         current = self._charge(obj, ctx)
-        if current.status is ChargeStatus.CANCELED:
+        if current.status in (ChargeStatus.CANCELED, ChargeStatus.EXPIRED):
             return current
         if obj.get("captured"):
             raise InvalidRequest(
@@ -342,52 +489,89 @@ class PayjpProvider(Provider):
         obj = self.api.read(reply, "charge")
         return self._charge(obj, ctx)
 
+    def lookup_cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge | None]:
+        """After a lost void answer: the charge once it is voided (or expired), None
+        while it is still an open authorisation."""
+        charge_id = quote(req.charge.provider_ref, safe="")
+        reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
+        current = self._charge(self.api.read(reply, "charge"), ctx)
+        if current.status in (ChargeStatus.CANCELED, ChargeStatus.EXPIRED):
+            return current
+        return None
+
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
         """Refund part (``amount``) or the rest of a charge, with an optional reason.
 
-        PAY.JP has no refund object: the answer is the charge with its new
-        ``amount_refunded``. A full refund reads the charge first so the refunded amount
-        can be reported.
+        PAY.JP has no refund object: the answer is the charge, whose ``refunded`` is
+        true after any refund and whose ``amount_refunded`` is the sum (less a partial
+        capture's release, the merchant's refunds). The charge is read first (once per
+        key): that reading is what a lost answer is measured against, and it refuses
+        more than is refundable before anything is sent. The rest is refunded by
+        sending no ``amount``.
         """
         self._validate_refund(req)
         key = idempotency_key(ctx, "refund")
         return self._refund_flow(req, ctx, key)
 
+    def _refund_memo_key(self, ctx: OpContext, key: str) -> str:
+        return f"payjp:refund-before:{ctx.account}:{key}"
+
     def _refund_flow(self, req: RefundRequest, ctx: OpContext, key: str) -> Flow[Refund]:
-        charge_id = quote(req.charge.provider_ref, safe="")
-        before: dict[str, Any] | None = None
-        if req.amount is None:
-            # The refunded total before this refund, remembered under its key: a re-run
-            # after a lost answer must measure against the first reading, not one taken
-            # after the refund already happened.
-            memo = f"payjp:refund-before:{ctx.account}:{key}"
-            remembered = yield CacheGet(memo)
-            if isinstance(remembered, dict):
-                before = remembered
-            else:
-                reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
-                read = self.api.read(reply, "charge")
-                before = {"amount_refunded": int(read.get("amount_refunded") or 0)}
-                yield CachePut(memo, before)
+        charge_id = req.charge.provider_ref
+        memo = yield from self._capture_memo(ctx, req.charge, charge_id)
+        before = yield from self._refunded_before(req, ctx, key, memo)
         params = {
             "amount": req.amount.amount if req.amount is not None else None,
             "refund_reason": req.reason,
         }
         reply = yield self.api.post(
-            f"/v1/charges/{charge_id}/refund", params, key=key, step="charges.refund"
+            f"/v1/charges/{quote(charge_id, safe='')}/refund",
+            params,
+            key=key,
+            step="charges.refund",
         )
         obj = self.api.read(reply, "charge")
+        return self._refund_of(req, ctx, key, obj, memo, before)
+
+    def _refunded_before(
+        self, req: RefundRequest, ctx: OpContext, key: str, memo: CaptureMemo | None
+    ) -> Flow[int]:
+        """The merchant's refunded total before this refund, read once per key and
+        remembered: a re-run must measure against the first reading, not one taken
+        after the refund already happened."""
+        memo_key = self._refund_memo_key(ctx, key)
+        remembered = yield CacheGet(memo_key)
+        if isinstance(remembered, dict) and isinstance(remembered.get("refunded"), int):
+            return int(remembered["refunded"])
+        charge_id = quote(req.charge.provider_ref, safe="")
+        reply = yield self.api.get(f"/v1/charges/{charge_id}", step="charges.get")
+        amounts = amounts_of(self.api.read(reply, "charge"), memo)
+        if amounts.captured is not None:
+            if amounts.refundable <= 0:
+                raise InvalidRequest("nothing is left to refund on this charge", param="amount")
+            if req.amount is not None and req.amount.amount > amounts.refundable:
+                raise InvalidRequest(
+                    f"refund amount exceeds the refundable {amounts.refundable:,} JPY",
+                    param="amount",
+                )
+        yield CachePut(memo_key, {"refunded": amounts.refunded})
+        return amounts.refunded
+
+    def _refund_of(
+        self,
+        req: RefundRequest,
+        ctx: OpContext,
+        key: str,
+        obj: Mapping[str, Any],
+        memo: CaptureMemo | None,
+        before: int,
+    ) -> Refund:
         currency = str(obj.get("currency") or "jpy").upper()
+        after = amounts_of(obj, memo).refunded
         if req.amount is not None:
             amount = req.amount
         else:
-            total = int(obj.get("amount_refunded") or 0)
-            previous = int((before or {}).get("amount_refunded") or 0)
-            # A recovered attempt may read the charge after the refund happened; then
-            # only the total is known.
-            amount = Money(
-                amount=total - previous if total > previous else total, currency=currency
-            )
+            amount = Money(amount=max(0, after - before), currency=currency)
         return Refund(
             id=f"{ctx.charge_id or req.charge.charge_id}:{key}",
             charge_id=req.charge.charge_id,
@@ -398,8 +582,37 @@ class PayjpProvider(Provider):
             status=RefundStatus.SUCCEEDED,
             reason=req.reason,
             created_at=ctx.now(),
-            raw=obj,
+            charge_refunded_total=Money(amount=after, currency=currency),
+            raw=dict(obj),
         )
+
+    def lookup_refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund | None]:
+        """After a lost refund answer: read the charge and compare the merchant's
+        refunded total with the one read before the attempt (paygate's record when no
+        reading was kept). Grown: the refund happened. Unchanged: it did not (None, so
+        paygate sends it). Smaller: `OutcomeUnknown`. PAY.JP v1 documents no
+        ``Idempotency-Key`` semantics for ``/refund``, so a refund is never re-sent
+        before this reading."""
+        key = idempotency_key(ctx, "refund")
+        charge_id = req.charge.provider_ref
+        memo = yield from self._capture_memo(ctx, req.charge, charge_id)
+        remembered = yield CacheGet(self._refund_memo_key(ctx, key))
+        before: int | None = None
+        if isinstance(remembered, dict) and isinstance(remembered.get("refunded"), int):
+            before = int(remembered["refunded"])
+        elif req.charge.amount_refunded is not None:
+            before = req.charge.amount_refunded.amount
+        reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
+        obj = self.api.read(reply, "charge")
+        after = amounts_of(obj, memo).refunded
+        if before is None or after < before:
+            raise OutcomeUnknown(
+                "PAY.JP's refunded total cannot be compared with the one before the refund",
+                provider=self.name,
+            )
+        if after == before:
+            return None
+        return self._refund_of(req, ctx, key, obj, memo, before)
 
     def classify(self, reply: Reply) -> RetryDecision | None:
         """429 ``over_capacity`` is retried honouring ``Retry-After`` when present."""
@@ -575,14 +788,30 @@ class PayjpProvider(Provider):
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, ctx: OpContext
     ) -> Flow[Sequence[ParsedEvent]]:
-        """Normalise a delivery (no request needed: the token authenticates the body)."""
-        event = parse_event(body)
-        return _done([event])
+        """Normalise a delivery (no request needed: the token authenticates the body).
+
+        A charge event carries the charge with its capture memo applied, so a partial
+        capture's release is never booked as a refund."""
+        parse_event(body)  # refuses what is not a PAY.JP event before any flow runs
+        return self._parse_flow(body, ctx)
+
+    def _parse_flow(self, body: bytes, ctx: OpContext) -> Flow[Sequence[ParsedEvent]]:
+        charge_id = charge_id_of(body)
+        memo = None
+        if charge_id is not None:
+            memo = yield from self._capture_memo(ctx, None, charge_id)
+        return [parse_event(body, ctx, memo)]
 
 
-def _done(value: Sequence[ParsedEvent]) -> Flow[Sequence[ParsedEvent]]:
-    yield from ()  # a flow that makes no call
-    return value
+def _memo_from_ref(ref: ChargeRef) -> CaptureMemo | None:
+    """A partial capture as paygate's record knows it (when the memo is gone): the
+    release is taken to be the documented ``authorised - captured``."""
+    if ref.amount is None or ref.amount_captured is None:
+        return None
+    authorized, captured = ref.amount.amount, ref.amount_captured.amount
+    if not 0 < captured < authorized:
+        return None
+    return CaptureMemo(authorized, captured, authorized - captured)
 
 
 def _data(envelope: Mapping[str, Any]) -> list[dict[str, Any]]:

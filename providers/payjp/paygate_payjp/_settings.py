@@ -9,7 +9,7 @@ configure the same thing. The sandbox serves the emulator at
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from paygate._errors import ConfigurationError
 from paygate.adapter import ProviderSettings, check_base_url
@@ -32,6 +32,14 @@ class PayjpSettings(ProviderSettings):
             for this tenant and payout balances are read for it.
         tds_back: identifier of the 3-D Secure return URL registered in the dashboard.
         base_url: API root without ``/v1`` (default ``https://api.pay.jp``).
+        tds_timeout_minutes: how long a 3-D Secure flow stays open after the charge is
+            created (PAY.JP: "一定時間"; the API reference gives 30 minutes). Past it an
+            unfinished flow is probed once with ``tds_finish``; only PAY.JP's
+            ``three_d_secure_expired`` makes it expired, so a longer real timeout costs
+            one extra call per poll, never a wrong status.
+        tds_finish_attempted: finish 3-D Secure results ``attempted`` (the issuer took
+            no part) like ``verified`` ones (default). False: such a charge is not
+            finished and is reported failed (``three_d_secure_attempted``).
 
     >>> PayjpSettings(secret_key="sk_test_x").base_url
     'https://api.pay.jp'
@@ -45,6 +53,8 @@ class PayjpSettings(ProviderSettings):
     webhook_token: SecretStr | None = None
     tenant: str | None = None
     tds_back: str | None = None
+    tds_timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    tds_finish_attempted: bool = True
 
     @field_validator("base_url")
     @classmethod

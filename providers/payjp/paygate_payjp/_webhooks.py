@@ -5,7 +5,12 @@ PAY.JP signs nothing: every delivery carries the account's static webhook token 
 ``{id: "evnt_...", object: "event", type, created, data: <resource>}``. Deliveries may
 be missing or repeated, so the event id is the dedupe key.
 
-Normalised types: charge events become ``charge.*`` according to the charge's state;
+Normalised types: charge events become ``charge.*`` according to the charge's state,
+read from the amounts (`paygate_payjp._charges`: ``refunded`` is true after any
+refund, so a ``charge.refunded`` event of a partial refund is ``charge.refunded`` with
+status partially_refunded and the refunded sum, never the whole charge). The event
+carries the charge as its body states it (``ParsedEvent.charge``, with the capture
+memo applied) and its ``amount_refunded`` / ``amount_captured``;
 ``balance.fixed`` (a balance whose amount is fixed for payout or claim) becomes
 ``payout.balance_fixed``; the other ``balance.*``, ``statement.*`` and ``term.*``
 events become ``payout.updated``; everything else is ``provider.other``.
@@ -18,14 +23,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from paygate import ChargeStatus, Money
+from paygate import Charge, ChargeStatus, Money
 from paygate._errors import WebhookVerificationError
-from paygate.adapter import ParsedEvent
+from paygate.adapter import OpContext, ParsedEvent
 
-from ._charges import charge_status
+from ._charges import CaptureMemo, charge_from_wire, charge_status
 from ._wire import from_ts, jpy
 
-__all__ = ["TOKEN_HEADER", "parse_event", "verify_token"]
+__all__ = ["TOKEN_HEADER", "charge_id_of", "parse_event", "verify_token"]
 
 TOKEN_HEADER = "X-Payjp-Webhook-Token"  # noqa: S105 - a header name
 PROVIDER = "payjp"
@@ -70,8 +75,25 @@ def _resource(event: Mapping[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def parse_event(body: bytes) -> ParsedEvent:
+def charge_id_of(body: bytes) -> str | None:
+    """The id of the charge a charge event carries (None for anything else)."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(event, dict):
+        return None
+    resource = _resource(event)
+    oid = resource.get("id")
+    return oid if resource.get("object") == "charge" and isinstance(oid, str) else None
+
+
+def parse_event(
+    body: bytes, ctx: OpContext | None = None, memo: CaptureMemo | None = None
+) -> ParsedEvent:
     """Normalise one PAY.JP event body.
+
+    With ``ctx`` a charge event also carries the charge (``memo``: the capture memo).
 
     >>> ev = parse_event(b'{"id": "evnt_1", "type": "balance.fixed", "created": 1,'
     ...                  b' "data": {"object": "balance", "id": "ba_1", "net": 9750}}')
@@ -91,14 +113,23 @@ def parse_event(body: bytes) -> ParsedEvent:
     occurred = from_ts(created) if isinstance(created, int) else None
     status: ChargeStatus | None = None
     amount: Money | None = None
+    charge: Charge | None = None
+    refunded: Money | None = None
+    captured: Money | None = None
     ref = resource.get("id") if isinstance(resource.get("id"), str) else None
     if kind.startswith("charge.") and resource.get("object") == "charge":
-        status = charge_status(resource)
+        now = ctx.now() if ctx is not None else None
+        status = charge_status(resource, memo, now=now)
         if kind == "charge.failed":
             status = ChargeStatus.FAILED
         normalised = _CHARGE_TYPES.get(status, "charge.updated")
         if isinstance(resource.get("amount"), int):
             amount = jpy(resource["amount"], str(resource.get("currency") or "jpy"))
+        if ctx is not None and isinstance(resource.get("amount"), int):
+            charge = charge_from_wire(resource, ctx, provider=PROVIDER, memo=memo, status=status)
+            amount = charge.amount
+            refunded = charge.amount_refunded
+            captured = charge.amount_captured
     elif kind == "balance.fixed":
         normalised = "payout.balance_fixed"
         amount = _net(resource)
@@ -115,7 +146,10 @@ def parse_event(body: bytes) -> ParsedEvent:
         status=status,
         amount=amount,
         occurred_at=occurred,
+        charge=charge,
         raw=event,
+        amount_refunded=refunded,
+        amount_captured=captured,
     )
 
 

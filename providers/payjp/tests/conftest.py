@@ -38,6 +38,8 @@ class Harness:
     deliveries: list[WebhookDelivery]
     provider: PayjpProvider
     calls: list[Call] = field(default_factory=list)
+    # The adapter's entity cache (capture and refund memos), kept across flows.
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """A raw request to the emulator (``url`` relative to the host)."""
@@ -50,7 +52,7 @@ class Harness:
         return Reply(resp.status_code, headers, resp.content, provider="payjp")
 
     def run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self.respond)
+        return drive(flow, self.respond, self.cache)
 
     def ctx(self, key: str | None = None, charge_id: str | None = None) -> OpContext:
         return OpContext(

@@ -12,8 +12,11 @@ cassette, and the ``Authorization`` header is scrubbed at record time.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,17 +144,30 @@ def target(request: pytest.FixtureRequest) -> Target:
     return Target(settings=settings, sandbox=sandbox)
 
 
+def recorded_at(name: str) -> datetime | None:
+    """When a cassette was recorded (its first answer's ``Date`` header)."""
+    path = CASSETTES / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    found = re.search(r"\n\s+date:\n\s+- (.+)\n", path.read_text(encoding="utf-8"))
+    return parsedate_to_datetime(found.group(1)).astimezone(UTC) if found else None
+
+
 @pytest.fixture(params=["sync", "async"])
-def gw(request: pytest.FixtureRequest, target: Target) -> Iterator[Any]:
+def gw(request: pytest.FixtureRequest, target: Target, default_cassette_name: str) -> Iterator[Any]:
     def provider() -> PayjpProvider:
         return PayjpProvider(PayjpSettings(**target.settings), account="card")
 
     retry = RetryPolicy.no_wait()
+    # A replay runs at the recording's time: statuses that depend on time (an
+    # authorisation's expired_at, a 3-D Secure flow's timeout) read as they did then.
+    at = None if _recording(request.config) else recorded_at(default_cassette_name)
+    clock: dict[str, Any] = {"clock": (lambda: at)} if at is not None else {}
     gateway: Any
     if request.param == "async":
-        gateway = BlockingAsyncGateway(AsyncGateway({"card": provider()}, retry=retry))
+        gateway = BlockingAsyncGateway(AsyncGateway({"card": provider()}, retry=retry, **clock))
     else:
-        gateway = Gateway({"card": provider()}, retry=retry)
+        gateway = Gateway({"card": provider()}, retry=retry, **clock)
     yield gateway
     gateway.close()
     if target.secrets and CASSETTES.is_dir():
@@ -221,6 +237,13 @@ def test_authorize_then_partial_capture(gw: Any, target: Target) -> None:
     captured = gw.capture("card", auth.id, amount=Money.jpy(3000), idempotency_key="cap-4")
     assert captured.status is ChargeStatus.SUCCEEDED
     assert captured.amount_captured == Money.jpy(3000)
+    # The released 2,000 (booked in PAY.JP's amount_refunded) is not a refund.
+    assert captured.amount_refunded == Money.jpy(0)
+    rest = gw.refund("card", auth.id, idempotency_key="r-4")
+    assert rest.amount == Money.jpy(3000)
+    final = gw.status("card", auth.id)
+    assert final.status is ChargeStatus.REFUNDED
+    assert final.amount_refunded == Money.jpy(3000)
 
 
 @pytest.mark.vcr
@@ -242,6 +265,11 @@ def test_partial_refund_then_the_rest(gw: Any, target: Target) -> None:
         "card", charge.id, amount=Money.jpy(500), reason="damaged", idempotency_key="r-6a"
     )
     assert first.amount == Money.jpy(500)
+    # refunded=true after a partial refund: still partially refunded, the rest open.
+    partial = gw.status("card", charge.id)
+    assert partial.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert partial.raw["refunded"] is True
+    assert partial.amount_refunded == Money.jpy(500)
     rest = gw.refund("card", charge.id, idempotency_key="r-6b")
     assert rest.amount == Money.jpy(1500)
     assert gw.status("card", charge.id).status is ChargeStatus.REFUNDED
@@ -272,6 +300,23 @@ def test_three_d_secure(gw: Any, target: Target) -> None:
     assert isinstance(charge.next_action, Redirect)
     target.operator("tds", charge=charge.provider_ref, result="verified")
     assert gw.status("card", charge.id).status is ChargeStatus.SUCCEEDED
+
+
+@sandbox_only
+@pytest.mark.vcr
+def test_three_d_secure_declined_at_finish(gw: Any, target: Target) -> None:
+    charge = gw.charge(
+        "card",
+        amount=Money.jpy(3000),
+        method=Card(token="tok_card_declined", three_d_secure=True),
+        idempotency_key="cassette-12",
+    )
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    target.operator("tds", charge=charge.provider_ref, result="verified")
+    failed = gw.status("card", charge.id)
+    assert failed.status is ChargeStatus.FAILED
+    assert failed.failure is not None
+    assert failed.failure.code == "card_declined"
 
 
 @pytest.mark.vcr

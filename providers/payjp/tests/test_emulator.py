@@ -54,7 +54,12 @@ def pay(
 
 def ref(charge: Charge) -> ChargeRef:
     return ChargeRef(
-        charge_id=charge.id, provider_ref=charge.provider_ref, method="card", amount=charge.amount
+        charge_id=charge.id,
+        provider_ref=charge.provider_ref,
+        method="card",
+        amount=charge.amount,
+        amount_refunded=charge.amount_refunded,
+        amount_captured=charge.amount_captured,
     )
 
 
@@ -217,8 +222,11 @@ def test_authorise_then_partial_capture_then_refunds(emu: Any) -> None:
         )
     )
     assert captured.status is ChargeStatus.SUCCEEDED
-    assert captured.amount == Money.jpy(4000)
+    assert captured.amount == Money.jpy(5000)
     assert captured.amount_captured == Money.jpy(4000)
+    assert captured.amount_refunded == Money.jpy(0)
+    # payjp-go Capture: the released 1,000 is booked in amount_refunded.
+    assert (captured.raw["amount"], captured.raw["amount_refunded"]) == (5000, 1000)
     assert events(emu, "charge.captured")
 
     def refund(amount: int | None, key: str) -> Any:
@@ -232,17 +240,73 @@ def test_authorise_then_partial_capture_then_refunds(emu: Any) -> None:
     status = emu.run(emu.provider.status(ref(captured), emu.ctx()))
     assert status.status is ChargeStatus.PARTIALLY_REFUNDED
     assert status.amount_refunded == Money.jpy(1500)
+    # https://pay.jp/docs/refund: refunded is true after any refund.
+    assert (status.raw["refunded"], status.raw["amount_refunded"]) == (True, 2500)
     assert status.raw["refund_reason"] == "returned"
-    with pytest.raises(ProviderRejected) as info:
-        refund(3000, "r3")
-    assert info.value.provider_code == "refund_amount_gt_net"
+    with pytest.raises(InvalidRequest, match="refundable"):
+        refund(3000, "r3")  # refused before sending: 2,500 is left
+    path = f"/payjp/v1/charges/{captured.provider_ref}/refund"
+    over = emu.request("POST", path, data={"amount": "3000"}, auth=(SECRET_KEY, ""))
+    assert over.json()["error"]["code"] == "refund_amount_gt_net"
     rest = refund(None, "r4")
     assert rest.amount == Money.jpy(2500)
+    assert rest.charge_refunded_total == Money.jpy(4000)
     final = emu.run(emu.provider.status(ref(captured), emu.ctx()))
     assert final.status is ChargeStatus.REFUNDED
-    with pytest.raises(ProviderRejected) as again:
+    assert final.amount_refunded == Money.jpy(4000)
+    with pytest.raises(InvalidRequest, match="nothing is left"):
         refund(100, "r5")
-    assert again.value.provider_code == "already_refunded"
+    again = emu.request("POST", path, data={"amount": "100"}, auth=(SECRET_KEY, ""))
+    assert again.json()["error"]["code"] == "already_refunded"
+
+
+@pytest.mark.parametrize("with_amount", [True, False])
+def test_the_rest_is_refundable_after_a_partial_refund(emu: Any, with_amount: bool) -> None:
+    charge = pay(emu, 12_000, "order-1")
+    req = RefundRequest(charge=ref(charge), amount=Money.jpy(1000))
+    emu.run(emu.provider.refund(req, emu.ctx("r1")))
+    wire = get(emu, f"/v1/charges/{charge.provider_ref}")
+    assert (wire["refunded"], wire["amount_refunded"]) == (True, 1000)
+    partial = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert partial.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert partial.amount_refunded == Money.jpy(1000)
+    rest = RefundRequest(charge=ref(partial), amount=Money.jpy(11_000) if with_amount else None)
+    refund = emu.run(emu.provider.refund(rest, emu.ctx("r2")))
+    assert refund.amount == Money.jpy(11_000)
+    final = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert final.status is ChargeStatus.REFUNDED
+    assert final.amount_refunded == Money.jpy(12_000)
+
+
+@pytest.mark.parametrize("capture_amount", ["authorized", "captured"])
+@pytest.mark.parametrize("refunded_after_capture", [False, True])
+def test_partial_capture_under_every_reading(
+    emu: Any, capture_amount: str, refunded_after_capture: bool
+) -> None:
+    emu.control(
+        "reading", capture_amount=capture_amount, refunded_after_capture=refunded_after_capture
+    )
+    auth = pay(emu, 500, "order-1", capture=False)
+    cap = CaptureRequest(charge=ref(auth), amount=Money.jpy(400))
+    captured = emu.run(emu.provider.capture(cap, emu.ctx("cap")))
+    wire = captured.raw
+    assert wire["amount_refunded"] == 100
+    assert wire["amount"] == (500 if capture_amount == "authorized" else 400)
+    assert wire["refunded"] is refunded_after_capture
+    for charge in (captured, emu.run(emu.provider.status(ref(auth), emu.ctx()))):
+        assert charge.status is ChargeStatus.SUCCEEDED
+        assert (charge.amount, charge.amount_captured) == (Money.jpy(500), Money.jpy(400))
+        assert charge.amount_refunded == Money.jpy(0)
+    refund = emu.run(
+        emu.provider.refund(RefundRequest(charge=ref(captured), amount=None), emu.ctx("r"))
+    )
+    assert refund.amount == Money.jpy(400)
+    assert refund.charge_refunded_total == Money.jpy(400)
+    final = emu.run(emu.provider.status(ref(captured), emu.ctx()))
+    assert final.status is ChargeStatus.REFUNDED
+    assert final.amount_refunded == Money.jpy(400)
+    (entry,) = emu.emulator.ledger()[:1]
+    assert (entry.amount, entry.refunded, entry.status) == (400, 400, "refunded")
 
 
 def test_capture_errors(emu: Any) -> None:
@@ -263,16 +327,25 @@ def test_cancel_voids_and_refuses_captured(emu: Any) -> None:
         emu.run(emu.provider.cancel(CancelRequest(charge=ref(captured)), emu.ctx("d")))
 
 
-def test_authorisation_expires_on_the_clock(emu: Any) -> None:
+@pytest.mark.parametrize("marks_refunded", [True, False])
+def test_authorisation_expires_on_the_clock(emu: Any, marks_refunded: bool) -> None:
+    emu.control("reading", expiry_marks_refunded=marks_refunded)
     auth = pay(emu, 3000, "order-1", capture=False)
     emu.advance(days=6)
     assert emu.run(emu.provider.status(ref(auth), emu.ctx())).status is (ChargeStatus.AUTHORIZED)
     emu.advance(days=2)
     expired = emu.run(emu.provider.status(ref(auth), emu.ctx()))
-    assert expired.status is ChargeStatus.CANCELED
+    assert expired.status is ChargeStatus.EXPIRED
+    assert expired.raw["refunded"] is marks_refunded
     with pytest.raises(ProviderRejected) as info:
         emu.run(emu.provider.capture(CaptureRequest(charge=ref(auth)), emu.ctx("k")))
-    assert info.value.provider_code == "cant_capture_refunded_charge"
+    code = "cant_capture_refunded_charge" if marks_refunded else "charge_expired"
+    assert info.value.provider_code == code
+    # A cancel of an expired authorisation sends nothing and reports it expired.
+    before = len(emu.calls)
+    again = emu.run(emu.provider.cancel(CancelRequest(charge=ref(auth)), emu.ctx("c")))
+    assert again.status is ChargeStatus.EXPIRED
+    assert [c.step for c in emu.calls[before:]] == ["charges.get"]
 
 
 def test_three_d_secure_redirect_flow(emu: Any) -> None:
@@ -299,6 +372,67 @@ def test_three_d_secure_failure(emu: Any) -> None:
     assert failed.status is ChargeStatus.FAILED
     assert failed.failure is not None
     assert failed.failure.code == "three_d_secure_failed"
+
+
+def test_three_d_secure_decline_at_tds_finish_is_a_failed_charge(emu: Any) -> None:
+    # The card is charged at tds_finish, where a decline is a 402 (not at creation).
+    charge = pay(emu, 2000, "order-1", token="tok_card_declined", three_d_secure=True)
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    emu.control("tds", charge=charge.provider_ref, result="verified")
+    failed = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert failed.status is ChargeStatus.FAILED
+    assert failed.failure is not None
+    assert failed.failure.code == "card_declined"
+    before = len(emu.calls)
+    again = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert again.status is ChargeStatus.FAILED
+    assert [c.step for c in emu.calls[before:]] == ["charges.get"]  # never finished twice
+
+
+def test_a_verified_flow_past_its_timeout_expires(emu: Any) -> None:
+    charge = pay(emu, 2000, "order-1", three_d_secure=True)
+    emu.control("tds", charge=charge.provider_ref, result="verified")
+    emu.advance(minutes=31)
+    expired = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert expired.status is ChargeStatus.EXPIRED
+    assert emu.calls[-1].step == "charges.tds_finish"
+    before = len(emu.calls)
+    again = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert again.status is ChargeStatus.EXPIRED
+    assert [c.step for c in emu.calls[before:]] == ["charges.get"]
+
+
+@pytest.mark.parametrize("timeout", [30, 90])
+def test_an_abandoned_flow_expires_whatever_the_timeout(emu: Any, timeout: int) -> None:
+    # The flow's timeout is "一定時間" in PAY.JP's guide (30 minutes in the reference
+    # copy): the adapter probes after its setting and believes only PAY.JP's answer.
+    emu.control("reading", tds_timeout_minutes=timeout)
+    charge = pay(emu, 2000, "order-1", three_d_secure=True)
+    emu.advance(minutes=20)
+    waiting = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert waiting.status is ChargeStatus.REQUIRES_ACTION
+    assert emu.calls[-1].step == "charges.get"
+    emu.advance(minutes=15)  # 35 minutes: past the adapter's 30
+    probed = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+    assert emu.calls[-1].step == "charges.tds_finish"
+    if timeout == 30:
+        assert probed.status is ChargeStatus.EXPIRED
+    else:
+        assert probed.status is ChargeStatus.REQUIRES_ACTION  # still open at PAY.JP
+        emu.advance(minutes=60)
+        later = emu.run(emu.provider.status(ref(charge), emu.ctx()))
+        assert later.status is ChargeStatus.EXPIRED
+
+
+def test_attempted_results_can_be_refused(emu: Any) -> None:
+    strict = emu.with_settings(tds_finish_attempted=False)
+    charge = pay(emu, 2000, "order-1", three_d_secure=True, provider=strict)
+    emu.control("tds", charge=charge.provider_ref, result="attempted")
+    refused = emu.run(strict.status(ref(charge), emu.ctx()))
+    assert refused.status is ChargeStatus.FAILED
+    assert refused.failure is not None
+    assert refused.failure.code == "three_d_secure_attempted"
+    assert emu.calls[-1].step == "charges.get"  # never finished
 
 
 def test_three_d_secure_control_action(emu: Any) -> None:

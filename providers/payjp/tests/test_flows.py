@@ -288,10 +288,18 @@ def test_status_finishes_verified_three_d_secure(provider: PayjpProvider, make_c
     ("obj", "status"),
     [
         (charge_obj(), ChargeStatus.SUCCEEDED),
-        (charge_obj(amount_refunded=300), ChargeStatus.PARTIALLY_REFUNDED),
+        # https://pay.jp/docs/refund: refunded is true after any refund, partial or full.
+        (charge_obj(amount_refunded=300, refunded=True), ChargeStatus.PARTIALLY_REFUNDED),
         (charge_obj(amount_refunded=1000, refunded=True), ChargeStatus.REFUNDED),
         (charge_obj(captured=False), ChargeStatus.AUTHORIZED),
         (charge_obj(captured=False, refunded=True, amount_refunded=1000), ChargeStatus.CANCELED),
+        # Past expired_at the authorisation is released, marked refunded or not.
+        (
+            charge_obj(captured=False, refunded=True, amount_refunded=1000, expired_at=1768000000),
+            ChargeStatus.EXPIRED,
+        ),
+        (charge_obj(captured=False, expired_at=1768000000), ChargeStatus.EXPIRED),
+        (charge_obj(captured=False, expired_at=1768100000), ChargeStatus.AUTHORIZED),
         (charge_obj(paid=False, captured=False, failure_code="card_declined"), ChargeStatus.FAILED),
         (
             charge_obj(paid=False, captured=False, three_d_secure_status="failed"),
@@ -392,17 +400,46 @@ def test_unexpected_object_is_malformed(provider: PayjpProvider, make_ctx: Any) 
 # ------------------------------------------------------------- capture, cancel, refund
 
 
-def test_partial_capture(provider: PayjpProvider, make_ctx: Any) -> None:
-    script = Script(reply(200, charge_obj(amount=600)))
+@pytest.mark.parametrize("wire_amount", [1000, 600], ids=["amount-kept", "amount-captured"])
+def test_partial_capture(provider: PayjpProvider, make_ctx: Any, wire_amount: int) -> None:
+    # payjp-go Capture: the released 400 is booked in amount_refunded. Whether ``amount``
+    # stays 1000 or becomes 600 is not stated: both read the same.
+    answer = charge_obj(amount=wire_amount, amount_refunded=400)
+    script = Script(reply(200, answer))
+    cache: dict[str, Any] = {}
     req = CaptureRequest(charge=ref(), amount=Money.jpy(600))
-    charge = drive(provider.capture(req, make_ctx(key="order-1-cap")), script)
+    charge = drive(provider.capture(req, make_ctx(key="order-1-cap")), script, cache)
     (call,) = script.calls
     assert call.url.endswith("/v1/charges/ch_1/capture")
     assert call.headers["Idempotency-Key"] == "pg-capture-order-1-cap"
     assert form(call) == {"amount": "600"}
-    assert charge.amount == Money.jpy(600)
+    assert charge.status is ChargeStatus.SUCCEEDED
+    assert charge.amount == Money.jpy(1000)
     assert charge.amount_captured == Money.jpy(600)
+    assert charge.amount_refunded == Money.jpy(0)
     assert charge.refundable == Money.jpy(600)
+    # Every later reading remembers the release: a 100 refund is 100, not 500.
+    later = charge_obj(amount=wire_amount, amount_refunded=500, refunded=True)
+    read = drive(provider.status(ref(), make_ctx(key=None)), Script(reply(200, later)), cache)
+    assert read.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert read.amount_refunded == Money.jpy(100)
+    assert read.refundable == Money.jpy(500)
+
+
+def test_partial_capture_read_from_the_record_without_the_memo(
+    provider: PayjpProvider, make_ctx: Any
+) -> None:
+    later = charge_obj(amount_refunded=1000, refunded=True)
+    known = ref(amount_captured=Money.jpy(600), amount_refunded=Money.jpy(0))
+    read = drive(provider.status(known, make_ctx(key=None)), Script(reply(200, later)))
+    assert read.status is ChargeStatus.REFUNDED
+    assert read.amount_refunded == Money.jpy(600)
+
+
+def test_capture_below_the_minimum_is_refused(provider: PayjpProvider, make_ctx: Any) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        provider.capture(CaptureRequest(charge=ref(), amount=Money.jpy(49)), make_ctx())
+    assert info.value.param == "amount"
 
 
 def test_capture_more_than_authorised_is_refused(provider: PayjpProvider, make_ctx: Any) -> None:
@@ -438,10 +475,13 @@ def test_cancel_of_captured_charge_is_refused(provider: PayjpProvider, make_ctx:
 
 
 def test_partial_refund(provider: PayjpProvider, make_ctx: Any) -> None:
-    script = Script(reply(200, charge_obj(amount_refunded=300)))
+    script = Script(
+        reply(200, charge_obj()), reply(200, charge_obj(amount_refunded=300, refunded=True))
+    )
     req = RefundRequest(charge=ref(), amount=Money.jpy(300), reason="damaged")
     refund = drive(provider.refund(req, make_ctx(key="r1")), script)
-    (call,) = script.calls
+    assert [c.step for c in script.calls] == ["charges.get", "charges.refund"]
+    call = script.calls[1]
     assert call.url.endswith("/v1/charges/ch_1/refund")
     assert call.retry is Retry.KEYED
     assert call.headers["Idempotency-Key"] == "pg-refund-r1"
@@ -450,23 +490,38 @@ def test_partial_refund(provider: PayjpProvider, make_ctx: Any) -> None:
     assert refund.status is RefundStatus.SUCCEEDED
     assert refund.reason == "damaged"
     assert refund.charge_id == "pg_ch_1"
+    assert refund.charge_refunded_total == Money.jpy(300)
+
+
+def test_refund_more_than_refundable_is_refused_before_sending(
+    provider: PayjpProvider, make_ctx: Any
+) -> None:
+    script = Script(reply(200, charge_obj(amount_refunded=800, refunded=True)))
+    req = RefundRequest(charge=ref(), amount=Money.jpy(300))
+    with pytest.raises(InvalidRequest, match="refundable"):
+        drive(provider.refund(req, make_ctx(key="r9")), script)
+    assert [c.step for c in script.calls] == ["charges.get"]
 
 
 def test_full_refund_reads_the_charge_first(provider: PayjpProvider, make_ctx: Any) -> None:
     script = Script(
-        reply(200, charge_obj(amount_refunded=300)),
+        reply(200, charge_obj(amount_refunded=300, refunded=True)),
         reply(200, charge_obj(amount_refunded=1000, refunded=True)),
     )
     refund = drive(provider.refund(RefundRequest(charge=ref()), make_ctx(key="r2")), script)
     assert [c.step for c in script.calls] == ["charges.get", "charges.refund"]
     assert form(script.calls[1]) == {}
     assert refund.amount == Money.jpy(700)
+    assert refund.charge_refunded_total == Money.jpy(1000)
 
 
 def test_refund_error_keeps_code(provider: PayjpProvider, make_ctx: Any) -> None:
     req = RefundRequest(charge=ref(), amount=Money.jpy(300))
     with pytest.raises(ProviderRejected) as info:
-        drive(provider.refund(req, make_ctx()), Script(error(400, "refund_amount_gt_net")))
+        drive(
+            provider.refund(req, make_ctx()),
+            Script(reply(200, charge_obj()), error(400, "refund_amount_gt_net")),
+        )
     assert info.value.provider_code == "refund_amount_gt_net"
 
 
@@ -474,11 +529,14 @@ def test_refund_error_keeps_code(provider: PayjpProvider, make_ctx: Any) -> None
 
 
 def test_policies_and_capabilities(provider: PayjpProvider) -> None:
-    for operation in (Operation.CHARGE, Operation.REFUND, Operation.CAPTURE, Operation.CANCEL):
+    charge = provider.policy(Operation.CHARGE)
+    assert (charge.key, charge.key_window, charge.lookup) == ("header", KEY_WINDOW, False)
+    # v1 documents no key semantics for these: a lost answer is looked up first.
+    for operation in (Operation.REFUND, Operation.CAPTURE, Operation.CANCEL):
         policy = provider.policy(operation)
         assert policy.key == "header"
-        assert policy.key_window == KEY_WINDOW
-        assert not policy.lookup
+        assert policy.key_window is None
+        assert policy.lookup
     caps = provider.capabilities()
     card = caps.methods["card"]
     assert (card.refund, card.multiple_refunds, card.capture, card.cancel) == (

@@ -57,7 +57,8 @@ def test_charge_capture_refund_status(gw: Any, sandbox: Any) -> None:
     assert auth.provider == "payjp"
     captured = gw.capture("card", auth.id, amount=Money.jpy(4000), idempotency_key="gw-cap-1")
     assert captured.status is ChargeStatus.SUCCEEDED
-    assert captured.amount == Money.jpy(4000)
+    assert (captured.amount, captured.amount_captured) == (Money.jpy(5000), Money.jpy(4000))
+    assert captured.amount_refunded == Money.jpy(0)
     first = gw.refund("card", auth.id, amount=Money.jpy(1000), idempotency_key="gw-r-1")
     assert isinstance(first, Refund)
     assert first.amount == Money.jpy(1000)
