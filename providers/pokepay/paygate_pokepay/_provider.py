@@ -90,7 +90,7 @@ from ._wire import Answer, Wire, as_amount, as_time, field
 if TYPE_CHECKING:
     from paygate.sandbox import Emulator
 
-__all__ = ["PokepayProvider"]
+__all__ = ["PokepayProvider", "payment_request_id"]
 
 MIN_AMOUNT = 1
 # Not documented. Each private money has its own transfer_limit, answered with
@@ -150,6 +150,16 @@ def paid_amount(data: Mapping[str, Any]) -> int:
                 + as_amount(campaign, "campaign_point_amount")
             )
     return as_amount(field(data, "amount"), "amount")
+
+
+def payment_request_id(ctx: OpContext) -> str:
+    """The ``request_id`` of the wallet payment of ``ctx``'s idempotency key.
+
+    Documented as "UUID V4 format": the bytes of paygate's UUIDv5 of the key carry the
+    v4 version and variant bits, so the id stays deterministic for the key (a re-send
+    after a crash sends the same id) and is an RFC-valid v4 UUID.
+    """
+    return str(uuid.UUID(bytes=ctx.key_uuid("payment").bytes, version=4))
 
 
 def _nested_id(data: Mapping[str, Any], *path: str) -> str | None:
@@ -587,9 +597,7 @@ class PokepayProvider(Provider):
     def _request_id(self, ctx: OpContext) -> str:
         if ctx.idempotency_key is None:
             raise _invalid("a charge needs an idempotency key", "idempotency_key")
-        # Documented as "UUID V4 format": the derived bytes carry the v4 version and
-        # variant bits, so the id stays deterministic for the key and is RFC-valid v4.
-        return str(uuid.UUID(bytes=ctx.key_uuid("payment").bytes, version=4))
+        return payment_request_id(ctx)
 
     @staticmethod
     def _legacy_request_id(ctx: OpContext) -> str:
