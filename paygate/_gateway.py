@@ -6,27 +6,25 @@ runs the flows (blocking or asyncio).
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from . import _checks as checks
 from . import _operations as ops
 from ._adapter import ChargeRequest, OpContext, Provider
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
+from ._exactly_once import Env
 from ._flow import Flow
 from ._models import (
     Capabilities,
     Card,
     Charge,
-    Event,
-    MethodCapabilities,
     PaymentMethod,
     PayoutBalance,
     Refund,
@@ -34,6 +32,7 @@ from ._models import (
 from ._money import Money
 from ._retry import RetryPolicy
 from ._stores import Store, open_store
+from ._webhooks import AsyncWebhooks, SyncWebhooks
 
 if TYPE_CHECKING:
     # pydantic-settings is heavy: the config module loads on the first from_config().
@@ -45,245 +44,13 @@ if TYPE_CHECKING:
 __all__ = ["AsyncGateway", "Gateway"]
 
 T = TypeVar("T")
-Handler = Callable[[Event], Any]
-
-_MAX_KEY = 255
-_MAX_METADATA_KEYS = 50
-_MAX_METADATA_KEY = 40
-_MAX_METADATA_VALUE = 500
-_MAX_DESCRIPTION = 255
 
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _key(value: object, param: str = "idempotency_key") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest("an idempotency key (non-empty string) is required", param=param)
-    if len(value) > _MAX_KEY:
-        raise InvalidRequest(f"idempotency key longer than {_MAX_KEY} characters", param=param)
-    if not value.isprintable():
-        raise InvalidRequest("idempotency key has non-printable characters", param=param)
-    return value
-
-
-def _metadata(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidRequest("metadata must be a mapping of strings to strings", param="metadata")
-    if len(value) > _MAX_METADATA_KEYS:
-        raise InvalidRequest(f"metadata has more than {_MAX_METADATA_KEYS} keys", param="metadata")
-    out: dict[str, str] = {}
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidRequest(
-                "metadata must be flat: string keys and string values", param="metadata"
-            )
-        if not k or len(k) > _MAX_METADATA_KEY:
-            raise InvalidRequest(
-                f"metadata key must be 1-{_MAX_METADATA_KEY} characters", param="metadata"
-            )
-        if len(v) > _MAX_METADATA_VALUE:
-            raise InvalidRequest(
-                f"metadata value longer than {_MAX_METADATA_VALUE} characters", param="metadata"
-            )
-        out[k] = v
-    _encodable(out, "metadata")
-    return out
-
-
-_MAX_REASON = 255
-_MAX_WAIT = 86_400.0 * 60
-
-
-def _text(value: object, param: str, *, limit: int) -> str:
-    """A string that every provider and store can carry: UTF-8 encodable, bounded."""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{param} must be a string", param=param)
-    if len(value) > limit:
-        raise InvalidRequest(f"{param} longer than {limit} characters", param=param)
-    _encodable(value, param)
-    return value
-
-
-def _encodable(value: object, param: str) -> None:
-    """Refuse text that cannot be sent (a lone surrogate cannot be encoded as UTF-8)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequest(
-                f"{param} has characters that cannot be encoded (lone surrogates)", param=param
-            ) from None
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _encodable(k, param)
-            _encodable(v, param)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _encodable(item, param)
-
-
-def _as_sent(req: ChargeRequest, caps: MethodCapabilities) -> ChargeRequest:
-    """What goes to the provider: metadata or a description the method cannot carry is
-    kept by paygate, not sent (see `MethodCapabilities.metadata`)."""
-    if caps.metadata and caps.description:
-        return req
-    return replace(
-        req,
-        metadata=req.metadata if caps.metadata else {},
-        description=req.description if caps.description else None,
-    )
-
-
-def _optional_money(value: object, param: str = "amount") -> Money | None:
-    if value is not None and not isinstance(value, Money):
-        raise InvalidRequest(f"{param} must be Money (e.g. Money.jpy(500)) or None", param=param)
-    return value
-
-
-def _reason(value: object) -> str | None:
-    return None if value is None else _text(value, "reason", limit=_MAX_REASON)
-
-
-def _timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest("timeout must be a number of seconds", param="timeout")
-    seconds = float(value)
-    if not 0 <= seconds <= _MAX_WAIT:  # also refuses NaN
-        raise InvalidRequest(
-            f"timeout must be between 0 and {_MAX_WAIT:.0f} seconds", param="timeout"
-        )
-    return seconds
-
-
-def _webhook_input(headers: object, body: object) -> tuple[dict[str, str], bytes]:
-    """The delivery as paygate reads it, or `InvalidRequest` (the endpoint answers 400)."""
-    if isinstance(body, bytearray | memoryview):
-        body = bytes(body)
-    if isinstance(body, str):
-        try:
-            body = body.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequest("webhook body cannot be encoded", param="body") from None
-    if not isinstance(body, bytes):
-        raise InvalidRequest("webhook body must be bytes", param="body")
-    if not isinstance(headers, Mapping):
-        raise InvalidRequest("webhook headers must be a mapping", param="headers")
-    out: dict[str, str] = {}
-    for raw_k, raw_v in headers.items():
-        k = raw_k.decode("latin-1") if isinstance(raw_k, bytes) else raw_k
-        v = raw_v.decode("latin-1") if isinstance(raw_v, bytes) else raw_v
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidRequest("webhook headers must be strings", param="headers")
-        out[k.lower()] = v
-    return out, body
-
-
-class _Webhooks:
-    def __init__(self, gateway: _GatewayBase) -> None:
-        self._gateway = gateway
-        self._handlers: dict[str, list[Handler]] = {}
-
-    def on(self, event_type: str = "*") -> Callable[[Handler], Handler]:
-        """Register a handler for ``event_type`` (``"*"``: every event).
-
-        Handlers run once per event, however often the provider delivers it.
-
-        >>> @gw.webhooks.on("charge.succeeded")  # doctest: +SKIP
-        ... def paid(event): ...
-        """
-
-        def register(fn: Handler) -> Handler:
-            self._handlers.setdefault(event_type, []).append(fn)
-            return fn
-
-        return register
-
-    def _for(self, event: Event) -> list[Handler]:
-        return [*self._handlers.get(event.type, ()), *self._handlers.get("*", ())]
-
-    def _check_body(self, body: bytes) -> None:
-        if len(body) > self._gateway.webhook_max_body:
-            raise InvalidRequest("webhook body too large", param="body")
-
-    def asgi(self) -> Any:
-        """A Starlette app with one route per account: ``POST /{account}``.
-
-        Bad token: 401, nothing recorded. Malformed or oversized body: 400. Handler
-        failure: 500, so the provider retries.
-        """
-        from ._webhooks_asgi import webhook_app
-
-        return webhook_app(self._gateway)
-
-
-class SyncWebhooks(_Webhooks):
-    """``gw.webhooks`` of a `Gateway`."""
-
-    def handle(self, account: str, headers: Mapping[str, str], body: bytes) -> list[Event]:
-        """Verify, normalise, deduplicate and record a delivery; run handlers once.
-
-        >>> events = gw.webhooks.handle("konbini", request.headers, request.body)  # doctest: +SKIP
-        """
-        gw = self._gateway
-        assert isinstance(gw, Gateway)
-        headers, body = _webhook_input(headers, body)
-        self._check_body(body)
-        provider = gw.provider(account)
-        results = gw._run(account, "webhook", ops.webhook(provider, gw._env, headers, body))
-        claimed = [event_id for _, event_id, mine in results if mine]
-        try:
-            for event, _, mine in results:
-                if mine:
-                    for handler in self._for(event):
-                        outcome = handler(event)
-                        if inspect.isawaitable(outcome):
-                            raise TypeError("async webhook handlers need AsyncGateway")
-        except BaseException:
-            gw._run(
-                account, "webhook.release", ops.settle_events(gw._env, account, claimed, ok=False)
-            )
-            raise
-        gw._run(account, "webhook.finish", ops.settle_events(gw._env, account, claimed, ok=True))
-        return [event for event, _, _ in results]
-
-
-class AsyncWebhooks(_Webhooks):
-    """``gw.webhooks`` of an `AsyncGateway`."""
-
-    async def handle(self, account: str, headers: Mapping[str, str], body: bytes) -> list[Event]:
-        """Verify, normalise, deduplicate and record a delivery; run handlers once."""
-        gw = self._gateway
-        assert isinstance(gw, AsyncGateway)
-        headers, body = _webhook_input(headers, body)
-        self._check_body(body)
-        provider = gw.provider(account)
-        results = await gw._run(account, "webhook", ops.webhook(provider, gw._env, headers, body))
-        claimed = [event_id for _, event_id, mine in results if mine]
-        try:
-            for event, _, mine in results:
-                if mine:
-                    for handler in self._for(event):
-                        outcome = handler(event)
-                        if inspect.isawaitable(outcome):
-                            await outcome
-        except BaseException:
-            await gw._run(
-                account, "webhook.release", ops.settle_events(gw._env, account, claimed, ok=False)
-            )
-            raise
-        await gw._run(
-            account, "webhook.finish", ops.settle_events(gw._env, account, claimed, ok=True)
-        )
-        return [event for event, _, _ in results]
-
-
 class _GatewayBase:
-    _webhooks: _Webhooks
-
     def __init__(
         self,
         accounts: Mapping[str, Provider] | Sequence[AccountConfig],
@@ -322,7 +89,7 @@ class _GatewayBase:
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.retry = retry or RetryPolicy()
         self.webhook_max_body = webhook_max_body
-        self._env = ops.Env(
+        self._env = Env(
             owner=_owner(),
             clock=clock or (lambda: datetime.now(UTC)),
             lease=lease,
@@ -359,11 +126,6 @@ class _GatewayBase:
     def accounts(self) -> tuple[str, ...]:
         """The configured account names."""
         return tuple(self._providers)
-
-    @property
-    def webhooks(self) -> Any:
-        """Webhook handling: ``handle``, ``on``, ``asgi``."""
-        return self._webhooks
 
     def provider(self, account: str) -> Provider:
         """The adapter instance serving ``account``."""
@@ -445,16 +207,16 @@ class _GatewayBase:
         text = (
             None
             if description is None
-            else _text(description, "description", limit=_MAX_DESCRIPTION)
+            else checks.text(description, "description", limit=checks.MAX_DESCRIPTION)
         )
-        _encodable(method.model_dump(), "method")  # type: ignore[attr-defined]
+        checks.encodable(method.model_dump(), "method")  # type: ignore[attr-defined]
         req = ChargeRequest(
             amount=amount,
             method=method,  # type: ignore[arg-type]
             description=text,
-            metadata=_metadata(metadata),
+            metadata=checks.metadata(metadata),
         )
-        provider.validate_charge(_as_sent(req, caps.methods[method_type]))
+        provider.validate_charge(checks.as_sent(req, caps.methods[method_type]))
         return provider, req
 
     def _charge_flow(
@@ -509,6 +271,15 @@ class Gateway(_GatewayBase):
         )
         self._webhooks = SyncWebhooks(self)
 
+    @property
+    def webhooks(self) -> SyncWebhooks:
+        """Webhook handling: ``handle``, ``on``, ``asgi``.
+
+        >>> @gw.webhooks.on("charge.succeeded")  # doctest: +SKIP
+        ... def paid(event: Event) -> None: ...
+        """
+        return self._webhooks
+
     def _run(self, account: str, operation: str, flow: Flow[T]) -> T:
         return self._driver.run(flow, account=account, operation=operation)
 
@@ -527,7 +298,7 @@ class Gateway(_GatewayBase):
         Retrying with the same key (even after a crash) returns the same charge; the
         same key with a different request raises `IdempotencyConflict`.
         """
-        key = _key(idempotency_key)
+        key = checks.key(idempotency_key)
         provider, req = self._charge_request(account, amount, method, description, metadata)
         return self._run(account, "charge", self._charge_flow(account, provider, req, key))
 
@@ -549,7 +320,7 @@ class Gateway(_GatewayBase):
                 self.provider(account),
                 self._env,
                 charge_id,
-                _timeout(timeout),
+                checks.timeout(timeout),
                 monotonic=self._monotonic,
             ),
         )
@@ -564,9 +335,9 @@ class Gateway(_GatewayBase):
         reason: str | None = None,
     ) -> Refund:
         """Refund ``amount`` (default: everything refundable), exactly once per key."""
-        key = _key(idempotency_key)
-        amount = _optional_money(amount)
-        reason = _reason(reason)
+        key = checks.key(idempotency_key)
+        amount = checks.optional_money(amount)
+        reason = checks.reason(reason)
         return self._run(
             account,
             "refund",
@@ -575,7 +346,7 @@ class Gateway(_GatewayBase):
 
     def cancel(self, account: str, charge_id: str, *, idempotency_key: str | None = None) -> Charge:
         """Cancel an unpaid charge or void an authorisation."""
-        key = _key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
         return self._run(
             account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key)
         )
@@ -589,11 +360,13 @@ class Gateway(_GatewayBase):
         idempotency_key: str | None = None,
     ) -> Charge:
         """Capture an authorised charge (all of it, or ``amount``)."""
-        key = _key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
         return self._run(
             account,
             "capture",
-            ops.capture(self.provider(account), self._env, charge_id, _optional_money(amount), key),
+            ops.capture(
+                self.provider(account), self._env, charge_id, checks.optional_money(amount), key
+            ),
         )
 
     def payout_balance(self, account: str) -> PayoutBalance:
@@ -654,6 +427,11 @@ class AsyncGateway(_GatewayBase):
         )
         self._webhooks = AsyncWebhooks(self)
 
+    @property
+    def webhooks(self) -> AsyncWebhooks:
+        """Webhook handling: ``handle`` (awaited), ``on``, ``asgi``."""
+        return self._webhooks
+
     def _run(self, account: str, operation: str, flow: Flow[T]) -> Awaitable[T]:
         return self._driver.run(flow, account=account, operation=operation)
 
@@ -668,7 +446,7 @@ class AsyncGateway(_GatewayBase):
         metadata: Mapping[str, str] | None = None,
     ) -> Charge:
         """See `Gateway.charge`."""
-        key = _key(idempotency_key)
+        key = checks.key(idempotency_key)
         provider, req = self._charge_request(account, amount, method, description, metadata)
         return await self._run(account, "charge", self._charge_flow(account, provider, req, key))
 
@@ -687,7 +465,7 @@ class AsyncGateway(_GatewayBase):
                 self.provider(account),
                 self._env,
                 charge_id,
-                _timeout(timeout),
+                checks.timeout(timeout),
                 monotonic=self._monotonic,
             ),
         )
@@ -702,9 +480,9 @@ class AsyncGateway(_GatewayBase):
         reason: str | None = None,
     ) -> Refund:
         """See `Gateway.refund`."""
-        key = _key(idempotency_key)
-        amount = _optional_money(amount)
-        reason = _reason(reason)
+        key = checks.key(idempotency_key)
+        amount = checks.optional_money(amount)
+        reason = checks.reason(reason)
         return await self._run(
             account,
             "refund",
@@ -715,7 +493,7 @@ class AsyncGateway(_GatewayBase):
         self, account: str, charge_id: str, *, idempotency_key: str | None = None
     ) -> Charge:
         """See `Gateway.cancel`."""
-        key = _key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
         return await self._run(
             account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key)
         )
@@ -729,11 +507,13 @@ class AsyncGateway(_GatewayBase):
         idempotency_key: str | None = None,
     ) -> Charge:
         """See `Gateway.capture`."""
-        key = _key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
         return await self._run(
             account,
             "capture",
-            ops.capture(self.provider(account), self._env, charge_id, _optional_money(amount), key),
+            ops.capture(
+                self.provider(account), self._env, charge_id, checks.optional_money(amount), key
+            ),
         )
 
     async def payout_balance(self, account: str) -> PayoutBalance:

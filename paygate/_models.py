@@ -27,6 +27,8 @@ __all__ = [
     "ChargeStatus",
     "DisplayQR",
     "Event",
+    "EventName",
+    "EventType",
     "Failure",
     "Konbini",
     "KonbiniSlip",
@@ -464,16 +466,54 @@ class Capabilities(_Frozen):
 # ----------------------------------------------------------------------------- events
 
 
+class EventType(enum.StrEnum):
+    """The normalised webhook event types (compare equal to their strings).
+
+    >>> EventType("charge.succeeded") is EventType.CHARGE_SUCCEEDED
+    True
+    """
+
+    CHARGE_SUCCEEDED = "charge.succeeded"
+    CHARGE_FAILED = "charge.failed"
+    CHARGE_EXPIRED = "charge.expired"
+    CHARGE_CANCELED = "charge.canceled"
+    CHARGE_UPDATED = "charge.updated"
+    CHARGE_REFUNDED = "charge.refunded"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+    PAYOUT_BALANCE_FIXED = "payout.balance_fixed"
+    PAYOUT_UPDATED = "payout.updated"
+    PROVIDER_OTHER = "provider.other"
+
+
+#: An event type as a string literal (``gw.webhooks.on("charge.succeeded")``): a typo is
+#: a type error under mypy and a `ConfigurationError` at run time.
+EventName = Literal[
+    "charge.succeeded",
+    "charge.failed",
+    "charge.expired",
+    "charge.canceled",
+    "charge.updated",
+    "charge.refunded",
+    "refund.succeeded",
+    "refund.failed",
+    "payout.balance_fixed",
+    "payout.updated",
+    "provider.other",
+]
+
+
 class Event(_Frozen):
     """A normalised webhook event.
 
-    ``type`` is one of ``charge.succeeded``, ``charge.failed``, ``charge.expired``,
-    ``charge.canceled``, ``charge.updated``, ``charge.refunded``, ``refund.succeeded``,
-    ``refund.failed``, ``payout.balance_fixed``, ``payout.updated`` or ``provider.other``.
+    ``type`` is an `EventType`: ``charge.succeeded``, ``charge.failed``,
+    ``charge.expired``, ``charge.canceled``, ``charge.updated``, ``charge.refunded``,
+    ``refund.succeeded``, ``refund.failed``, ``payout.balance_fixed``, ``payout.updated``
+    or ``provider.other``.
     """
 
     id: str
-    type: str
+    type: EventType
     account: str
     provider: str
     provider_event_id: str | None = None

@@ -1,16 +1,9 @@
-"""The gateway's operations as flows: idempotency, recovery and tracking, written once.
+"""The gateway's operations as flows: charge, status, wait, refund, cancel, capture,
+payout balance and the reconcile lookup, each wrapped in the exactly-once protocol
+(`paygate._exactly_once`) and folded into the charge's record.
 
-Each operation wraps a provider flow with the store effects that make it exactly-once:
-
-1. ``begin`` records the intent before any I/O (conflict, in-progress and replay are
-   decided here, atomically, by the store);
-2. when an earlier attempt may have reached the provider, the provider's declared
-   policy decides: look the object up, re-send inside the key window, or stop with
-   `OutcomeUnknown` and keep the record for reconciliation;
-3. the result is recorded in the charge tracker, then stored for replay.
-
-The drivers run these flows exactly like provider flows, so the policy exists once for
-sync and async.
+The record is paygate's one truth about a charge: every provider answer (response,
+poll, webhook, reconcile) is folded into it, and a stale answer never wins over it.
 """
 
 from __future__ import annotations
@@ -18,11 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, TypeVar
 
+from . import _exactly_once as once
 from ._adapter import (
     CancelRequest,
     CaptureRequest,
@@ -30,73 +24,33 @@ from ._adapter import (
     ChargeRequest,
     OpContext,
     Operation,
-    OperationPolicy,
-    Outcome,
-    ParsedEvent,
     Provider,
     RefundRequest,
-    default_outcome,
 )
 from ._effects import (
-    BeginKey,
-    ClaimEvent,
     CompleteCharge,
     CompleteKey,
-    FailKey,
-    FindCharge,
-    FinishEvent,
     GetCharge,
-    MarkUnknown,
     RecordCharge,
-    ReleaseEvent,
     ReleaseKey,
 )
 from ._errors import (
-    IdempotencyConflict,
-    IdempotencyInProgress,
     InvalidRequest,
-    MalformedResponse,
     NotSupported,
     OutcomeUnknown,
     PaygateError,
-    ProviderError,
     ProviderUnavailable,
 )
-from ._flow import Call, Flow, Retry, Sleep, TransportFailure
-from ._models import Charge, ChargeStatus, Event, PayoutBalance, Refund
+from ._exactly_once import Env
+from ._flow import Flow, Sleep, TransportFailure
+from ._models import Charge, ChargeStatus, PayoutBalance, Refund
 from ._money import Money
-from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate, ClaimOutcome
+from ._stores import BeginOutcome, ChargeRecord, ChargeUpdate
 
 T = TypeVar("T")
 
 # Method fields that are personal data or card credentials: never kept in a hint.
 _PERSONAL = {"customer_name", "phone", "email", "customer_id", "token", "customer", "memo"}
-
-#: What an error means for the key: the provider's own classification, else its class.
-Classify = Callable[[PaygateError], Outcome]
-
-
-def classifier(provider: Provider) -> Classify:
-    """The outcome of an error raised by ``provider``'s flows (see `Outcome`)."""
-
-    def classify(error: PaygateError) -> Outcome:
-        return provider.outcome_of(error) or default_outcome(error)
-
-    return classify
-
-
-@dataclass(frozen=True, slots=True)
-class Env:
-    """What the operations take from their gateway."""
-
-    owner: str
-    clock: Callable[[], datetime]
-    lease: timedelta
-    new_uuid: Callable[[], Any]
-
-
-#: What is kept with an unknown outcome for reconciliation (or a function making it).
-Hint = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
 
 
 def _digest(*parts: str) -> str:
@@ -195,305 +149,6 @@ def _local(charge: Charge, kept: ChargeRecord | Mapping[str, str] | None) -> Cha
 # --------------------------------------------------------------------------- helpers
 
 
-def _begin(
-    env: Env, key: str, *, account: str, operation: str, fp: str, charge_id: str | None
-) -> Flow[Begin]:
-    begin: Begin = yield BeginKey(
-        key=key,
-        account=account,
-        operation=operation,
-        fingerprint=fp,
-        owner=env.owner,
-        lease=env.lease,
-        now=env.clock(),
-        charge_id=charge_id,
-    )
-    if begin.outcome is BeginOutcome.CONFLICT:
-        raise IdempotencyConflict(
-            f"idempotency key already used for a different {operation} request"
-        )
-    if begin.outcome is BeginOutcome.IN_PROGRESS:
-        raise IdempotencyInProgress(
-            f"another worker is running this {operation} right now; retry with the same key"
-        )
-    return begin
-
-
-def _replayed(begin: Begin) -> dict[str, Any]:
-    record = begin.record
-    if record.state == "failed":
-        raise PaygateError.from_dict(record.result or {})
-    if record.result is None:  # pragma: no cover - store invariant
-        raise OutcomeUnknown("stored record has no result")
-    return record.result
-
-
-def _mutate(
-    env: Env,
-    key: str,
-    policy: OperationPolicy,
-    ctx: OpContext,
-    begin: Begin,
-    create: Callable[[], Flow[T]],
-    lookup: Callable[[], Flow[T | None]] | None,
-    hint: Hint = None,
-    classify: Classify = default_outcome,
-) -> Flow[T]:
-    """Run ``create`` exactly once at the provider, whatever failed before.
-
-    Every failure is classified once (`Outcome`, by the provider's declaration or the
-    error's class) and the class alone decides what happens to the key. ``hint`` (no
-    personal data; or a function that makes it, called only when needed) is kept with
-    an unknown outcome so that reconciliation can ask the provider later.
-    """
-    if begin.recovering:
-        if lookup is not None:
-            try:
-                found = yield from _look(env, key, ctx, lookup, hint)
-            except _Settled as settled:
-                raise settled.error from None
-            if found is not None:
-                return found
-        elif not policy.keyed:
-            yield from _unknown(
-                env, key, "earlier attempt unresolved; provider has no lookup", hint
-            )
-            raise OutcomeUnknown(
-                "an earlier attempt may have reached the provider, which offers neither an "
-                "idempotency key nor a lookup; run `paygate reconcile`",
-                provider=ctx.provider,
-            )
-        if policy.window_passed(begin.record.created_at, env.clock()):
-            # Nothing was found (or nothing can be asked), and the provider may have
-            # forgotten the key: a re-send could act twice.
-            yield from _unknown(env, key, "provider key window passed", hint)
-            raise OutcomeUnknown(
-                "an earlier attempt may have reached the provider and its idempotency "
-                "window for this key has passed (or is not stated); run `paygate reconcile`",
-                provider=ctx.provider,
-            )
-    sent = _Sent()
-    try:
-        return (
-            yield from _send(
-                env,
-                key,
-                policy,
-                ctx,
-                lambda: _watched(create(), sent),
-                lookup,
-                hint,
-                classify,
-                repeat=begin.recovering,
-            )
-        )
-    except _Settled as settled:
-        raise settled.error from None
-    except GeneratorExit:
-        # The flow was abandoned (a cancelled task): nothing may be yielded any more.
-        # The record stays started until its lease runs out, then recovers.
-        raise
-    except PaygateError as exc:
-        outcome = classify(exc)
-        if sent and not isinstance(exc, ProviderError):
-            # paygate's own error after a request went out (an answer it could not
-            # use): the provider may have acted, whatever the error's class says.
-            outcome = Outcome.UNKNOWN
-        yield from _settle(env, key, exc, outcome, repeat=begin.recovering, hint=hint)
-        raise
-    except BaseException:
-        if not sent and not begin.recovering:
-            # Nothing went out (a bug before sending): the key may start afresh.
-            yield ReleaseKey(key, env.owner)
-            raise
-        # Anything else (a bug, KeyboardInterrupt): we cannot tell what happened.
-        yield from _unknown(env, key, "unexpected error", hint)
-        raise
-
-
-class _Sent:
-    """Whether a flow has sent a request that may change something (not a read)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = False
-
-    def __bool__(self) -> bool:
-        return self.value
-
-
-def _watched(flow: Flow[T], sent: _Sent) -> Flow[T]:
-    """``flow`` unchanged, noting in ``sent`` when it sends a mutating request."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        error = None
-        if isinstance(effect, Call) and effect.retry is not Retry.SAFE:
-            sent.value = True
-        try:
-            value = yield effect
-        except GeneratorExit:
-            flow.close()
-            raise
-        except BaseException as exc:  # thrown in by the driver: pass it on to the flow
-            value, error = None, exc
-
-
-class _Settled(Exception):
-    """The store already holds the outcome of ``error``: raise it as it is."""
-
-    def __init__(self, error: PaygateError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _settle(
-    env: Env, key: str, error: PaygateError, outcome: Outcome, *, repeat: bool, hint: Hint
-) -> Flow[None]:
-    """Record what ``error`` means for the key.
-
-    ``repeat``: this attempt may repeat an earlier send (a re-send after a lost answer,
-    or a recovery), so a refusal that did nothing now says nothing about the first.
-    """
-    if outcome is Outcome.REFUSED or (outcome is Outcome.MAYBE_DONE and not repeat):
-        yield FailKey(key, env.owner, error.to_dict())
-        return
-    # The key stays open: a retry with it reaches the provider (or recovers). Say so on
-    # the error, whatever its class, so merchants can tell from `retryable` alone.
-    error.retryable = True
-    if outcome is Outcome.RETRYABLE and not repeat:
-        yield ReleaseKey(key, env.owner)
-    else:
-        code = error.provider_code or error.http_status
-        yield from _unknown(env, key, f"{type(error).__name__}: {code} ({outcome})", hint)
-
-
-def _look(
-    env: Env, key: str, ctx: OpContext, lookup: Callable[[], Flow[T | None]], hint: Hint
-) -> Flow[T | None]:
-    """Ask the provider whether an earlier attempt took effect; failing that, unknown."""
-    try:
-        return (yield from lookup())
-    except (TransportFailure, PaygateError) as exc:
-        yield from _unknown(env, key, f"lookup failed while recovering: {type(exc).__name__}", hint)
-        raise _Settled(
-            OutcomeUnknown(
-                "an earlier attempt may have reached the provider and the lookup could not "
-                "tell; retry later with the same key or run `paygate reconcile`",
-                provider=ctx.provider,
-            )
-        ) from None
-
-
-def _maybe_done(
-    env: Env,
-    key: str,
-    ctx: OpContext,
-    lookup: Callable[[], Flow[T | None]] | None,
-    hint: Hint,
-    error: PaygateError,
-) -> Flow[T]:
-    """A repeat was refused in words that can mean the first attempt got through."""
-    if lookup is not None:
-        found = yield from _look(env, key, ctx, lookup, hint)
-        if found is not None:
-            return found
-    yield from _unknown(
-        env, key, f"repeat refused as already done: {error.provider_code or error.code}", hint
-    )
-    raise _Settled(
-        OutcomeUnknown(
-            "the provider refused a repeated request in terms that can mean the first one "
-            "took effect, and nothing could be found; run `paygate reconcile`",
-            provider=ctx.provider,
-            provider_code=error.provider_code,
-            provider_message=error.provider_message,
-            http_status=error.http_status,
-            request_id=error.request_id,
-        )
-    )
-
-
-def _send(
-    env: Env,
-    key: str,
-    policy: OperationPolicy,
-    ctx: OpContext,
-    create: Callable[[], Flow[T]],
-    lookup: Callable[[], Flow[T | None]] | None,
-    hint: Hint,
-    classify: Classify,
-    *,
-    repeat: bool,
-) -> Flow[T]:
-    """``create``; after a failure that may have reached the provider, look up first and
-    re-send only where that is safe. Errors of a first send propagate to `_mutate`, which
-    classifies them; transport outcomes and re-sends are settled here."""
-    try:
-        return (yield from create())
-    except TransportFailure as exc:
-        if not exc.sent:
-            if repeat:
-                yield from _unknown(env, key, "provider unreachable while recovering", hint)
-            else:
-                yield ReleaseKey(key, env.owner)
-            raise _Settled(
-                ProviderUnavailable(
-                    f"could not reach the provider ({exc})", provider=ctx.provider, retryable=True
-                )
-            ) from None
-        first = exc
-    except PaygateError as exc:
-        if repeat and classify(exc) is Outcome.MAYBE_DONE:
-            return (yield from _maybe_done(env, key, ctx, lookup, hint, exc))
-        raise
-    resend = False
-    if lookup is not None:
-        # The request may have been processed: ask before anything is re-sent.
-        try:
-            found = yield from lookup()
-        except (TransportFailure, PaygateError):
-            found = None
-        else:
-            if found is not None:
-                return found
-            resend = True
-    elif policy.keyed:
-        resend = True
-    if resend:
-        try:
-            return (yield from create())
-        except TransportFailure:
-            pass
-        except PaygateError as exc:
-            outcome = classify(exc)
-            if outcome is Outcome.MAYBE_DONE:
-                return (yield from _maybe_done(env, key, ctx, lookup, hint, exc))
-            # The re-send did nothing or was refused; the first send may still have
-            # acted unless the provider decided (a decline stands for the key).
-            yield from _settle(env, key, exc, outcome, repeat=True, hint=hint)
-            raise _Settled(exc) from None
-    yield from _unknown(env, key, f"transport failure after sending: {first}", hint)
-    raise _Settled(
-        OutcomeUnknown(
-            "the request may have reached the provider and no answer came back; "
-            "retry later with the same key or run `paygate reconcile`",
-            provider=ctx.provider,
-        )
-    )
-
-
-def _unknown(env: Env, key: str, detail: str, hint: Hint = None) -> Flow[None]:
-    extra = hint() if callable(hint) else hint
-    text = json.dumps({"detail": detail, **(extra or {})}, ensure_ascii=False)
-    yield MarkUnknown(key, env.owner, text)
-
-
 def _read(flow: Flow[T], provider: str) -> Flow[T]:
     """Run a read-only flow; a transport failure becomes `ProviderUnavailable`."""
     try:
@@ -577,11 +232,11 @@ def charge(
             "metadata": dict(req.metadata),
         }
     )
-    begin = yield from _begin(
+    begin = yield from once.begin(
         env, skey, account=account, operation="charge", fp=fp, charge_id=charge_id
     )
     if begin.outcome is BeginOutcome.REPLAY:
-        return Charge.model_validate(_replayed(begin))
+        return Charge.model_validate(once.replayed(begin))
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     policy = provider.policy(Operation.CHARGE)
     sent = req
@@ -591,23 +246,23 @@ def charge(
             metadata=req.metadata if carries_metadata else {},
             description=req.description if carries_description else None,
         )
-    result = yield from _mutate(
-        env,
-        skey,
-        policy,
-        ctx,
-        begin,
-        lambda: provider.charge(sent, ctx),
-        (lambda: provider.lookup_charge(sent, ctx)) if policy.lookup else None,
-        lambda: {
+    result = yield from once.Attempt(
+        env=env,
+        key=skey,
+        policy=policy,
+        ctx=ctx,
+        started=begin,
+        create=lambda: provider.charge(sent, ctx),
+        lookup=(lambda: provider.lookup_charge(sent, ctx)) if policy.lookup else None,
+        hint=lambda: {
             "amount": req.amount.amount,
             "currency": req.amount.currency,
             "method": req.method.type,
             "method_fields": req.method.model_dump(mode="json", exclude=_PERSONAL),
             "charge_id": charge_id,
         },
-        classifier(provider),
-    )
+        classify=once.classifier(provider),
+    ).run()
     result = _local(result, req.metadata)
     # The charge's record and the key's result are written together (one transaction).
     record: ChargeRecord = yield CompleteCharge(
@@ -699,11 +354,11 @@ def refund(
     fp = fingerprint(
         {"charge": charge_id, "amount": None if amount is None else amount.amount, "reason": reason}
     )
-    begin = yield from _begin(
+    begin = yield from once.begin(
         env, skey, account=account, operation="refund", fp=fp, charge_id=charge_id
     )
     if begin.outcome is BeginOutcome.REPLAY:
-        return Refund.model_validate(_replayed(begin))
+        return Refund.model_validate(once.replayed(begin))
     try:
         if begin.recovering:
             # The checks passed when this key first ran; the refund may since be counted
@@ -736,17 +391,17 @@ def refund(
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
     policy = provider.policy(Operation.REFUND)
-    result = yield from _mutate(
-        env,
-        skey,
-        policy,
-        ctx,
-        begin,
-        lambda: provider.refund(req, ctx),
-        (lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
-        None,
-        classifier(provider),
-    )
+    result = yield from once.Attempt(
+        env=env,
+        key=skey,
+        policy=policy,
+        ctx=ctx,
+        started=begin,
+        create=lambda: provider.refund(req, ctx),
+        lookup=(lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
+        hint=None,
+        classify=once.classifier(provider),
+    ).run()
     result = result.model_copy(
         update={"id": refund_id_for(account, key), "charge_id": charge_id, "account": account}
     )
@@ -814,7 +469,7 @@ def _state_change(
     account = provider.account
     record = yield from _tracked(account, charge_id)
     skey = store_key(account, operation, key)
-    begin = yield from _begin(
+    begin = yield from once.begin(
         env,
         skey,
         account=account,
@@ -823,21 +478,21 @@ def _state_change(
         charge_id=charge_id,
     )
     if begin.outcome is BeginOutcome.REPLAY:
-        return Charge.model_validate(_replayed(begin))
+        return Charge.model_validate(once.replayed(begin))
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
     ref = ref_of(record)
     policy = provider.policy(operation)
-    result = yield from _mutate(
-        env,
-        skey,
-        policy,
-        ctx,
-        begin,
-        lambda: make(ref, ctx),
-        (lambda: look(ref, ctx)) if policy.lookup else None,
-        None,
-        classifier(provider),
-    )
+    result = yield from once.Attempt(
+        env=env,
+        key=skey,
+        policy=policy,
+        ctx=ctx,
+        started=begin,
+        create=lambda: make(ref, ctx),
+        lookup=(lambda: look(ref, ctx)) if policy.lookup else None,
+        hint=None,
+        classify=once.classifier(provider),
+    ).run()
     result = _local(result, record)
     updated = yield from _record(env, result, "response")
     result = view(result, updated)
@@ -914,133 +569,6 @@ def payout_balance(provider: Provider, env: Env) -> Flow[PayoutBalance]:
     )
 
 
-def event_id_of(parsed: ParsedEvent, body: bytes) -> str:
-    """The provider's event id, or a content hash where the provider gives none."""
-    if parsed.provider_event_id:
-        return parsed.provider_event_id
-    return "sha256:" + hashlib.sha256(body + parsed.provider_event_type.encode()).hexdigest()
-
-
-def webhook(
-    provider: Provider, env: Env, headers: Mapping[str, str], body: bytes
-) -> Flow[list[tuple[Event, str, bool]]]:
-    """Verify, normalise, deduplicate and record a delivery.
-
-    Returns each event with its dedup id and whether this worker claimed it (and must
-    run the handlers, then finish or release it).
-    """
-    try:
-        provider.verify_webhook(headers, body)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise MalformedResponse(
-            f"webhook body could not be read ({type(exc).__name__})", provider=provider.name
-        ) from None
-    ctx = _ctx(provider, env, key=None, charge_id=None)
-    try:
-        parsed: Sequence[ParsedEvent] = yield from _read(
-            provider.parse_webhook(headers, body, ctx), provider.name
-        )
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        # An authentic but unreadable delivery (wrong shape, absurd nesting): refused as
-        # malformed, nothing recorded.
-        raise MalformedResponse(
-            f"webhook body could not be read ({type(exc).__name__})", provider=provider.name
-        ) from None
-    out: list[tuple[Event, str, bool]] = []
-    account = provider.account
-    for item in parsed:
-        event_id = event_id_of(item, body)
-        claim: ClaimOutcome = yield ClaimEvent(
-            account=account, event_id=event_id, owner=env.owner, lease=env.lease, now=env.clock()
-        )
-        if claim is ClaimOutcome.BUSY:
-            raise IdempotencyInProgress("this event is being processed by another worker")
-        record: ChargeRecord | None = None
-        if item.provider_ref:
-            record = yield FindCharge(account=account, provider_ref=item.provider_ref)
-        status_ = item.status
-        if claim is ClaimOutcome.NEW and record is not None:
-            record = yield from _apply_event(provider, env, item, record)
-            status_ = record.status
-        event = Event(
-            id=f"ev_{_digest(account, event_id)}",
-            type=item.type,
-            account=account,
-            provider=provider.name,
-            provider_event_id=item.provider_event_id,
-            provider_event_type=item.provider_event_type,
-            charge_id=record.charge_id if record is not None else None,
-            provider_ref=item.provider_ref,
-            status=status_,
-            amount=item.amount,
-            occurred_at=item.occurred_at,
-            received_at=env.clock(),
-            duplicate=claim is ClaimOutcome.DONE,
-            raw=item.raw,
-        )
-        out.append((event, event_id, claim is ClaimOutcome.NEW))
-    return out
-
-
-_MONEY_STATUSES = (ChargeStatus.REFUNDED, ChargeStatus.PARTIALLY_REFUNDED)
-
-
-def _apply_event(
-    provider: Provider, env: Env, item: ParsedEvent, record: ChargeRecord
-) -> Flow[ChargeRecord]:
-    """Fold an event into the record: only what the provider stated moves money.
-
-    A re-fetched charge is recorded as it is. A status with the provider's amounts is
-    recorded with them. A refunded status without amounts is never turned into a sum
-    (a partial refund can look "refunded"): the charge is fetched and that recorded.
-    """
-    account = record.account
-    if item.charge is not None:
-        fresh = item.charge.model_copy(update={"id": record.charge_id, "account": account})
-        return (yield from _record(env, _local(fresh, record), "webhook"))
-    if item.status is None:
-        return record
-    refunded = item.amount_refunded
-    if refunded is None and item.status in _MONEY_STATUSES:
-        ctx = _ctx(provider, env, key=None, charge_id=record.charge_id)
-        try:
-            fetched = yield from _read(provider.status(ref_of(record), ctx), provider.name)
-        except NotSupported:
-            pass  # nothing to ask: the status is kept, the money figure stays as it was
-        else:
-            fresh = fetched.model_copy(update={"id": record.charge_id, "account": account})
-            return (yield from _record(env, _local(fresh, record), "webhook"))
-    charge_json = dict(record.charge_json or {})
-    if item.amount_captured is not None:
-        charge_json["amount_captured"] = item.amount_captured.model_dump(mode="json")
-    updated: ChargeRecord = yield RecordCharge(
-        update=ChargeUpdate(
-            charge_id=record.charge_id,
-            account=account,
-            provider=provider.name,
-            provider_ref=record.provider_ref,
-            method=record.method,
-            status=item.status,
-            amount=record.amount,
-            currency=record.currency,
-            amount_refunded=(record.amount_refunded if refunded is None else refunded.amount),
-            observed_at=item.occurred_at or env.clock(),
-            source="webhook",
-            charge_json=charge_json or record.charge_json,
-        ),
-        now=env.clock(),
-    )
-    return updated
-
-
-def settle_events(env: Env, account: str, event_ids: Sequence[str], ok: bool) -> Flow[None]:
-    """Finish (handlers succeeded) or release (they failed) claimed events."""
-    for event_id in event_ids:
-        yield (FinishEvent if ok else ReleaseEvent)(
-            account=account, event_id=event_id, owner=env.owner
-        )
-
-
 def resolve_charge(
     provider: Provider, env: Env, key: str, fingerprint_: str, req: ChargeRequest
 ) -> Flow[Charge | None]:
@@ -1053,18 +581,18 @@ def resolve_charge(
     account = provider.account
     skey = store_key(account, Operation.CHARGE, key)
     charge_id = charge_id_for(account, key)
-    begin = yield from _begin(
+    begin = yield from once.begin(
         env, skey, account=account, operation="charge", fp=fingerprint_, charge_id=charge_id
     )
     if begin.outcome is BeginOutcome.REPLAY:
-        return Charge.model_validate(_replayed(begin))
+        return Charge.model_validate(once.replayed(begin))
     ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=True)
     try:
         found = yield from provider.lookup_charge(req, ctx)
     except GeneratorExit:
         raise
     except Exception as exc:
-        yield from _unknown(env, skey, f"reconcile lookup failed: {type(exc).__name__}")
+        yield from once.unknown(env, skey, f"reconcile lookup failed: {type(exc).__name__}")
         if not isinstance(exc, (TransportFailure, PaygateError)):
             raise
         raise OutcomeUnknown(
@@ -1075,7 +603,7 @@ def resolve_charge(
         if policy.keyed and policy.window_passed(begin.record.created_at, env.clock()):
             # Not found, but the provider may have forgotten the key: "not found"
             # proves nothing, and releasing would let a retry charge again.
-            yield from _unknown(env, skey, "reconcile: not found and the key window passed")
+            yield from once.unknown(env, skey, "reconcile: not found and the key window passed")
             raise OutcomeUnknown(
                 "the provider finds no charge for this key, but its idempotency window has "
                 "passed, so that proves nothing; check the provider's dashboard",

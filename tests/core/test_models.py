@@ -24,7 +24,7 @@ from paygate import (
 
 PUBLIC = {
     "AsyncGateway", "AuthenticationError", "Capabilities", "Card", "Charge", "ChargeStatus",
-    "ConfigurationError", "DisplayQR", "Event", "Failure", "Gateway", "IdempotencyConflict",
+    "ConfigurationError", "DisplayQR", "Event", "EventName", "EventType", "Failure", "Gateway", "IdempotencyConflict",
     "IdempotencyInProgress", "InvalidRequest", "Konbini", "KonbiniSlip", "MalformedResponse",
     "MethodCapabilities", "Money", "NextAction", "NotFound", "NotSupported", "OutcomeUnknown",
     "PaygateError", "PaymentDeclined", "PaymentMethod", "PayoutBalance", "PayoutItem",
