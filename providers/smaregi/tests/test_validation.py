@@ -162,6 +162,12 @@ def test_settings_defaults_are_production() -> None:
     assert s.base_url == "https://api.smaregi.jp"
     assert s.id_base_url == "https://id.smaregi.jp"
     assert s.scope == "pos.transactions:read pos.transactions:write"
+    # The documented path (forum 539), the app's own name, nothing invented.
+    assert s.app_payment_method_path == "app_payment_method"
+    assert s.payment_method_name == "paygate"
+    assert s.app_payment_code is None
+    assert s.virtual_terminal is True
+    assert s.denomination_code is None
 
 
 @pytest.mark.parametrize(
@@ -174,6 +180,8 @@ def test_settings_defaults_are_production() -> None:
         {"terminal_id": "0"},
         {"app_payment_method_path": "../x"},
         {"payment_method_name": ""},
+        {"payment_method_name": None},
+        {"denomination_code": ""},
         {"unknown": 1},
     ],
 )
@@ -184,3 +192,10 @@ def test_settings_validation(change: dict[str, Any]) -> None:
 
 def test_settings_repr_hides_secret() -> None:
     assert "s3cr3t-value" not in repr(SmaregiSettings(**SETTINGS))
+
+
+def test_at_most_999_lines() -> None:
+    """transactionDetailId is 1..999: a 1000-line sale is refused before any request."""
+    line = PosLine(name="x", unit_price=1)
+    assert refused(request(amount=1000, lines=(line,) * 1000)).param == "method.lines"
+    provider().validate_charge(request(amount=999, lines=(line,) * 999))
