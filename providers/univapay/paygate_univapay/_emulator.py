@@ -406,6 +406,10 @@ class UnivapayEmulator(Emulator):
             metadata["internal_convenience_payment_url"] = f"{self.base_url}/_slips/{wire['id']}"
         wire["metadata"] = metadata
         wire["status"] = "awaiting"
+        # The guide's awaiting charge already states the charged amount.
+        wire["charged_amount"] = wire["requested_amount"]
+        wire["charged_currency"] = wire["requested_currency"]
+        wire["charged_amount_formatted"] = wire["requested_amount_formatted"]
         self._notify(wire["id"])
         self._emit("charge_updated", wire)
 
@@ -804,7 +808,9 @@ class UnivapayEmulator(Emulator):
         return {
             "customer_name": name,
             "convenience_store": store,
-            "phone_number": {"country_code": country, "local_number": local},
+            # The token answer's country_code is a number (Ruby SDK
+            # TokenResponsePhoneNumber), the request's a string (the konbini guide).
+            "phone_number": {"country_code": int(country), "local_number": local},
             "expiration_period": period or "P30D",
             "expiration_time_shift": shift,
         }
