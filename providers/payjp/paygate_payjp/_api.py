@@ -2,9 +2,10 @@
 
 Every call carries HTTP Basic auth with the secret key (empty password). Reads are
 ``Retry.SAFE``; every POST carries an ``Idempotency-Key`` header and is
-``Retry.KEYED``. Lists are paged lazily with ``limit`` / ``offset`` until ``has_more``
-is false: one page call is yielded at a time, so a flow stops fetching as soon as it
-has what it needs.
+``Retry.KEYED``, except refunds, captures, voids and ``tds_finish`` (``Retry.UNSAFE``:
+v1 documents no key semantics for them). Lists are paged lazily with ``limit`` /
+``offset`` until ``has_more`` is false: one page call is yielded at a time, so a flow
+stops fetching as soon as it has what it needs.
 """
 
 from __future__ import annotations
@@ -78,9 +79,21 @@ class Api:
         )
 
     def post(
-        self, path: str, params: Mapping[str, Any] | None = None, *, key: str, step: str
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str,
+        step: str,
+        retry: Retry = Retry.KEYED,
     ) -> Call:
-        """A write carrying ``key`` as ``Idempotency-Key`` (retried with the same key)."""
+        """A write carrying ``key`` as ``Idempotency-Key``.
+
+        ``retry``: `Retry.KEYED` (the driver re-sends with the same key) where PAY.JP's
+        SDKs rely on the key (charge creation); `Retry.UNSAFE` where v1 documents no key
+        semantics (refund, capture, void, ``tds_finish``): only a request that surely
+        never arrived is re-sent, anything else goes to the operation's lookup.
+        """
         return Call(
             "POST",
             self.url(path),
@@ -91,7 +104,7 @@ class Api:
                 "Idempotency-Key": key,
             },
             content=encode_form(params or {}),
-            retry=Retry.KEYED,
+            retry=retry,
             step=step,
         )
 

@@ -61,6 +61,7 @@ from paygate.adapter import (
     ProviderSettings,
     RefundRequest,
     Reply,
+    Retry,
     RetryDecision,
 )
 
@@ -379,6 +380,7 @@ class PayjpProvider(Provider):
             f"/v1/charges/{quote(charge_id, safe='')}/tds_finish",
             key=key,
             step="charges.tds_finish",
+            retry=Retry.UNSAFE,
         )
         if reply.ok:
             return self._charge(self.api.read(reply, "charge"), ctx, memo)
@@ -425,7 +427,11 @@ class PayjpProvider(Provider):
         charge_id = quote(req.charge.provider_ref, safe="")
         params = {"amount": req.amount.amount if req.amount is not None else None}
         reply = yield self.api.post(
-            f"/v1/charges/{charge_id}/capture", params, key=key, step="charges.capture"
+            f"/v1/charges/{charge_id}/capture",
+            params,
+            key=key,
+            step="charges.capture",
+            retry=Retry.UNSAFE,
         )
         obj = self.api.read(reply, "charge")
         memo = self._memo_of_capture(req, obj)
@@ -485,7 +491,9 @@ class PayjpProvider(Provider):
                 f"only an authorised charge can be cancelled (this one is {current.status})",
                 param="charge",
             )
-        reply = yield self.api.post(f"/v1/charges/{charge_id}/refund", key=key, step="charges.void")
+        reply = yield self.api.post(
+            f"/v1/charges/{charge_id}/refund", key=key, step="charges.void", retry=Retry.UNSAFE
+        )
         obj = self.api.read(reply, "charge")
         return self._charge(obj, ctx)
 
@@ -529,6 +537,7 @@ class PayjpProvider(Provider):
             params,
             key=key,
             step="charges.refund",
+            retry=Retry.UNSAFE,
         )
         obj = self.api.read(reply, "charge")
         return self._refund_of(req, ctx, key, obj, memo, before)

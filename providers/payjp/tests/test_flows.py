@@ -20,6 +20,7 @@ from paygate import (
     MalformedResponse,
     Money,
     NotFound,
+    OutcomeUnknown,
     PaymentDeclined,
     ProviderRejected,
     ProviderUnavailable,
@@ -35,6 +36,7 @@ from paygate.adapter import (
     ChargeRequest,
     OpContext,
     Operation,
+    Outcome,
     RefundRequest,
     Reply,
     Retry,
@@ -43,7 +45,7 @@ from paygate.adapter import (
 )
 from paygate_payjp import KEY_WINDOW, PayjpProvider
 from paygate_payjp._api import Api, idempotency_key
-from paygate_payjp._errors import CODE_MAP, error_from_reply
+from paygate_payjp._errors import CODE_MAP, error_from_reply, provider_ref_of
 
 # The documented v1 error-code catalogue (every code must map to a typed error).
 CATALOGUE = [
@@ -483,7 +485,8 @@ def test_partial_refund(provider: PayjpProvider, make_ctx: Any) -> None:
     assert [c.step for c in script.calls] == ["charges.get", "charges.refund"]
     call = script.calls[1]
     assert call.url.endswith("/v1/charges/ch_1/refund")
-    assert call.retry is Retry.KEYED
+    # v1 documents no key semantics for /refund: the driver never re-sends it blind.
+    assert call.retry is Retry.UNSAFE
     assert call.headers["Idempotency-Key"] == "pg-refund-r1"
     assert form(call) == {"amount": "300", "refund_reason": "damaged"}
     assert refund.amount == Money.jpy(300)
@@ -523,6 +526,126 @@ def test_refund_error_keeps_code(provider: PayjpProvider, make_ctx: Any) -> None
             Script(reply(200, charge_obj()), error(400, "refund_amount_gt_net")),
         )
     assert info.value.provider_code == "refund_amount_gt_net"
+
+
+# --------------------------------------------------------------- lost answers: lookups
+
+
+def test_lookup_refund_compares_the_refunded_total(provider: PayjpProvider, make_ctx: Any) -> None:
+    req = RefundRequest(charge=ref(amount_refunded=Money.jpy(200)), amount=Money.jpy(300))
+    ctx = make_ctx(key="r1")
+    # Grown from 200 to 500: the refund happened.
+    grown = reply(200, charge_obj(amount_refunded=500, refunded=True))
+    found = drive(provider.lookup_refund(req, ctx), Script(grown))
+    assert found is not None
+    assert found.amount == Money.jpy(300)
+    assert found.charge_refunded_total == Money.jpy(500)
+    # Unchanged: it did not (paygate then sends it).
+    same = reply(200, charge_obj(amount_refunded=200, refunded=True))
+    assert drive(provider.lookup_refund(req, ctx), Script(same)) is None
+    # Smaller than before: nothing can be concluded.
+    smaller = reply(200, charge_obj(amount_refunded=100, refunded=True))
+    with pytest.raises(OutcomeUnknown):
+        drive(provider.lookup_refund(req, ctx), Script(smaller))
+
+
+def test_lookup_refund_prefers_the_reading_taken_before_the_attempt(
+    provider: PayjpProvider, make_ctx: Any
+) -> None:
+    # paygate's record says 0, but PAY.JP had 200 before this refund (a dashboard refund):
+    # the pre-read, not the record, is what the lookup compares against.
+    cache: dict[str, Any] = {}
+    req = RefundRequest(charge=ref(amount_refunded=Money.jpy(0)), amount=Money.jpy(300))
+    ctx = make_ctx(key="r1")
+    before = reply(200, charge_obj(amount_refunded=200, refunded=True))
+
+    def lost(call: Call) -> Reply:
+        raise TransportFailure("reset after sending", sent=True)
+
+    with pytest.raises(TransportFailure):
+        drive(provider.refund(req, ctx), Script(before, lost), cache)
+    unchanged = reply(200, charge_obj(amount_refunded=200, refunded=True))
+    assert drive(provider.lookup_refund(req, ctx), Script(unchanged), cache) is None
+
+
+def test_lookup_capture_and_cancel(provider: PayjpProvider, make_ctx: Any) -> None:
+    cache: dict[str, Any] = {}
+    req = CaptureRequest(charge=ref(), amount=Money.jpy(600))
+    open_auth = reply(200, charge_obj(captured=False, captured_at=None))
+    assert drive(provider.lookup_capture(req, make_ctx(key="c1")), Script(open_auth)) is None
+    done = reply(200, charge_obj(amount_refunded=400))
+    found = drive(provider.lookup_capture(req, make_ctx(key="c1")), Script(done), cache)
+    assert found is not None
+    assert (found.amount_captured, found.amount_refunded) == (Money.jpy(600), Money.jpy(0))
+    memo = {"authorized": 1000, "captured": 600, "released": 400}
+    assert cache["payjp:capture:card:ch_1"] == memo
+    void = CancelRequest(charge=ref())
+    assert drive(provider.lookup_cancel(void, make_ctx(key="v1")), Script(open_auth)) is None
+    voided = reply(200, charge_obj(captured=False, refunded=True, amount_refunded=1000))
+    canceled = drive(provider.lookup_cancel(void, make_ctx(key="v1")), Script(voided))
+    assert canceled is not None
+    assert canceled.status is ChargeStatus.CANCELED
+
+
+def test_refusals_that_may_mean_done_are_declared(provider: PayjpProvider) -> None:
+    for code in ("already_refunded", "refund_amount_gt_net", "already_captured"):
+        err = ProviderRejected("x", provider="payjp", provider_code=code)
+        assert provider.outcome_of(err) is Outcome.MAYBE_DONE
+    busy = ProviderRejected("x", provider="payjp", provider_code="three_d_secure_incompleted")
+    assert provider.outcome_of(busy) is Outcome.RETRYABLE
+
+
+# ------------------------------------------------------------------ 3-D Secure ends
+
+
+def test_a_402_at_tds_finish_is_a_failed_charge(provider: PayjpProvider, make_ctx: Any) -> None:
+    cache: dict[str, Any] = {}
+    verified = reply(200, charge_obj(paid=False, captured=False, three_d_secure_status="verified"))
+    declined = error(402, "card_declined", "card_error", charge="ch_1")
+    charge = drive(provider.status(ref(), make_ctx(key=None)), Script(verified, declined), cache)
+    assert charge.status is ChargeStatus.FAILED
+    assert charge.failure is not None
+    assert charge.failure.code == "card_declined"
+    script = Script(verified)
+    again = drive(provider.status(ref(), make_ctx(key=None)), script, cache)
+    assert again.status is ChargeStatus.FAILED
+    assert [c.step for c in script.calls] == ["charges.get"]
+
+
+@pytest.mark.parametrize("code", ["three_d_secure_expired", "not_in_three_d_secure_flow"])
+def test_an_expired_flow_is_expired(provider: PayjpProvider, make_ctx: Any, code: str) -> None:
+    verified = reply(200, charge_obj(paid=False, captured=False, three_d_secure_status="verified"))
+    charge = drive(provider.status(ref(), make_ctx(key=None)), Script(verified, error(400, code)))
+    assert charge.status is ChargeStatus.EXPIRED
+
+
+def test_an_unverified_flow_is_probed_only_past_the_timeout(
+    provider: PayjpProvider, make_ctx: Any
+) -> None:
+    fresh = charge_obj(paid=False, captured=False, three_d_secure_status="unverified")
+    script = Script(reply(200, fresh))
+    waiting = drive(provider.status(ref(), make_ctx(key=None)), script)
+    assert waiting.status is ChargeStatus.REQUIRES_ACTION
+    assert [c.step for c in script.calls] == ["charges.get"]
+    old = dict(fresh, created=1768014000 - 31 * 60)
+    still_open = error(400, "three_d_secure_incompleted")
+    script = Script(reply(200, old), still_open)
+    probed = drive(provider.status(ref(), make_ctx(key=None)), script)
+    assert probed.status is ChargeStatus.REQUIRES_ACTION
+    assert script.calls[1].headers["Idempotency-Key"].startswith("pg-tds-probe-ch_1-")
+    dead = drive(
+        provider.status(ref(), make_ctx(key=None)),
+        Script(reply(200, old), error(400, "three_d_secure_expired")),
+    )
+    assert dead.status is ChargeStatus.EXPIRED
+
+
+def test_a_decline_keeps_the_failed_charge_id(provider: PayjpProvider, make_ctx: Any) -> None:
+    declined = error(402, "card_declined", "card_error", charge="ch_failed")
+    with pytest.raises(PaymentDeclined) as info:
+        drive(provider.charge(card_request(), make_ctx()), Script(declined))
+    assert provider_ref_of(info.value) == "ch_failed"
+    assert "ch_failed" in str(info.value)
 
 
 # ------------------------------------------------------------------------- policies

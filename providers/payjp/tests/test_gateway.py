@@ -17,6 +17,7 @@ import pytest
 from paygate import (
     Card,
     ChargeStatus,
+    Gateway,
     Money,
     OutcomeUnknown,
     PaymentDeclined,
@@ -25,6 +26,7 @@ from paygate import (
     RateLimited,
     Redirect,
     Refund,
+    RetryPolicy,
 )
 from paygate_payjp import Statement, StatementUrl
 
@@ -122,6 +124,69 @@ def test_a_connection_that_keeps_dropping_leaves_the_outcome_unknown(gw: Any, sa
     assert len(sandbox.ledger()["payjp"]) == 1
 
 
+@pytest.mark.parametrize("keys", ["all", "create"])
+def test_a_lost_refund_answer_is_looked_up_not_resent(gw: Any, sandbox: Any, keys: str) -> None:
+    # v1 documents no Idempotency-Key semantics for /refund: under either reading
+    # (keys honoured on every POST, or on charge creation only) the refund happens once.
+    sandbox.control("payjp", "reading", idempotent_writes=keys)
+    charge = gw.charge(
+        "card", amount=Money.jpy(5000), method=Card(token="tok_success"), idempotency_key="k1"
+    )
+    sandbox.fault("payjp", "drop_after_commit", path="/refund$", method="POST")
+    refund = gw.refund("card", charge.id, amount=Money.jpy(1000), idempotency_key="r1")
+    assert refund.amount == Money.jpy(1000)
+    (entry,) = sandbox.ledger()["payjp"]
+    assert (entry.refunded, entry.status) == (1000, "partially_refunded")
+    status = gw.status("card", charge.id)
+    assert status.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert status.amount_refunded == Money.jpy(1000)
+    # The rest, without an amount, after the partial refund.
+    rest = gw.refund("card", charge.id, idempotency_key="r2")
+    assert rest.amount == Money.jpy(4000)
+    assert gw.status("card", charge.id).status is ChargeStatus.REFUNDED
+    (entry,) = sandbox.ledger()["payjp"]
+    assert (entry.refunded, entry.status) == (5000, "refunded")
+
+
+@pytest.mark.parametrize("keys", ["all", "create"])
+def test_a_lost_capture_answer_is_looked_up_not_resent(gw: Any, sandbox: Any, keys: str) -> None:
+    sandbox.control("payjp", "reading", idempotent_writes=keys)
+    auth = gw.charge(
+        "card",
+        amount=Money.jpy(5000),
+        method=Card(token="tok_success", capture=False),
+        idempotency_key="k1",
+    )
+    sandbox.fault("payjp", "drop_after_commit", path="/capture$", method="POST")
+    captured = gw.capture("card", auth.id, amount=Money.jpy(4000), idempotency_key="c1")
+    assert captured.status is ChargeStatus.SUCCEEDED
+    assert (captured.amount_captured, captured.amount_refunded) == (
+        Money.jpy(4000),
+        Money.jpy(0),
+    )
+    (entry,) = sandbox.ledger()["payjp"]
+    assert (entry.amount, entry.refunded, entry.status) == (4000, 0, "succeeded")
+    rest = gw.refund("card", auth.id, idempotency_key="r1")
+    assert rest.amount == Money.jpy(4000)
+    final = gw.status("card", auth.id)
+    assert (final.status, final.amount_refunded) == (ChargeStatus.REFUNDED, Money.jpy(4000))
+
+
+def test_a_partial_refund_webhook_books_the_refunded_sum(gw: Any, sandbox: Any) -> None:
+    charge = gw.charge(
+        "card", amount=Money.jpy(12_000), method=Card(token="tok_success"), idempotency_key="k1"
+    )
+    gw.refund("card", charge.id, amount=Money.jpy(1000), idempotency_key="r1")
+    (event,) = api(sandbox, "/v1/events", type="charge.refunded")["data"]
+    assert (event["data"]["refunded"], event["data"]["amount_refunded"]) == (True, 1000)
+    headers = {"X-Payjp-Webhook-Token": sandbox.credentials()["payjp"]["webhook_token"]}
+    (handled,) = gw.webhooks.handle("card", headers, json.dumps(event).encode())
+    assert handled.type == "charge.refunded"
+    assert handled.status is ChargeStatus.PARTIALLY_REFUNDED
+    record = gw.store.get_charge(charge.id)
+    assert (record.status, record.amount_refunded) == (ChargeStatus.PARTIALLY_REFUNDED, 1000)
+
+
 def test_decline_and_provider_rejection(gw: Any) -> None:
     with pytest.raises(PaymentDeclined) as declined:
         gw.charge(
@@ -154,15 +219,27 @@ def test_three_d_secure(gw: Any, sandbox: Any) -> None:
     assert gw.status("card", charge.id).status is ChargeStatus.SUCCEEDED
 
 
-def test_authorisation_expires_with_the_clock(gw: Any, sandbox: Any) -> None:
-    charge = gw.charge(
-        "card",
-        amount=Money.jpy(3000),
-        method=Card(token="tok_success", capture=False),
-        idempotency_key="auth-1",
-    )
-    sandbox.advance(timedelta(days=8))
-    assert gw.status("card", charge.id).status is ChargeStatus.CANCELED
+@pytest.mark.parametrize("marks_refunded", [True, False])
+def test_authorisation_expires_with_the_clock(
+    sandbox: Any, paygate_accounts: Any, marks_refunded: bool
+) -> None:
+    # The gateway reads the sandbox's clock, as it reads the real one against PAY.JP.
+    sandbox.control("payjp", "reading", expiry_marks_refunded=marks_refunded)
+    config = {"store": "memory://", "accounts": paygate_accounts}
+    gw = Gateway.from_config(config, retry=RetryPolicy.no_wait(), clock=sandbox.now)
+    try:
+        charge = gw.charge(
+            "card",
+            amount=Money.jpy(3000),
+            method=Card(token="tok_success", capture=False),
+            idempotency_key="auth-1",
+        )
+        sandbox.advance(timedelta(days=6))
+        assert gw.status("card", charge.id).status is ChargeStatus.AUTHORIZED
+        sandbox.advance(timedelta(days=2))
+        assert gw.status("card", charge.id).status is ChargeStatus.EXPIRED
+    finally:
+        gw.close()
 
 
 def test_payout_balance_and_extensions(gw: Any, sandbox: Any) -> None:

@@ -77,11 +77,18 @@ def test_wrong_token_is_not_echoed(provider: PayjpProvider) -> None:
             "charge.failed",
             ChargeStatus.FAILED,
         ),
+        # https://pay.jp/docs/refund: refunded is true after any refund, partial or full.
         (
             "charge.refunded",
-            charge(amount_refunded=400),
+            charge(amount_refunded=400, refunded=True),
             "charge.refunded",
             ChargeStatus.PARTIALLY_REFUNDED,
+        ),
+        (
+            "charge.refunded",
+            charge(amount_refunded=1000, refunded=True),
+            "charge.refunded",
+            ChargeStatus.REFUNDED,
         ),
         (
             "charge.refunded",
@@ -108,6 +115,30 @@ def test_charge_events(
     assert event.status is status
     assert event.amount == Money.jpy(1000)
     assert event.occurred_at is not None
+
+
+def test_a_partial_refund_event_carries_the_refunded_sum(
+    provider: PayjpProvider, make_ctx: Any
+) -> None:
+    data = charge(amount=12_000, amount_refunded=1000, refunded=True)
+    event = parse(provider, make_ctx, body("charge.refunded", data))
+    assert event.status is ChargeStatus.PARTIALLY_REFUNDED
+    assert event.amount_refunded == Money.jpy(1000)
+    assert event.amount_captured == Money.jpy(12_000)
+    assert event.charge is not None
+    assert event.charge.amount_refunded == Money.jpy(1000)
+
+
+def test_events_apply_the_capture_memo(provider: PayjpProvider, make_ctx: Any) -> None:
+    # 600 of 1000 captured: the 400 released is in amount_refunded, not a refund.
+    cache = {"payjp:capture:card:ch_1": {"authorized": 1000, "captured": 600, "released": 400}}
+    headers = {"X-Payjp-Webhook-Token": TOKEN}
+    raw = body("charge.captured", charge(amount_refunded=400))
+    flow = provider.parse_webhook(headers, raw, make_ctx(key=None))
+    (event,) = drive(flow, lambda c: None, cache)  # type: ignore[arg-type,return-value]
+    assert event.type == "charge.succeeded"
+    assert event.amount_refunded == Money.jpy(0)
+    assert event.amount_captured == Money.jpy(600)
 
 
 @pytest.mark.parametrize(
