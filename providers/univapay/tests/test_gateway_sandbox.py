@@ -340,3 +340,25 @@ def test_webhooks_verified_recorded_and_deduplicated(
     assert len(events) == 2
     with pytest.raises(WebhookVerificationError):
         gw.webhooks.handle(ACCOUNT, {**headers, "authorization": "forged"}, body)
+
+
+def test_reference_envelope_moves_the_record_to_paid(
+    gw: Any, sandbox: Any, receiver: list[tuple[dict[str, str], bytes]]
+) -> None:
+    """``{"event","data"}`` (reference page): the paid slip's ``charge_finished`` is
+    applied (its time is the receipt's, not the charge's creation time)."""
+    sandbox.control("univapay", "configure", webhook_envelope="reference")
+    try:
+        events: list[Any] = []
+        gw.webhooks.on("*")(events.append)
+        charge = slip_charge(gw, "order-41")
+        pay(sandbox, charge)
+        sandbox.flush_webhooks()
+        for headers, body in receiver:
+            assert set(json.loads(body)) == {"event", "data"}
+            gw.webhooks.handle(ACCOUNT, headers, body)
+        assert [e.type for e in events] == ["charge.updated", "charge.succeeded"]
+        assert events[-1].status is ChargeStatus.SUCCEEDED
+        assert events[-1].occurred_at is None or events[-1].occurred_at >= charge.created_at
+    finally:
+        sandbox.control("univapay", "configure", webhook_envelope="openapi")
