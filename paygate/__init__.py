@@ -74,6 +74,7 @@ __all__ = [
     "ProviderUnavailable",
     "QRCode",
     "RateLimited",
+    "ReconcileRow",
     "Redirect",
     "Refund",
     "RefundStatus",
@@ -82,6 +83,7 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
     "load_config",
+    "reconcile",
 ]
 
 
@@ -115,6 +117,7 @@ if TYPE_CHECKING:
         Wallet,
     )
     from ._money import Money
+    from ._reconcile import ReconcileRow, reconcile
     from ._retry import RetryPolicy
 
 _MODELS = [
@@ -149,6 +152,8 @@ _LAZY: dict[str, str] = {
     "Money": "._money",
     "RetryPolicy": "._retry",
     "load_config": "._config",  # brings pydantic-settings
+    "reconcile": "._reconcile",
+    "ReconcileRow": "._reconcile",
     **dict.fromkeys(_MODELS, "._models"),
 }
 

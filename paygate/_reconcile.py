@@ -50,10 +50,19 @@ def reconcile(
     account: str | None = None,
     stale_after: timedelta = timedelta(hours=1),
     now: datetime | None = None,
+    dry_run: bool = False,
 ) -> list[ReconcileRow]:
     """Resolve what can be resolved; return a row per record looked at.
 
+    Unknown charge outcomes are asked of the provider's lookup (found: the key completes
+    and a retry replays the charge; not found inside the key window: the key is released;
+    otherwise it stays unknown with what to do next). Stale pending charges are refreshed.
+    ``dry_run`` only lists what would be asked, changing nothing and calling no provider.
+
+    >>> from paygate import Gateway, reconcile
     >>> rows = reconcile(Gateway.from_config("paygate.toml"))  # doctest: +SKIP
+    >>> [(row.reference, row.action) for row in rows]  # doctest: +SKIP
+    [('ch_...', 'found ch_9f...: a retry replays it')]
     """
     now = now or datetime.now(UTC)
     rows: list[ReconcileRow] = []
@@ -92,8 +101,19 @@ def reconcile(
             )
             continue
         policy = provider.policy(Operation.CHARGE)
+        if dry_run:
+            action = "would ask the provider's lookup" if policy.lookup else "no lookup"
+            rows.append(
+                ReconcileRow(acct, "unknown outcome", ref, record.state, record.state, action)
+            )
+            continue
         if not policy.lookup:
-            window = f" within {policy.key_window}" if policy.key_window else ""
+            if policy.key_window == "unknown":
+                window = " (its key window is not stated: check its dashboard first)"
+            elif policy.key_window:
+                window = f" within {policy.key_window}"
+            else:
+                window = ""
             action = (
                 f"{provider.name} has no lookup: retry with the same key{window}"
                 if policy.keyed
@@ -183,6 +203,18 @@ def reconcile(
         account=account, statuses=_WAITING, updated_before=now - stale_after
     ):
         if charge.account not in gateway.accounts:
+            continue
+        if dry_run:
+            rows.append(
+                ReconcileRow(
+                    charge.account,
+                    "stale charge",
+                    charge.charge_id,
+                    charge.status.value,
+                    charge.status.value,
+                    "would refresh its status",
+                )
+            )
             continue
         try:
             fresh = gateway.status(charge.account, charge.charge_id)

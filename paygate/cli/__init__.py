@@ -26,5 +26,15 @@ _register_sandbox(app)
 
 
 def main() -> None:
-    """Entry point of the ``paygate`` console script."""
-    app()
+    """Entry point of the ``paygate`` console script.
+
+    A paygate error (a missing or invalid config, a provider refusal) is one clear line
+    on standard error and exit status 1, never a traceback.
+    """
+    from .._errors import PaygateError
+
+    try:
+        app()
+    except PaygateError as exc:
+        typer.echo(f"paygate: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(1) from None

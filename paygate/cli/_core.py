@@ -72,8 +72,14 @@ def register(app: typer.Typer) -> None:
         stale_after: Annotated[
             float, typer.Option(help="seconds before a waiting charge is stale")
         ] = 3600.0,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="list what would be asked; change nothing")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     ) -> None:
         """Resolve unknown outcomes and refresh stale charges; print what changed."""
+        import dataclasses
+        import json
         from datetime import timedelta
 
         from rich.console import Console
@@ -83,7 +89,16 @@ def register(app: typer.Typer) -> None:
         from .._reconcile import reconcile
 
         with Gateway.from_config(config_file) as gw:
-            rows = reconcile(gw, account=account, stale_after=timedelta(seconds=stale_after))
+            rows = reconcile(
+                gw,
+                account=account,
+                stale_after=timedelta(seconds=stale_after),
+                dry_run=dry_run,
+            )
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
+            return
         table = Table(title="paygate reconcile")
         for column in ("account", "kind", "reference", "before", "after", "action"):
             table.add_column(column)

@@ -180,6 +180,15 @@ def _run(console: Console, providers: list[str] | None, store: str, description:
 
     installed = provider_classes()
     wanted = providers or [name for name in BUILT_IN]
+    unknown = [name for name in wanted if name not in installed and name not in BUILT_IN]
+    if unknown:
+        from .._errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"no provider {', '.join(map(repr, unknown))} "
+            f"(installed: {', '.join(sorted(installed)) or 'none'})",
+            key="--provider",
+        )
     rows: list[Row] = []
     failures = 0
     with running() as sandbox:

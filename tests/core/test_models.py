@@ -29,8 +29,9 @@ PUBLIC = {
     "MethodCapabilities", "Money", "NextAction", "NotFound", "NotSupported", "OutcomeUnknown",
     "PaygateError", "PaymentDeclined", "PaymentMethod", "PayoutBalance", "PayoutItem",
     "PermissionDenied", "PosLine", "PosSale", "Product", "ProviderError", "ProviderRejected",
-    "ProviderUnavailable", "QRCode", "RateLimited", "Redirect", "Refund", "RefundStatus",
+    "ProviderUnavailable", "QRCode", "RateLimited", "ReconcileRow", "Redirect", "Refund", "RefundStatus",
     "RetryPolicy", "Wallet", "WebhookVerificationError", "__version__", "load_config",
+    "reconcile",
 }  # fmt: skip
 
 
