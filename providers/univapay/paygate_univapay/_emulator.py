@@ -223,6 +223,7 @@ class UnivapayEmulator(Emulator):
         self.auto_complete = True
         self.webhook_envelope = "openapi"
         self.expiry_error: dict[str, Any] | None = None
+        self.over_limit = 429
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self.reset()
 
@@ -245,6 +246,7 @@ class UnivapayEmulator(Emulator):
         self.auto_complete = True
         self.webhook_envelope = "openapi"
         self.expiry_error = None
+        self.over_limit = 429
         for alias, token_id in SEED_CARD_TOKENS.items():
             self._card_token(_CARD_ALIASES[alias], kind="recurring", token_id=token_id)
         self._notify_all()
@@ -517,6 +519,9 @@ class UnivapayEmulator(Emulator):
         502 and 504 as a proxy in front of the API sends them, without UnivaPay's body.
         """
         if status == 429:
+            if self.over_limit == 400:
+                # The older api-limits page: over the limit is a "BadRequest".
+                return _ApiError(400, "RATE_LIMIT_EXCEEDED").response()
             return Response(b"", status_code=429)
         if status in (502, 504):
             return Response(b"", status_code=status)
@@ -1262,8 +1267,10 @@ class UnivapayEmulator(Emulator):
         ``card_token {card}``: a fresh one-time card token (``success``, ``declined``,
         ``expired``, ``error`` or a card number).
         ``configure {auto_issue, auto_complete, poll_hold_seconds, webhook_envelope,
-        expiry_error}``: ``webhook_envelope`` is ``"openapi"`` or ``"reference"``;
-        ``expiry_error`` the ``error`` object of an expired slip (null: none).
+        expiry_error, over_limit}``: ``webhook_envelope`` is ``"openapi"`` or
+        ``"reference"``; ``expiry_error`` the ``error`` object of an expired slip (null:
+        none); ``over_limit`` 429 (an empty 429) or 400 (``RATE_LIMIT_EXCEEDED``) for an
+        injected rate limit.
         ``run_transfer {}``: gather unassigned ledger lines into a ``created`` transfer.
         ``set_transfer_status {transfer_id, status}``.
         """
@@ -1331,6 +1338,10 @@ class UnivapayEmulator(Emulator):
             if envelope not in ("openapi", "reference"):
                 raise ControlError('webhook_envelope must be "openapi" or "reference"')
             self.webhook_envelope = envelope
+        if "over_limit" in params:
+            if params["over_limit"] not in (400, 429):
+                raise ControlError("over_limit must be 429 or 400")
+            self.over_limit = int(params["over_limit"])
         if "expiry_error" in params:
             error = params["expiry_error"]
             if error is not None and not isinstance(error, dict):
@@ -1342,6 +1353,7 @@ class UnivapayEmulator(Emulator):
             "poll_hold_seconds": self.poll_hold_seconds,
             "webhook_envelope": self.webhook_envelope,
             "expiry_error": self.expiry_error,
+            "over_limit": self.over_limit,
         }
 
     def _run_transfer(self) -> dict[str, Any]:

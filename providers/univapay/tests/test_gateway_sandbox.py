@@ -127,10 +127,17 @@ def test_lost_response_is_resent_with_the_same_key(gw: Any, sandbox: Any) -> Non
     assert entry.key == "pg-charge-order-4"
 
 
-def test_rate_limit_is_retried(gw: Any, sandbox: Any) -> None:
-    sandbox.fault("univapay", "rate_limit", path="^/tokens$", retry_after=1)
-    charge = slip_charge(gw, "order-5")
-    assert charge.status is ChargeStatus.REQUIRES_ACTION
+@pytest.mark.parametrize("over_limit", [429, 400])
+def test_rate_limit_is_retried(gw: Any, sandbox: Any, over_limit: int) -> None:
+    """Over the limit is an empty 429 (current page) or 400 RATE_LIMIT_EXCEEDED (older
+    page): both are retried."""
+    sandbox.control("univapay", "configure", over_limit=over_limit)
+    try:
+        sandbox.fault("univapay", "rate_limit", path="^/tokens$", retry_after=1)
+        charge = slip_charge(gw, f"order-5-{over_limit}")
+        assert charge.status is ChargeStatus.REQUIRES_ACTION
+    finally:
+        sandbox.control("univapay", "configure", over_limit=429)
 
 
 def test_expiry_on_the_sandbox_clock(gw: Any, sandbox: Any) -> None:
