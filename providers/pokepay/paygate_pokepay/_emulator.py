@@ -27,6 +27,10 @@ docs/providers/pokepay.md names each, with what would change it):
   ``request_id_retention`` (one day unless changed with the ``set_request_id_retention``
   control; None keeps them for ever); a purged id is unknown to the lookup and to a
   new payment.
+* request_id form (whether Pokepay enforces it is not documented): a ``request_id``
+  sent to create a transaction must be a UUID of version 4, as documented ("UUID
+  V4フォーマット"), else 400 ``invalid_parameters`` (``invalid: [request_id]``);
+  ``set_request_id_check`` with ``v4_only`` false accepts any UUID.
 * Campaigns (documented fields, configurable amounts): with ``set_campaign`` a
   point-back campaign gives each payment ``percent`` % (rounded down) or ``points``
   points, issued to the customer as a ``campaign-topup`` transfer. The transaction then
@@ -381,6 +385,8 @@ class PokepayEmulator(Emulator):
       ``points`` (both 0 or absent: no campaign).
     * ``add_coupon``: a coupon of ``discount_amount`` yen; answers its ``coupon_id``.
     * ``set_request_id_retention``: ``seconds`` request ids are kept (null: for ever).
+    * ``set_request_id_check``: ``v4_only`` (default true): refuse request ids that are
+      not version-4 UUIDs.
     * ``set_envelope``: ``freshness_seconds`` (null: no freshness check) and
       ``expire_next`` (that many next envelopes are refused as expired).
     """
@@ -442,6 +448,7 @@ class PokepayEmulator(Emulator):
         self.campaign_fixed = 0
         self.coupons: dict[str, int] = {}
         self.request_id_retention: timedelta | None = REQUEST_ID_RETENTION
+        self.request_id_v4_only = True
         self.envelope_freshness: timedelta | None = FRESHNESS
         self.expire_next = 0
 
@@ -531,6 +538,12 @@ class PokepayEmulator(Emulator):
                 None if seconds is None else timedelta(seconds=self._control_int(params, "seconds"))
             )
             return {"seconds": seconds}
+        if action == "set_request_id_check":
+            v4_only = params.get("v4_only", True)
+            if not isinstance(v4_only, bool):
+                raise ControlError("v4_only must be true or false")
+            self.request_id_v4_only = v4_only
+            return {"v4_only": v4_only}
         if action == "set_envelope":
             if "freshness_seconds" in params:
                 fresh = params.get("freshness_seconds")
@@ -1043,6 +1056,11 @@ class PokepayEmulator(Emulator):
             return None
         return txn
 
+    def _check_request_id(self, params: Mapping[str, Any]) -> None:
+        value = params.get("request_id")
+        if value is not None and self.request_id_v4_only and uuid.UUID(value).version != 4:
+            raise _invalid(invalid=["request_id"])
+
     def _customer_of(self, txn: _Transaction) -> str:
         wallet = self.wallets[txn.receiver if txn.type == "topup" else txn.sender]
         return wallet.user_id
@@ -1129,6 +1147,7 @@ class PokepayEmulator(Emulator):
             ["description", "metadata", "products", "request_id", "strategy", "coupon_id"],
         )
         _uuids(p, "shop_id", "customer_id", "private_money_id", "request_id", "coupon_id")
+        self._check_request_id(p)
         amount = _whole(p["amount"], "amount", minimum=0)
         description = _text(p, "description", 200)
         strategy = p.get("strategy") or "point-preferred"
@@ -1181,6 +1200,7 @@ class PokepayEmulator(Emulator):
             ],
         )
         _uuids(p, "shop_id", "customer_id", "private_money_id", "request_id", "bear_point_shop_id")
+        self._check_request_id(p)
         money = _whole(p.get("money_amount", 0), "money_amount", minimum=0)
         points = _whole(p.get("point_amount", 0), "point_amount", minimum=0)
         if money == 0 and points == 0:
@@ -1383,6 +1403,7 @@ class PokepayEmulator(Emulator):
     def _transaction_with_cashtray(self, p: Mapping[str, Any], _: Mapping[str, str]) -> Any:
         _check(p, ["cashtray_id", "customer_id"], ["strategy", "request_id"])
         _uuids(p, "cashtray_id", "customer_id", "request_id")
+        self._check_request_id(p)
         request_id = p.get("request_id")
         replay = self._replayed(request_id, p["customer_id"])
         if replay is not None:

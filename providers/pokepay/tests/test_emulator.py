@@ -794,3 +794,26 @@ def test_envelope_controls(
     assert node.send("POST", "/echo", {"message": "x"}, timestamp=late).status_code == 400
     with pytest.raises(ControlError):
         control(emulator, "set_envelope", expire_next=-1)
+
+
+def test_request_id_must_be_v4_unless_relaxed(node: Sdk, emulator: PokepayEmulator) -> None:
+    # "UUID V4フォーマット": whether Pokepay enforces the version is not documented; the
+    # emulator does by default and can be told not to.
+    v5 = str(uuid.uuid5(uuid.NAMESPACE_URL, "order-1"))
+    params = {
+        "shop_id": SHOP,
+        "customer_id": FUNDED,
+        "private_money_id": MONEY,
+        "amount": 10,
+        "request_id": v5,
+    }
+    status, body = node.fails("POST", "/transactions/payment", params)
+    assert (status, body["type"], body["errors"]["invalid"]) == (
+        400,
+        "invalid_parameters",
+        ["request_id"],
+    )
+    assert control(emulator, "set_request_id_check", v4_only=False) == {"v4_only": False}
+    assert pay(node, 10, request_id=v5)["amount"] == 10
+    with pytest.raises(ControlError):
+        control(emulator, "set_request_id_check", v4_only="yes")

@@ -109,3 +109,12 @@ def test_recovery_while_the_request_id_is_kept_finds_the_payment(gw: Any, sandbo
     assert charge.status is ChargeStatus.SUCCEEDED
     assert charge.amount == Money.jpy(900)
     assert len(payments(sandbox)) == 1
+
+
+@pytest.mark.parametrize("v4_only", [True, False], ids=["v4-enforced", "any-uuid"])
+def test_payments_pass_whether_or_not_the_v4_form_is_enforced(
+    gw: Any, sandbox: Any, v4_only: bool
+) -> None:
+    sandbox.control("pokepay", "set_request_id_check", v4_only=v4_only)
+    assert pay(gw, 400).status is ChargeStatus.SUCCEEDED
+    assert len(payments(sandbox)) == 1
