@@ -224,6 +224,7 @@ class UnivapayEmulator(Emulator):
         self.webhook_envelope = "openapi"
         self.expiry_error: dict[str, Any] | None = None
         self.over_limit = 429
+        self.idempotency_error = False
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self.reset()
 
@@ -247,6 +248,7 @@ class UnivapayEmulator(Emulator):
         self.webhook_envelope = "openapi"
         self.expiry_error = None
         self.over_limit = 429
+        self.idempotency_error = False
         for alias, token_id in SEED_CARD_TOKENS.items():
             self._card_token(_CARD_ALIASES[alias], kind="recurring", token_id=token_id)
         self._notify_all()
@@ -584,6 +586,12 @@ class UnivapayEmulator(Emulator):
 
     async def _idempotent(self, request: Request, body: bytes, handler: Handler) -> Response:
         key = request.headers.get("idempotency-key")
+        if key is not None and self.idempotency_error:
+            # Best effort (UnivaPay's idempotency page): the key could not be used,
+            # "the request will be processed" and nothing is stored.
+            response = await self._run(handler, request, body, key=key)
+            response.headers["Idempotency-Status"] = "error"
+            return response
         if key is None:
             response = await self._run(handler, request, body)
             response.headers["Idempotency-Status"] = "not_stored"
@@ -1270,7 +1278,8 @@ class UnivapayEmulator(Emulator):
         expiry_error, over_limit}``: ``webhook_envelope`` is ``"openapi"`` or
         ``"reference"``; ``expiry_error`` the ``error`` object of an expired slip (null:
         none); ``over_limit`` 429 (an empty 429) or 400 (``RATE_LIMIT_EXCEEDED``) for an
-        injected rate limit.
+        injected rate limit; ``idempotency_error`` true answers every keyed request
+        ``Idempotency-Status: error`` and stores nothing (best effort).
         ``run_transfer {}``: gather unassigned ledger lines into a ``created`` transfer.
         ``set_transfer_status {transfer_id, status}``.
         """
@@ -1342,6 +1351,10 @@ class UnivapayEmulator(Emulator):
             if params["over_limit"] not in (400, 429):
                 raise ControlError("over_limit must be 429 or 400")
             self.over_limit = int(params["over_limit"])
+        if "idempotency_error" in params:
+            if not isinstance(params["idempotency_error"], bool):
+                raise ControlError("idempotency_error must be true or false")
+            self.idempotency_error = params["idempotency_error"]
         if "expiry_error" in params:
             error = params["expiry_error"]
             if error is not None and not isinstance(error, dict):
@@ -1354,6 +1367,7 @@ class UnivapayEmulator(Emulator):
             "webhook_envelope": self.webhook_envelope,
             "expiry_error": self.expiry_error,
             "over_limit": self.over_limit,
+            "idempotency_error": self.idempotency_error,
         }
 
     def _run_transfer(self) -> dict[str, Any]:

@@ -127,6 +127,22 @@ def test_lost_response_is_resent_with_the_same_key(gw: Any, sandbox: Any) -> Non
     assert entry.key == "pg-charge-order-4"
 
 
+def test_lost_answer_without_idempotency_is_looked_up_not_charged_twice(
+    gw: Any, sandbox: Any
+) -> None:
+    """UnivaPay's idempotency is best effort: with the key unusable a re-send would make a
+    second slip. paygate lists the store's charges by its charge id first."""
+    sandbox.control("univapay", "configure", idempotency_error=True)
+    try:
+        sandbox.fault("univapay", "drop_after_commit", path="^/charges$", method="POST")
+        charge = slip_charge(gw, "order-4b")
+        assert charge.status is ChargeStatus.REQUIRES_ACTION
+        assert len(emulator(sandbox).charges) == 1
+        assert charge.provider_ref in emulator(sandbox).charges
+    finally:
+        sandbox.control("univapay", "configure", idempotency_error=False)
+
+
 @pytest.mark.parametrize("over_limit", [429, 400])
 def test_rate_limit_is_retried(gw: Any, sandbox: Any, over_limit: int) -> None:
     """Over the limit is an empty 429 (current page) or 400 RATE_LIMIT_EXCEEDED (older
