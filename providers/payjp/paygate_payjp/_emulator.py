@@ -180,6 +180,7 @@ class Readings:
     refunded_after_capture: bool = False  # a partial capture sets ``refunded``
     expiry_marks_refunded: bool = True  # an expired authorisation is marked refunded
     tds_timeout_minutes: int = 30
+    terms_order: str = "newest"  # GET /v1/terms newest first, or "oldest" first
 
 
 @dataclass
@@ -242,7 +243,8 @@ class PayjpEmulator(Emulator):
     * ``webhook`` ``{"type": "charge.succeeded", "id": object id}``: deliver an event
       for an existing object again.
     * ``reading`` ``{idempotent_writes: "all" | "create", capture_amount: "authorized" |
-      "captured", refunded_after_capture, expiry_marks_refunded, tds_timeout_minutes}``:
+      "captured", refunded_after_capture, expiry_marks_refunded, tds_timeout_minutes,
+      terms_order: "newest" | "oldest"}``:
       how facts PAY.JP does not document are played (see `Readings`); reset restores
       the defaults.
     """
@@ -521,6 +523,8 @@ class PayjpEmulator(Emulator):
             raise ControlError("idempotent_writes must be all or create")
         if merged["capture_amount"] not in ("authorized", "captured"):
             raise ControlError("capture_amount must be authorized or captured")
+        if merged["terms_order"] not in ("newest", "oldest"):
+            raise ControlError("terms_order must be newest or oldest")
         try:
             self.readings = Readings(
                 idempotent_writes=str(merged["idempotent_writes"]),
@@ -528,6 +532,7 @@ class PayjpEmulator(Emulator):
                 refunded_after_capture=bool(merged["refunded_after_capture"]),
                 expiry_marks_refunded=bool(merged["expiry_marks_refunded"]),
                 tds_timeout_minutes=int(merged["tds_timeout_minutes"]),
+                terms_order=str(merged["terms_order"]),
             )
         except (TypeError, ValueError) as exc:
             raise ControlError(f"bad reading: {exc}") from None
@@ -1149,7 +1154,10 @@ class PayjpEmulator(Emulator):
             objs = [o for o in objs if o["start_at"] >= since]
         if until is not None:
             objs = [o for o in objs if o["start_at"] <= until]
-        return self._page(request, form, self._newest_first(objs, "start_at"), time_key=None)
+        ordered = self._newest_first(objs, "start_at")
+        if self.readings.terms_order == "oldest":
+            ordered.reverse()
+        return self._page(request, form, ordered, time_key=None)
 
     def _get_term(self, request: Request, form: _Form) -> tuple[int, dict[str, Any]]:
         term = self.books.term(request.path_params["id"])

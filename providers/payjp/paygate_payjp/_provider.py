@@ -86,6 +86,9 @@ MAX_METADATA_KEYS = 20
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
 MIN_CAPTURE = 50
+# Terms that started this long ago or later (from midnight UTC) are read to find the
+# current one.
+TERM_LOOKBACK = timedelta(days=100)
 _KEYED = OperationPolicy(key="header", key_window=KEY_WINDOW, lookup=False)
 # Refunds, captures and voids still carry an Idempotency-Key, but v1 documents no key
 # semantics for them: after a lost answer the charge is read (the lookups) before
@@ -648,8 +651,13 @@ class PayjpProvider(Provider):
             "/v1/balances", {"closed": False, **self._owner()}, step="balances.list"
         )
         balances = [Balance.from_wire(obj) for obj in objs]
-        reply = yield self.api.get("/v1/terms", {"limit": 3}, step="terms.list")
-        terms = [Term.from_wire(t) for t in _data(self.api.read(reply, "list"))]
+        # The order of /v1/terms is not documented: ask only for the Terms that started
+        # lately (since_start_at) and pick the one containing now, whatever the order.
+        since = (ctx.now() - TERM_LOOKBACK).replace(hour=0, minute=0, second=0, microsecond=0)
+        objs = yield from self.api.paged(
+            "/v1/terms", {"since_start_at": to_ts(since)}, step="terms.list"
+        )
+        terms = [Term.from_wire(t) for t in objs]
         current = _current_term(terms, ctx.now())
         return _payout_balance(balances, current, ctx, provider=self.name)
 
@@ -823,19 +831,19 @@ def _memo_from_ref(ref: ChargeRef) -> CaptureMemo | None:
     return CaptureMemo(authorized, captured, authorized - captured)
 
 
-def _data(envelope: Mapping[str, Any]) -> list[dict[str, Any]]:
-    data = envelope.get("data") or []
-    return [obj for obj in data if isinstance(obj, dict)]
-
-
 def _current_term(terms: Sequence[Term], now: datetime) -> Term | None:
-    """The open Term that contains ``now`` (or the newest open one)."""
+    """The open Term that contains ``now`` (else the open, then any, Term that started
+    last), whatever order the list came in."""
     open_terms = [t for t in terms if not t.closed]
     for term in open_terms:
         started = term.start_at is None or term.start_at <= now
         if started and (term.end_at is None or now < term.end_at):
             return term
-    return open_terms[0] if open_terms else (terms[0] if terms else None)
+    floor = datetime.min.replace(tzinfo=now.tzinfo)
+    for group in (open_terms, list(terms)):
+        if group:
+            return max(group, key=lambda t: t.start_at or floor)
+    return None
 
 
 def _payout_balance(

@@ -707,3 +707,19 @@ def test_sandbox_interface(emu: Any) -> None:
     emu.emulator.reset()
     assert emu.emulator.ledger() == []
     assert len(emu.emulator.books.terms) == 1
+
+
+@pytest.mark.parametrize("order", ["newest", "oldest"])
+def test_the_current_term_is_found_whatever_the_list_order(emu: Any, order: str) -> None:
+    # The order of GET /v1/terms is not documented.
+    emu.control("reading", terms_order=order)
+    for _ in range(4):
+        emu.advance(days=1)
+        emu.control("close_term")
+    listed = get(emu, "/v1/terms", limit=100)["data"]
+    assert len(listed) == 5
+    (open_term,) = [t for t in listed if not t["closed"]]
+    balance = emu.run(emu.provider.payout_balance(emu.ctx()))
+    current = balance.raw["current_term"]
+    assert current is not None
+    assert current["id"] == open_term["id"]

@@ -755,6 +755,8 @@ def test_payout_balance_pages_and_maps(provider: PayjpProvider, make_ctx: Any) -
     assert params(first) == {"closed": "false", "owner": "merchant", "limit": "100", "offset": "0"}
     assert params(second)["offset"] == "2"
     assert urlsplit(terms.url).path == "/v1/terms"
+    # From midnight UTC 100 days before the context's time (2026-01-10 03:00 UTC).
+    assert params(terms)["since_start_at"] == str(1768014000 - 3 * 3600 - 100 * 86_400)
     assert all(c.retry is Retry.SAFE for c in script.calls)
     assert balance.collecting == Money.jpy(4000)
     assert balance.scheduled == Money.jpy(29750)
