@@ -7,12 +7,20 @@ same request; the same key with a different request is ``409
 IDEMPOTENCY_KEY_CONFLICT``. Calls are therefore `Retry.KEYED`; reads are `Retry.SAFE`.
 
 Retry: 429 and 5xx by the driver's generic rule; ``400 CHARGE_TOO_QUICK`` (the same
-token and amount again within 30 seconds) is a "try again later" as well.
+token and amount again within 30 seconds) and ``400 RATE_LIMIT_EXCEEDED`` are a "try
+again later" as well.
+
+Lookup: after a lost answer the charge is found by listing the store's charges (by
+transaction token, or by paygate's charge id in the metadata) instead of being sent
+again; a used token (``TRANSACTION_ALREADY_PROCESSED``) is checked the same way before
+it counts as a refusal.
 
 Status: a charge is created ``pending`` and moves on asynchronously. A konbini charge
 becomes ``awaiting`` once the slip is issued (paygate: ``requires_action`` with a
-`KonbiniSlip`), ``successful`` when the customer pays and ``failed`` when the payment
-deadline passes (paygate: ``expired``). ``GET …/charges/{id}?polling=true`` holds the
+`KonbiniSlip` read from the documented metadata keys), ``successful`` when the customer
+pays and ``failed`` when the payment deadline passes (paygate: ``expired``). paygate
+owns the deadline: UnivaPay answers ``capture_at: null``, so the deadline is computed by
+UnivaPay's day rule, sent as ``capture_at`` and kept. ``GET …/charges/{id}?polling=true`` holds the
 request until the charge leaves ``pending``; paygate uses it right after creating a
 charge (to return the issued slip) and for `wait` while a charge is still pending.
 """
