@@ -138,6 +138,8 @@ CATALOGUE = [
     "three_d_secure_incompleted",
     "three_d_secure_failed",
     "not_in_three_d_secure_flow",
+    # https://pay.jp/info/2024/11/08/110000/: added 2024-11-21.
+    "three_d_secure_expired",
     "unverified_token",
     "invalid_owner_type",
 ]
