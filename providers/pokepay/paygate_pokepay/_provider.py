@@ -737,11 +737,16 @@ class PokepayProvider(Provider):
 
         QRCode: Pokepay offers no way to find a Cashtray without its id. A Cashtray
         whose creation answer was lost was never displayed, so no customer can scan
-        it; it expires unused. Reporting "not created" lets the gateway create a fresh
-        one, which is the outcome the merchant wants.
+        it; it expires unused. In the same call, "not created" lets the gateway create
+        a fresh one, which is the outcome the merchant wants. On recovery the gateway
+        would not re-send past the charge's key window (the wallet's request ids are
+        kept for an unstated time), which does not concern a Cashtray: the fresh one is
+        created here and returned as the charge.
         """
         self.validate_charge(req)
         if not isinstance(req.method, Wallet):
+            if ctx.recovering:
+                return (yield from self._charge_qr(req, ctx))
             return None
         request_ids = [self._request_id(ctx)]
         if ctx.recovering:

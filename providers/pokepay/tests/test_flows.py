@@ -963,3 +963,19 @@ def test_payout_balance_without_wallet(provider: PokepayProvider, make_ctx: Ctx,
     fake.then(fake.sealed(200, page([], False)))
     with pytest.raises(NotFound):
         drive(provider.payout_balance(make_ctx(None)), fake)
+
+
+def test_lookup_qr_on_recovery_creates_a_fresh_cashtray(
+    provider: PokepayProvider, make_ctx: Ctx, fake: Any
+) -> None:
+    # The lost Cashtray was never shown, so nobody can pay it: on recovery (where the
+    # gateway would not re-send past the charge's unstated key window) the fresh one is
+    # made by the lookup itself.
+    fake.then(fake.sealed(200, cashtray()))
+    found = drive(
+        provider.lookup_charge(ChargeRequest(Money.jpy(1500), QRCode()), make_ctx(recovering=True)),
+        fake,
+    )
+    assert found is not None
+    assert found.status is ChargeStatus.REQUIRES_ACTION
+    assert fake.calls[0].url.endswith("/cashtrays")

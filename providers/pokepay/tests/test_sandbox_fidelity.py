@@ -118,3 +118,15 @@ def test_payments_pass_whether_or_not_the_v4_form_is_enforced(
     sandbox.control("pokepay", "set_request_id_check", v4_only=v4_only)
     assert pay(gw, 400).status is ChargeStatus.SUCCEEDED
     assert len(payments(sandbox)) == 1
+
+
+def test_a_lost_cashtray_is_replaced_on_recovery(gw: Any, sandbox: Any) -> None:
+    from paygate import QRCode
+
+    sandbox.fault("pokepay", "drop_after_commit", path="^/cashtrays$", count=5)
+    with pytest.raises((OutcomeUnknown, ProviderUnavailable)):
+        gw.charge("pokepay", amount=Money.jpy(700), method=QRCode(), idempotency_key="lost-qr")
+    sandbox.clear_faults()
+    charge = gw.charge("pokepay", amount=Money.jpy(700), method=QRCode(), idempotency_key="lost-qr")
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert charge.next_action is not None
