@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,8 +37,9 @@ from paygate import (
 )
 from paygate.testing import BlockingAsyncGateway
 
+# PAYGATE_FUZZ_EXAMPLES=2000 for a long run (docs/reliability.md).
 SURFACE = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("PAYGATE_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
