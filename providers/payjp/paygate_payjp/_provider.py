@@ -1,17 +1,21 @@
 """The PAY.JP (API v1) adapter: card charges, and payouts through Term / Statement / Balance.
 
 Idempotency: every POST carries an ``Idempotency-Key`` header derived from the
-merchant's key (``pg-<operation>-<key>``), so a re-sent create, capture or refund is
-deduplicated by PAY.JP. The v1 reference does not document how long PAY.JP remembers a
-key; paygate assumes one hour (`KEY_WINDOW`), deliberately shorter than the 24 hours
-common elsewhere, so the gateway re-sends only while the key is surely remembered and
-reports `OutcomeUnknown` beyond that. PAY.JP offers no lookup of a charge by key.
+merchant's key (``pg-<operation>-<key>``). The official SDKs send it on charge creation,
+so a lost create is re-sent with the same key; the v1 reference does not document how
+long PAY.JP remembers a key, and paygate assumes one hour (`KEY_WINDOW`), deliberately
+short, reporting `OutcomeUnknown` beyond it. PAY.JP offers no lookup of a charge by key.
+For refunds, captures and voids v1 documents no key semantics at all: after a lost
+answer the charge is read (`lookup_refund`, `lookup_capture`, `lookup_cancel`) and the
+request is sent again only when the reading shows it took no effect.
 
-Retry: reads are retried freely; keyed POSTs are retried with the same key. 429
+Retry: reads are retried freely; charge creation is retried with the same key;
+refunds, captures, voids and ``tds_finish`` only when they surely never arrived. 429
 ``over_capacity`` is retried (honouring ``Retry-After`` when sent) and surfaces as a
 retryable `RateLimited` when the driver gives up; 5xx are retried by the driver.
 
-Status: see `paygate_payjp._charges` (paid / captured / refunded / 3-D Secure state).
+Status: see `paygate_payjp._charges` (from the amounts, the capture memo, ``expired_at``
+and the 3-D Secure state).
 Cancel is a void: the refund of an authorisation that was never captured. Payouts are
 read from ``/v1/balances`` (never the retired Transfer objects).
 """
