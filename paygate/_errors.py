@@ -62,6 +62,9 @@ class PaygateError(Exception):
         provider_code: the provider's own error code, unchanged.
         provider_message: the provider's own message (redacted), unchanged otherwise.
         http_status: HTTP status of the provider's answer, if any.
+        request_id: the provider's id of the request, when its answer carries one.
+        provider_ref: the provider's object the error concerns (e.g. the failed charge a
+            PAY.JP decline creates), when known.
         retryable: whether trying again later (same idempotency key) may succeed.
     """
 
@@ -78,8 +81,10 @@ class PaygateError(Exception):
         http_status: int | None = None,
         request_id: str | None = None,
         retryable: bool | None = None,
+        provider_ref: str | None = None,
     ) -> None:
         self.message = redact(message)
+        self.provider_ref = provider_ref
         self.provider = provider
         self.provider_code = provider_code
         self.provider_message = redact(provider_message) if provider_message else None
@@ -122,6 +127,7 @@ class PaygateError(Exception):
             "http_status": self.http_status,
             "request_id": self.request_id,
             "retryable": self.retryable,
+            "provider_ref": self.provider_ref,
         }
 
     @staticmethod
@@ -138,6 +144,7 @@ class PaygateError(Exception):
             http_status=data.get("http_status"),
             request_id=data.get("request_id"),
             retryable=data.get("retryable"),
+            provider_ref=data.get("provider_ref"),
         )
         return err
 

@@ -349,7 +349,10 @@ def refund(
         # The record may be behind the provider (a missed webhook): ask once.
         yield from status(provider, env, charge_id)
         record = yield from _tracked(account, charge_id)
-    refundable = record.amount - record.amount_refunded
+    captured = _captured(record)
+    # A partial capture released the rest: only what was captured can be refunded.
+    ceiling = record.amount if captured is None else captured.amount
+    refundable = ceiling - record.amount_refunded
     skey = store_key(account, Operation.REFUND, key)
     fp = fingerprint(
         {"charge": charge_id, "amount": None if amount is None else amount.amount, "reason": reason}
@@ -406,8 +409,6 @@ def refund(
         update={"id": refund_id_for(account, key), "charge_id": charge_id, "account": account}
     )
     refunded = yield from _refunded_after(record, result, recovering=begin.recovering)
-    captured = _captured(record)
-    ceiling = record.amount if captured is None else captured.amount
     new_status = ChargeStatus.REFUNDED if refunded >= ceiling else ChargeStatus.PARTIALLY_REFUNDED
     yield RecordCharge(
         update=ChargeUpdate(

@@ -214,3 +214,24 @@ def test_b16_rate_limited_resend_keeps_the_key(gw: Gateway, sandbox: Any) -> Non
     assert refund.amount == Money.jpy(1000)
     (entry,) = sandbox.ledger()["payjp"]
     assert entry.refunded == 1000
+
+
+def test_b16_on_a_keyed_provider_the_refused_resend_keeps_the_key(
+    gw: Gateway, sandbox: Any
+) -> None:
+    """B16's core path, on fakepay (keyed refunds, no lookup): the refund's answer is lost,
+    the keyed re-send is throttled; the key stays unknown (never released), and the retry
+    recovers the refund that did happen instead of refusing it."""
+    charge = gw.charge(
+        "fakepay", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="b16f"
+    )
+    sandbox.fault("fakepay", "drop_after_commit", path="/refunds$", method="POST", count=1)
+    sandbox.fault("fakepay", "rate_limit", path="/refunds$", method="POST", count=1)
+    with pytest.raises(PaygateError) as info:
+        gw.refund("fakepay", charge.id, idempotency_key="b16f-r")
+    assert info.value.retryable
+    gw.status("fakepay", charge.id)  # paygate learns the charge is refunded
+    refund = gw.refund("fakepay", charge.id, idempotency_key="b16f-r")
+    assert refund.amount == Money.jpy(1000)
+    (entry,) = [e for e in sandbox.ledger()["fakepay"] if e.id == charge.provider_ref]
+    assert entry.refunded == 1000
