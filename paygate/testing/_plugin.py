@@ -112,7 +112,9 @@ def virtual_time(paygate_time: Any, sandbox: Any) -> Any:
 def make_gateway(
     paygate_accounts: dict[str, dict[str, Any]], paygate_time: Any
 ) -> Iterator[Callable[..., Any]]:
-    """Factory: ``make_gateway(driver="sync"|"async", store="memory://", accounts=None)``."""
+    """Factory: ``make_gateway(driver="sync"|"async", store="memory://", accounts=None,
+    retry=None, clock=None)``; ``clock`` (e.g. ``sandbox.now``) dates paygate's records
+    and judges time-dependent states (expiry) on the sandbox's time."""
     from .._gateway import AsyncGateway, Gateway
     from .._retry import RetryPolicy
     from ._runner import BlockingAsyncGateway
@@ -124,20 +126,23 @@ def make_gateway(
         store: Any = "memory://",
         accounts: dict[str, dict[str, Any]] | None = None,
         retry: RetryPolicy | None = None,
+        clock: Callable[[], Any] | None = None,
     ) -> Any:
         config = {"store": "memory://", "accounts": accounts or paygate_accounts}
         policy = retry or RetryPolicy.no_wait()
         gw: Any
-        clock = {"monotonic": paygate_time.monotonic}
+        times: dict[str, Any] = {"monotonic": paygate_time.monotonic}
+        if clock is not None:
+            times["clock"] = clock
         if driver == "async":
             gw = BlockingAsyncGateway(
                 AsyncGateway.from_config(
-                    config, store=store, retry=policy, sleep=paygate_time.asleep, **clock
+                    config, store=store, retry=policy, sleep=paygate_time.asleep, **times
                 )
             )
         else:
             gw = Gateway.from_config(
-                config, store=store, retry=policy, sleep=paygate_time.sleep, **clock
+                config, store=store, retry=policy, sleep=paygate_time.sleep, **times
             )
         made.append(gw)
         return paygate_time.attach(gw)
