@@ -157,7 +157,11 @@ C = TypeVar("C", bound=Connection)
 
 
 class _Queries:
-    """Every query of the store, rendered once for a dialect."""
+    """Every query of the store, rendered once for a dialect.
+
+    Templates name tables and column lists in braces and parameters as ``?``; ``render``
+    fills in the dialect's names and marker. ``lock`` ends a read that decides a change.
+    """
 
     def __init__(self, render: Callable[[str], str], lock: str) -> None:
         self.schema = [render(statement) for statement in _SCHEMA]
@@ -283,6 +287,8 @@ class SQLStore(Store, Generic[C]):
 
     def _prepare_schema(self, conn: C) -> None:
         """Runs inside the schema transaction before the tables are created."""
+
+    # Encoding of times and JSON; by default the driver adapts the values itself.
 
     @staticmethod
     def _time_out(value: datetime) -> Any:
