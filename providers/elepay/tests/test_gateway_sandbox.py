@@ -384,3 +384,21 @@ def test_server_errors_are_retried(gw, sandbox):
     charge = new_charge(gw, "order-16")
     sandbox.fault("elepay", "status", status=503, path="^/codes/", method="GET", count=1)
     assert gw.status(ACCOUNT, charge.id).status is ChargeStatus.REQUIRES_ACTION
+
+
+def test_a_key_with_every_answer_lost_is_unknown_then_reconciled(sandbox, make_gateway):
+    # Six lost answers in a row: paygate never got a code, and says so (unknown, never a
+    # refusal). Reconcile finds nothing paid under any of the key's orderNos, reads the
+    # charge list back to the first send, and releases the key.
+    from paygate import OutcomeUnknown
+    from paygate._reconcile import reconcile
+
+    gw = make_gateway()
+    sandbox.fault("elepay", "drop_after_commit", path="^/codes$", method="POST", count=6)
+    with pytest.raises(OutcomeUnknown):
+        new_charge(gw, "order-12h")
+    orders = {c.order_no for c in emulator(sandbox).codes.values()}
+    assert len(orders) == 6
+    assert all(c.status == "pending" for c in emulator(sandbox).codes.values())
+    (row,) = [r for r in reconcile(gw) if r.account == ACCOUNT]
+    assert (row.after, row.action) == ("not created", "released: a retry creates it")
