@@ -621,9 +621,11 @@ class ElepayProvider(Provider):
             # found none paid): elepay frees their orderNos, and paygate starts over.
             tried.clear()
             return ctx.provider_key("code", max_len=ORDER_NO_MAX, alphabet="alnum")
+        free_at = from_millis(last + _CODE_LIFETIME_MS) if isinstance(last, int) else None
+        when = f" after {free_at.isoformat(timespec='minutes')}" if free_at else " later"
         raise OutcomeUnknown(
             f"elepay was sent {len(tried)} codes for this key and none could be confirmed; "
-            "they expire unpaid unless found by `paygate reconcile`",
+            f"they expire unpaid: retry with the same key{when}",
             provider=NAME,
         )
 
