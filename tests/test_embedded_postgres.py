@@ -217,5 +217,5 @@ def test_without_the_package_it_is_unavailable(monkeypatch: pytest.MonkeyPatch) 
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(EmbeddedPostgresUnavailable, match=r"paygate\[postgres-embedded\]"):
+    with pytest.raises(EmbeddedPostgresUnavailable, match=r"paygate-jp\[postgres-embedded\]"):
         start_embedded_postgres()
