@@ -131,12 +131,12 @@ def _attach(gateway: Any, clock: Callable[[], VirtualTime | None]) -> None:
         virtual = clock()
         return virtual.note(result) if virtual is not None else result
 
-    def wait_knowing_the_deadline(account: str, charge_id: str, *, timeout: float = 600.0) -> Any:
+    def wait_knowing_the_deadline(*args: Any, **kwargs: Any) -> Any:
         virtual = clock()
         if virtual is None:
-            return wait(account, charge_id, timeout=timeout)
-        with virtual.waiting(timeout):
-            return virtual.note(wait(account, charge_id, timeout=timeout))
+            return wait(*args, **kwargs)
+        with virtual.waiting(float(kwargs.get("timeout", 600.0))):
+            return virtual.note(wait(*args, **kwargs))
 
     gateway.charge = charge_and_note
     gateway.wait = wait_knowing_the_deadline
