@@ -593,6 +593,11 @@ def resolve_charge(
     except GeneratorExit:
         raise
     except Exception as exc:
+        if isinstance(exc, OutcomeUnknown):
+            # The provider's lookup says what it knows (e.g. two payments under one
+            # key): keep its words for the report and the record.
+            yield from once.unknown(env, skey, f"reconcile: {exc.message}")
+            raise
         yield from once.unknown(env, skey, f"reconcile lookup failed: {type(exc).__name__}")
         if not isinstance(exc, (TransportFailure, PaygateError)):
             raise

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _operations as ops
 from ._adapter import ChargeRequest, Operation
-from ._errors import PaygateError
+from ._errors import OutcomeUnknown, PaygateError
 from ._gateway import Gateway
 from ._models import Card, ChargeStatus, Konbini, PosSale, QRCode, Wallet
 from ._money import Money
@@ -173,7 +173,9 @@ def reconcile(
                     ref,
                     record.state,
                     record.state,
-                    f"still unknown ({exc.code})",
+                    f"still unknown: {exc.message}"
+                    if isinstance(exc, OutcomeUnknown)
+                    else f"still unknown ({exc.code})",
                 )
             )
             continue
