@@ -96,30 +96,6 @@ class _GatewayBase:
             new_uuid=uuid.uuid4,
         )
 
-    @classmethod
-    def from_config(
-        cls,
-        source: str | Path | Mapping[str, Any] | LoadedConfig | None = None,
-        *,
-        store: Store | str | None = None,
-        retry: RetryPolicy | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Build a gateway from a TOML file (or a mapping with the same shape).
-
-        >>> gw = Gateway.from_config("paygate.toml")  # doctest: +SKIP
-        """
-        from ._config import LoadedConfig, load_config
-
-        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
-        return cls(
-            list(cfg.accounts.values()),
-            store=store if store is not None else cfg.store,
-            retry=retry or cfg.retry,
-            webhook_max_body=cfg.webhook_max_body,
-            **kwargs,
-        )
-
     # -- description -----------------------------------------------------------
 
     @property
@@ -270,6 +246,44 @@ class Gateway(_GatewayBase):
             sleep=sleep,
         )
         self._webhooks = SyncWebhooks(self)
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Path | Mapping[str, Any] | LoadedConfig | None = None,
+        *,
+        store: Store | str | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        webhook_max_body: int | None = None,
+        monotonic: Callable[[], float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Self:
+        """Build a gateway from a TOML file (or a mapping with the same shape).
+
+        ``store``, ``retry`` and ``webhook_max_body`` override the config's; the other
+        keywords are `__init__`'s. (The methods each account offers come from the config.)
+
+        >>> gw = Gateway.from_config("paygate.toml")  # doctest: +SKIP
+        """
+        from ._config import LoadedConfig, load_config
+
+        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
+        return cls(
+            list(cfg.accounts.values()),
+            store=store if store is not None else cfg.store,
+            retry=retry or cfg.retry,
+            clock=clock,
+            lease=lease,
+            webhook_max_body=(
+                cfg.webhook_max_body if webhook_max_body is None else webhook_max_body
+            ),
+            monotonic=monotonic,
+            transport=transport,
+            sleep=sleep,
+        )
 
     @property
     def webhooks(self) -> SyncWebhooks:
@@ -426,6 +440,44 @@ class AsyncGateway(_GatewayBase):
             sleep=sleep,
         )
         self._webhooks = AsyncWebhooks(self)
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Path | Mapping[str, Any] | LoadedConfig | None = None,
+        *,
+        store: Store | str | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        webhook_max_body: int | None = None,
+        monotonic: Callable[[], float] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Self:
+        """Build a gateway from a TOML file (or a mapping with the same shape).
+
+        ``store``, ``retry`` and ``webhook_max_body`` override the config's; the other
+        keywords are `__init__`'s. (The methods each account offers come from the config.)
+
+        >>> gw = AsyncGateway.from_config("paygate.toml")  # doctest: +SKIP
+        """
+        from ._config import LoadedConfig, load_config
+
+        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
+        return cls(
+            list(cfg.accounts.values()),
+            store=store if store is not None else cfg.store,
+            retry=retry or cfg.retry,
+            clock=clock,
+            lease=lease,
+            webhook_max_body=(
+                cfg.webhook_max_body if webhook_max_body is None else webhook_max_body
+            ),
+            monotonic=monotonic,
+            transport=transport,
+            sleep=sleep,
+        )
 
     @property
     def webhooks(self) -> AsyncWebhooks:
