@@ -176,6 +176,9 @@ class ChaosSettings:
     driver_attempts: int = 2  # HTTP attempts per call: few, so failures reach recovery
     webhooks: bool = True
     latency_ms: int = 3
+    # fakepay answers a random outcome class (busy / already done / weird / refused for
+    # good) to this share of its mutating requests.
+    class_rate: float = 0.15
 
 
 # ------------------------------------------------------------------------------ figures
@@ -263,6 +266,12 @@ class ChaosReport:
             "faults injected: "
             + ", ".join(f"{k} {self.faults.get(k, 0)}" for k in FAULT_KINDS)
             + f", 429 storms {self.storms} ({self.faults.get('storm', 0)} answers)",
+            "outcome classes answered by fakepay: "
+            + ", ".join(
+                f"{k.removeprefix('class ')} {v}"
+                for k, v in sorted(self.faults.items())
+                if k.startswith("class ")
+            ),
             f"crashes {self.crashes}, restarts {self.restarts}, provider requests {self.requests}",
             "customer actions: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.control.items())) or "none"),
@@ -563,6 +572,12 @@ class Merchant:
                 fig.unknown_keys += 1
             return "retry"
         except PaygateError as exc:
+            if exc.retryable:
+                # The key stays open (a refusal that did nothing, an unknown outcome):
+                # a careful merchant retries with the same key.
+                op.history.append(f"{type(exc).__name__}:{exc.provider_code}")
+                fig.errors[f"retryable {exc.provider_code or type(exc).__name__}"] += 1
+                return "retry"
             op.outcome, op.error = "error", exc
             return "done"
         except Exception as exc:  # a bug: paygate must only raise its own errors
@@ -963,7 +978,16 @@ def install_faults(sandbox: Any, settings: ChaosSettings) -> None:
         )
 
 
+def install_classes(sandbox: Any, settings: ChaosSettings) -> None:
+    """fakepay answers each outcome class at random (see tests/fakepay)."""
+    sandbox.control(
+        "fakepay", "answer_classes", probability=settings.class_rate, seed=settings.seed
+    )
+
+
 def count_faults(sandbox: Any, report: ChaosReport) -> None:
+    for code, count in sandbox.control("fakepay", "class_counts").items():
+        report.faults[f"class {code}"] += int(count)
     for rule in sandbox.faults():
         kind = rule["kind"]
         if kind == "rate_limit" and rule["probability"] is None:
@@ -990,11 +1014,13 @@ def run_chaos(sandbox: Any, settings: ChaosSettings, workdir: Path) -> ChaosRepo
         with _webhooks(sandbox, merchant, settings.webhooks):
             try:
                 install_faults(sandbox, settings)
+                install_classes(sandbox, settings)
                 for _ in range(settings.operations):
                     merchant.step()
             finally:
                 count_faults(sandbox, report)
                 sandbox.clear_faults()
+                sandbox.control("fakepay", "answer_classes", probability=0.0)
                 merchant.switch.armed = False
             finish(merchant)
             if settings.webhooks:
@@ -1069,7 +1095,11 @@ def finish(merchant: Merchant) -> None:
         text = f"{_name(record.key)} still {record.state} ({record.detail})" + (
             f"; {_describe(op)}" if op is not None else ""
         )
-        if not policy.keyed and not policy.lookup and ACCOUNTS[account] == "fakepay":
+        # Allowed: no key and no lookup (fakepay), or a key window the provider does not
+        # state (Pokepay's request ids are "deleted after some period"): paygate cannot
+        # tell a lost first attempt from a purged key, so it must not re-send blind.
+        unstated = policy.key_window == "unknown" and "key window passed" in (record.detail or "")
+        if unstated or (not policy.keyed and not policy.lookup and ACCOUNTS[account] == "fakepay"):
             if account not in report.unresolvable_allowed:
                 report.unresolvable_allowed.append(account)
         else:
@@ -1144,6 +1174,21 @@ def _name(store_key: str) -> str:
 # ---------------------------------------------------------------------------- verify
 
 
+def provider_keys(account: str, key: str) -> list[str]:
+    """Every key the provider's ledger may file a charge of merchant key ``key`` under
+    (elepay: the key's derived order numbers, one per create whose answer was lost)."""
+    if ACCOUNTS[account] != "elepay":
+        return [provider_key(account, key)]
+    from paygate_elepay._provider import ORDER_ATTEMPTS
+    from paygate_elepay._wire import ORDER_NO_MAX
+
+    ctx = OpContext(account=account, provider="elepay", idempotency_key=key)
+    return [
+        ctx.provider_key("code" if n == 1 else f"code{n}", max_len=ORDER_NO_MAX, alphabet="alnum")
+        for n in range(1, ORDER_ATTEMPTS + 1)
+    ]
+
+
 def provider_key(account: str, key: str) -> str:
     """The key the provider's ledger files a charge of merchant key ``key`` under."""
     provider = ACCOUNTS[account]
@@ -1157,7 +1202,9 @@ def provider_key(account: str, key: str) -> str:
 
         return ctx.provider_key("code", max_len=ORDER_NO_MAX, alphabet="alnum")
     if provider == "pokepay":
-        return str(ctx.key_uuid("payment"))
+        from paygate_pokepay._provider import payment_request_id
+
+        return payment_request_id(ctx)
     if provider == "smaregi":
         from paygate_smaregi._provider import terminal_tran_id
 
@@ -1210,7 +1257,11 @@ def _verify_charge(
             fig.lost += 1
             report.problem(f"pokepay {op.key}: the customer paid, the ledger has nothing")
     else:
-        entries = by_key[provider].get(provider_key(op.account, op.key), [])
+        entries = [
+            entry
+            for pkey in provider_keys(op.account, op.key)
+            for entry in by_key[provider].get(pkey, [])
+        ]
     claimed[provider].update(e.id for e in entries)
     if len(entries) > 1:
         fig.duplicates += len(entries) - 1

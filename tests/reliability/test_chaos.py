@@ -31,12 +31,18 @@ def test_chaos_ledger_matches_store(paygate_sandbox: Any, tmp_path: Path) -> Non
     assert report.total("regressions") == 0, text
     assert report.total("replay_mismatch") == 0, text
     assert report.webhook_handled_twice == 0, text
-    # Only the provider with neither key nor lookup may leave an outcome unknown.
-    assert set(report.unresolvable_allowed) <= {"fake_none"}, text
+    # Only a provider that cannot tell may leave an outcome unknown: fakepay's account with
+    # neither key nor lookup, and Pokepay past a lost payment's request-id window (not
+    # stated by Pokepay, so paygate never re-sends a payment blind on recovery). Each such
+    # key has no provider object (checked above: nothing lost, nothing duplicated).
+    assert set(report.unresolvable_allowed) <= {"fake_none", "pokepay"}, text
     # The run did what it claims: faults fired, the merchant retried, keys were recovered.
     assert sum(report.by_account[a].charges for a in report.by_account) >= OPERATIONS // 4
     assert report.faults["drop_after_commit"] > 0, text
     assert report.faults["reset"] > 0, text
     assert report.faults["rate_limit"] > 0, text
+    # fakepay answered every outcome class at random, and every key still ended truthfully.
+    for code in ("busy", "weird", "declined_for_good"):
+        assert report.faults[f"class {code}"] > 0, text
     assert report.total("retries") > 0, text
     assert set(report.by_account) >= {"payjp", "univapay", "elepay", "pokepay", "smaregi"}
