@@ -175,6 +175,7 @@ class SandboxClient:
         status: int | None = None,
         retry_after: int | None = None,
         latency_ms: int | None = None,
+        jitter_ms: int | None = None,
     ) -> dict[str, Any]:
         """Inject a fault into ``provider``'s API; returns the rule (with its ``id``).
 
@@ -183,6 +184,10 @@ class SandboxClient:
         mount (``"^/v1/charges$"``). Without ``probability`` the fault hits the next
         ``count`` matching calls (default 1); with it, each matching call is hit with that
         probability drawn from ``random.Random(seed)`` (``count`` then caps the hits).
+        ``latency_ms`` holds each hit call back (an ``asyncio.sleep``: no sandbox CPU),
+        ``jitter_ms`` spreads it uniformly by ± that much (seeded by ``seed``). For a
+        provider that is always slow: ``fault(p, "latency", latency_ms=100,
+        jitter_ms=20, probability=1.0)``.
         """
         body: dict[str, Any] = {"provider": provider, "kind": kind, "path": path}
         optional = {
@@ -193,6 +198,7 @@ class SandboxClient:
             "status": status,
             "retry_after": retry_after,
             "latency_ms": latency_ms,
+            "jitter_ms": jitter_ms,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         result: dict[str, Any] = self._call("POST", "faults", body)

@@ -66,9 +66,11 @@ class FaultRule:
     status: int | None = None
     retry_after: int | None = None
     latency_ms: int | None = None
+    jitter_ms: int | None = None
     fired: int = 0
     seen: int = 0
     _rng: random.Random | None = field(default=None, repr=False)
+    _jitter_rng: random.Random | None = field(default=None, repr=False)
 
     @classmethod
     def from_params(cls, rule_id: str, params: Mapping[str, Any]) -> FaultRule:
@@ -99,6 +101,9 @@ class FaultRule:
         latency_ms = _opt_int(params, "latency_ms", minimum=0, maximum=_MAX_LATENCY_MS)
         if kind == "latency" and latency_ms is None:
             raise FaultParamError("required for a latency fault", param="latency_ms")
+        jitter_ms = _opt_int(params, "jitter_ms", minimum=0, maximum=_MAX_LATENCY_MS)
+        if jitter_ms and not latency_ms:
+            raise FaultParamError("needs latency_ms", param="jitter_ms")
         if kind == "rate_limit":
             status = status or 429
             retry_after = 1 if retry_after is None else retry_after
@@ -120,7 +125,9 @@ class FaultRule:
             status=status,
             retry_after=retry_after,
             latency_ms=latency_ms,
+            jitter_ms=jitter_ms or None,
             _rng=rng,
+            _jitter_rng=random.Random(seed if seed is not None else 0) if jitter_ms else None,
         )
 
     def matches(self, provider: str, method: str, path: str) -> bool:
@@ -152,6 +159,14 @@ class FaultRule:
         self.fired += 1
         return True
 
+    def delay(self) -> float:
+        """Seconds to hold this call back: ``latency_ms``, ± ``jitter_ms`` drawn uniformly
+        from the rule's own seeded generator (never below zero)."""
+        base = (self.latency_ms or 0) / 1000
+        if self._jitter_rng is None or not self.jitter_ms:
+            return base
+        return max(0.0, base + self._jitter_rng.uniform(-1, 1) * self.jitter_ms / 1000)
+
     def to_json(self) -> dict[str, Any]:
         """The rule as the control API shows it."""
         return {
@@ -166,6 +181,7 @@ class FaultRule:
             "status": self.status,
             "retry_after": self.retry_after,
             "latency_ms": self.latency_ms,
+            "jitter_ms": self.jitter_ms,
             "seen": self.seen,
             "fired": self.fired,
             "active": self.active,
@@ -274,7 +290,8 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         if rule.latency_ms:
-            await asyncio.sleep(rule.latency_ms / 1000)
+            # A sleep on the event loop: a slow provider costs the sandbox no CPU.
+            await asyncio.sleep(rule.delay())
         if rule.kind == "latency":
             await self.app(scope, receive, send)
         elif rule.kind == "drop_after_commit":
