@@ -50,19 +50,42 @@ log "paygate demo"
 log "paygate providers"
 "$work/venv/bin/paygate" providers
 
-# pytest loads entry-point plugins in the order the environment lists the distributions;
-# with autoloading off, `-p` fixes the order.
+# pytest (pluggy) loads `pytest11` entry points in the order importlib.metadata lists the
+# installed distributions: the order of site-packages as the file system returns it, so
+# one environment loads paygate's plugin first and another pytest-recording's. With
+# autoloading off, `-p` (imported before anything else, in the order given) fixes it;
+# `--trace-config` shows the order really taken.
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 orders=("-p paygate -p recording" "-p recording -p paygate")
+
+check_order() {  # check_order DIR -p A -p B: pytest registers the two plugins as A, B
+    local dir=$1
+    shift
+    local want got
+    want=$(printf '%s\n' "$@" | sed -n 's/^paygate$/paygate.testing._plugin/p; s/^recording$/pytest_recording.plugin/p' | tr '\n' ' ')
+    got=$(cd "$dir" && "$py" -m pytest "$@" --trace-config --collect-only -q 2>/dev/null |
+        sed -n "s/^PLUGIN registered: <module '\(paygate\.testing\._plugin\|pytest_recording\.plugin\)'.*/\1/p" |
+        tr '\n' ' ')
+    if [ "$got" != "$want" ]; then
+        echo "plugin order: wanted '$want', pytest took '$got'" >&2
+        return 1
+    fi
+    echo "plugin order: $got" >&2
+}
+
 for record in "${orders[@]}"; do
     app="$work/app-${record//[^a-z]/}"
     cp -R "$repo/examples/merchant_app" "$app"
     rm -rf "$app/tests/cassettes"
+    # shellcheck disable=SC2086
+    check_order "$app" $record
     log "merchant app: record against the sandbox ($record)"
     # shellcheck disable=SC2086
     (cd "$app" && "$py" -m pytest -q $record --record-mode=rewrite)
     for replay in "${orders[@]}"; do
         log "merchant app: check and replay offline ($replay)"
+        # shellcheck disable=SC2086
+        check_order "$app" $replay
         # shellcheck disable=SC2086
         (cd "$app" && "$py" -m pytest -q $replay --record-mode=none --block-network \
             tests/test_orders.py tests/test_cassettes_clean.py)
