@@ -132,14 +132,29 @@ def doc_testing_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbo
 
 
 def doc_testing_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
+    """Record the sample's cassette on the sandbox, then replay it as the page says: no
+    server, every call answered from the cassette."""
+    from vcr import VCR
+
+    from paygate.testing import protect
     from paygate.testing._cassette_env import CassetteEnv
 
-    ns = run(code("docs/testing.md", "python", 1))
-    env = CassetteEnv(mode="rewrite", sandbox=sandbox)
-    try:
-        ns["test_konbini_order"](env)
-    finally:
-        env.close()
+    test = run(code("docs/testing.md", "python", 1))["test_konbini_order"]
+    for mode in ("all", "none"):
+        env = (
+            CassetteEnv(mode="rewrite", sandbox=sandbox)
+            if mode == "all"
+            else CassetteEnv(mode="none")
+        )
+        vcr = protect(VCR(cassette_library_dir=str(tmp_path), record_mode=mode))
+        try:
+            with vcr.use_cassette("test_konbini_order.yaml") as cassette:
+                test(env)
+        finally:
+            env.close()
+        if mode == "none":
+            assert cassette.all_played
+            assert cassette.play_count > 0
 
 
 def architecture_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
