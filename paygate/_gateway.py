@@ -6,6 +6,7 @@ runs the flows (blocking or asyncio).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import _checks as checks
+from . import _ledger as ledger
 from . import _operations as ops
 from ._adapter import ChargeRequest, OpContext, Provider
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
@@ -25,6 +27,9 @@ from ._models import (
     Capabilities,
     Card,
     Charge,
+    ChargeStatus,
+    ChargeTransition,
+    Page,
     PaymentMethod,
     PayoutBalance,
     Refund,
@@ -117,6 +122,12 @@ class _GatewayBase:
                 f"no account {account!r} (configured: {', '.join(self._providers) or 'none'})",
                 key=f"accounts.{account}",
             ) from None
+
+    def _ledger_account(self, account: object) -> str | None:
+        if account is None:
+            return None
+        self.provider(account)  # type: ignore[arg-type]  # refuses an unknown account
+        return account  # type: ignore[return-value]
 
     def capabilities(self, account: str) -> Capabilities:
         """What ``account`` can do, limited to the methods configured for it.
@@ -389,6 +400,65 @@ class Gateway(_GatewayBase):
             account, "payout_balance", ops.payout_balance(self.provider(account), self._env)
         )
 
+    # -- the local ledger (no provider call) ---------------------------------------
+
+    def charges(
+        self,
+        account: str | None = None,
+        *,
+        status: ChargeStatus | str | Sequence[ChargeStatus | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Charge]:
+        """Charges paygate recorded (every provider, or ``account``), newest first.
+
+        Read from paygate's store, not the providers: what paygate knows, with the
+        status and amounts of its last observation. ``after`` takes ``page.next``.
+
+        >>> page = gw.charges("konbini", status="requires_action", limit=20)  # doctest: +SKIP
+        >>> [c.id for c in page]  # doctest: +SKIP
+        """
+        return ledger.charge_page(
+            self.store,
+            account=self._ledger_account(account),
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after,
+        )
+
+    def refunds(
+        self,
+        account: str | None = None,
+        *,
+        charge_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Refund]:
+        """Refunds (and voids) made through paygate, newest first.
+
+        >>> [r.amount for r in gw.refunds("card", charge_id=charge.id)]  # doctest: +SKIP
+        """
+        return ledger.refund_page(
+            self.store,
+            account=self._ledger_account(account),
+            charge_id=charge_id,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after,
+        )
+
+    def history(self, account: str, charge_id: str) -> tuple[ChargeTransition, ...]:
+        """Every recorded change of a charge (status, refunded amount), oldest first,
+        with what brought it: an answer, a poll, a webhook or reconcile."""
+        return ledger.history(self.store, self._ledger_account(account) or "", charge_id)
+
     def extension(self, account: str, name: str, **kwargs: Any) -> Any:
         """Run a provider-specific flow (``provider.<name>(ctx, **kwargs)``).
 
@@ -573,6 +643,63 @@ class AsyncGateway(_GatewayBase):
         return await self._run(
             account, "payout_balance", ops.payout_balance(self.provider(account), self._env)
         )
+
+    # -- the local ledger (no provider call) ---------------------------------------
+
+    async def charges(
+        self,
+        account: str | None = None,
+        *,
+        status: ChargeStatus | str | Sequence[ChargeStatus | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Charge]:
+        """See `Gateway.charges`."""
+        return await self._off_loop(
+            ledger.charge_page,
+            self.store,
+            account=self._ledger_account(account),
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after,
+        )
+
+    async def refunds(
+        self,
+        account: str | None = None,
+        *,
+        charge_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Refund]:
+        """See `Gateway.refunds`."""
+        return await self._off_loop(
+            ledger.refund_page,
+            self.store,
+            account=self._ledger_account(account),
+            charge_id=charge_id,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after,
+        )
+
+    async def history(self, account: str, charge_id: str) -> tuple[ChargeTransition, ...]:
+        """See `Gateway.history`."""
+        return await self._off_loop(
+            ledger.history, self.store, self._ledger_account(account) or "", charge_id
+        )
+
+    async def _off_loop(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if self.store.blocking:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     async def extension(self, account: str, name: str, **kwargs: Any) -> Any:
         """See `Gateway.extension`."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -25,6 +26,7 @@ __all__ = [
     "Card",
     "Charge",
     "ChargeStatus",
+    "ChargeTransition",
     "DisplayQR",
     "Event",
     "EventName",
@@ -34,6 +36,7 @@ __all__ = [
     "KonbiniSlip",
     "MethodCapabilities",
     "NextAction",
+    "Page",
     "PaymentMethod",
     "PayoutBalance",
     "PayoutItem",
@@ -501,6 +504,45 @@ EventName = Literal[
     "payout.updated",
     "provider.other",
 ]
+
+
+class ChargeTransition(_Frozen):
+    """One change of a charge's status or refunded amount, as paygate recorded it.
+
+    ``source`` says what brought it: ``response`` (an operation's answer), ``poll``,
+    ``webhook`` or ``reconcile``.
+    """
+
+    charge_id: str
+    from_status: ChargeStatus | None
+    to_status: ChargeStatus
+    amount_refunded: int
+    source: str
+    observed_at: datetime
+    recorded_at: datetime
+    note: str | None = None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a ledger listing, newest first; pass ``next`` as ``after`` for the
+    following page (None: this is the last).
+
+    >>> page = gw.charges("card", status="succeeded", limit=50)  # doctest: +SKIP
+    >>> more = gw.charges("card", status="succeeded", after=page.next)  # doctest: +SKIP
+    """
+
+    items: tuple[T, ...]
+    next: str | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class Event(_Frozen):

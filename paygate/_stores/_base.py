@@ -298,6 +298,58 @@ class Store(ABC):
     def history(self, charge_id: str) -> list[Transition]:
         """Applied transitions of a charge, oldest first."""
 
+    # -- the local ledger (what paygate recorded), newest first, with a cursor ---------
+
+    def ledger_charges(
+        self,
+        *,
+        account: str | None = None,
+        statuses: Iterable[ChargeStatus] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[ChargeRecord]:
+        """Charge records created in ``[since, until)``, newest first.
+
+        ``before`` is the (created_at, charge_id) of the last record of the previous
+        page. The default works on any store; SQL stores answer it with one query.
+        """
+        found = [
+            c
+            for c in self.charges(account=account, statuses=statuses)
+            if (since is None or c.created_at >= since)
+            and (until is None or c.created_at < until)
+            and (before is None or (c.created_at, c.charge_id) < before)
+        ]
+        found.sort(key=lambda c: (c.created_at, c.charge_id), reverse=True)
+        return found[:limit]
+
+    def ledger_results(
+        self,
+        operation: str,
+        *,
+        account: str | None = None,
+        charge_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[IdempotencyRecord]:
+        """Completed keys of ``operation`` (their results: refunds, ...), newest first;
+        ``before`` is the (created_at, key) of the previous page's last record."""
+        found = [
+            r
+            for r in self.records(states=["completed"], account=account)
+            if r.operation == operation
+            and (charge_id is None or r.charge_id == charge_id)
+            and (since is None or r.created_at >= since)
+            and (until is None or r.created_at < until)
+            and (before is None or (r.created_at, r.key) < before)
+        ]
+        found.sort(key=lambda r: (r.created_at, r.key), reverse=True)
+        return found[:limit]
+
     # -- lifecycle ----------------------------------------------------------------
 
     def close(self) -> None:  # noqa: B027
