@@ -25,9 +25,19 @@ defaults in either load order; a conftest's own fixtures still take precedence o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, overload
 
 import pytest
+
+if TYPE_CHECKING:
+    from .._gateway import Gateway
+    from .._retry import RetryPolicy
+    from .._stores import Store
+    from ..sandbox import Sandbox
+    from ._cassette_env import CassetteEnv
+    from ._runner import BlockingAsyncGateway
+    from ._time import TestTime, VirtualTime
 
 RECORDING_FIXTURES = "paygate-recording-fixtures"
 
@@ -58,8 +68,32 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     protect(vcr)
 
 
+class MakeGateway(Protocol):
+    """The type of the ``make_gateway`` fixture: a `Gateway`, or with ``driver="async"`` a
+    blocking facade over an `AsyncGateway`."""
+
+    @overload
+    def __call__(
+        self,
+        driver: Literal["sync"] = "sync",
+        store: Store | str = "memory://",
+        accounts: dict[str, dict[str, Any]] | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Gateway: ...
+    @overload
+    def __call__(
+        self,
+        driver: Literal["async"],
+        store: Store | str = "memory://",
+        accounts: dict[str, dict[str, Any]] | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> BlockingAsyncGateway: ...
+
+
 @pytest.fixture(scope="session")
-def paygate_sandbox() -> Iterator[Any]:
+def paygate_sandbox() -> Iterator[Sandbox]:
     """The sandbox, served once per test session."""
     from ..sandbox import running
 
@@ -68,14 +102,14 @@ def paygate_sandbox() -> Iterator[Any]:
 
 
 @pytest.fixture
-def sandbox(paygate_sandbox: Any) -> Any:
+def sandbox(paygate_sandbox: Sandbox) -> Sandbox:
     """The session's sandbox, reset first (state, faults, queued webhooks, the clock)."""
     paygate_sandbox.reset()
     paygate_sandbox.clear_faults()
     return paygate_sandbox
 
 
-def accounts_for(sandbox: Any) -> dict[str, dict[str, Any]]:
+def accounts_for(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     """Account tables for every emulator of ``sandbox``, plus the method aliases."""
     tables = dict(sandbox.accounts())
     for alias, provider in ALIASES.items():
@@ -85,13 +119,13 @@ def accounts_for(sandbox: Any) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def paygate_accounts(sandbox: Any) -> dict[str, dict[str, Any]]:
+def paygate_accounts(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     """Account tables pointing at the sandbox."""
     return accounts_for(sandbox)
 
 
 @pytest.fixture
-def paygate_time() -> Any:
+def paygate_time() -> TestTime:
     """The time source of gateways made by ``make_gateway`` (the wall clock by default)."""
     from ._time import TestTime
 
@@ -99,19 +133,20 @@ def paygate_time() -> Any:
 
 
 @pytest.fixture
-def virtual_time(paygate_time: Any, sandbox: Any) -> Any:
+def virtual_time(paygate_time: TestTime, sandbox: Sandbox) -> VirtualTime:
     """Switch this test's gateways to a `VirtualTime` on the sandbox clock: `wait` and
     back-off sleeps advance the sandbox instead of sleeping."""
     from ._time import VirtualTime
 
-    paygate_time.virtual = VirtualTime(sandbox)
-    return paygate_time.virtual
+    virtual = VirtualTime(sandbox)
+    paygate_time.virtual = virtual
+    return virtual
 
 
 @pytest.fixture
 def make_gateway(
-    paygate_accounts: dict[str, dict[str, Any]], paygate_time: Any
-) -> Iterator[Callable[..., Any]]:
+    paygate_accounts: dict[str, dict[str, Any]], paygate_time: TestTime
+) -> Iterator[MakeGateway]:
     """Factory: ``make_gateway(driver="sync"|"async", store="memory://", accounts=None,
     retry=None, clock=None)``; ``clock`` (e.g. ``sandbox.now``) dates paygate's records
     and judges time-dependent states (expiry) on the sandbox's time."""
@@ -119,41 +154,49 @@ def make_gateway(
     from .._retry import RetryPolicy
     from ._runner import BlockingAsyncGateway
 
-    made: list[Any] = []
+    made: list[Gateway | BlockingAsyncGateway] = []
 
     def make(
         driver: str = "sync",
-        store: Any = "memory://",
+        store: Store | str = "memory://",
         accounts: dict[str, dict[str, Any]] | None = None,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], Any] | None = None,
-    ) -> Any:
+        clock: Callable[[], datetime] | None = None,
+    ) -> Gateway | BlockingAsyncGateway:
         config = {"store": "memory://", "accounts": accounts or paygate_accounts}
         policy = retry or RetryPolicy.no_wait()
-        gw: Any
-        times: dict[str, Any] = {"monotonic": paygate_time.monotonic}
-        if clock is not None:
-            times["clock"] = clock
+        gw: Gateway | BlockingAsyncGateway
         if driver == "async":
             gw = BlockingAsyncGateway(
                 AsyncGateway.from_config(
-                    config, store=store, retry=policy, sleep=paygate_time.asleep, **times
+                    config,
+                    store=store,
+                    retry=policy,
+                    sleep=paygate_time.asleep,
+                    monotonic=paygate_time.monotonic,
+                    clock=clock,
                 )
             )
         else:
             gw = Gateway.from_config(
-                config, store=store, retry=policy, sleep=paygate_time.sleep, **times
+                config,
+                store=store,
+                retry=policy,
+                sleep=paygate_time.sleep,
+                monotonic=paygate_time.monotonic,
+                clock=clock,
             )
         made.append(gw)
-        return paygate_time.attach(gw)
+        paygate_time.attach(gw)
+        return gw
 
-    yield make
+    yield cast("MakeGateway", make)
     for gw in made:
         gw.close()
 
 
 @pytest.fixture
-def paygate_cassette(request: pytest.FixtureRequest) -> Iterator[Any]:
+def paygate_cassette(request: pytest.FixtureRequest) -> Iterator[CassetteEnv]:
     """What a cassette test needs: ``.gateway(provider)``, ``.control(...)``, ``.recording``.
 
     Replay (``--record-mode=none``, the default): no server runs; account settings come
