@@ -272,6 +272,9 @@ class KonbiniSlip(_Frozen):
     issued: bool = True
     payment_number: str | None = None
     confirmation_number: str | None = None
+    #: Pay-easy only: the collecting institution's number (収納機関番号) the customer
+    #: enters at the ATM or bank site, beside the payment number.
+    institution_number: str | None = None
     url: str | None = None
     expires_at: datetime | None = None
 
@@ -285,11 +288,20 @@ class DisplayQR(_Frozen):
 
 
 class Redirect(_Frozen):
-    """Send the customer to ``url`` (3-D Secure, a wallet app, ...)."""
+    """Send the customer to ``url`` (3-D Secure, a wallet app, ...).
+
+    ``method="POST"`` with ``form``: the customer's browser must submit ``form`` to
+    ``url`` (an auto-submitting HTML form), as some 3-D Secure steps require.
+
+    >>> Redirect(url="https://acs.example/3ds", method="POST", form={"token": "..."}).method
+    'POST'
+    """
 
     type: Literal["redirect"] = "redirect"
     url: str
     return_url: str | None = None
+    method: Literal["GET", "POST"] = "GET"
+    form: Mapping[str, str] | None = Field(default=None, repr=False)
 
 
 NextAction = Annotated[KonbiniSlip | DisplayQR | Redirect, Field(discriminator="type")]

@@ -127,8 +127,11 @@ TEST_CARDS: dict[str, tuple[str, int | None, str | None]] = {
     "4000000000000002": ("failed", 306, "CARD_REJECTED"),
     "4000000000000069": ("failed", 304, "CARD_EXPIRED"),
     "4000000000000119": ("error", 309, "PROCESSING_ERROR"),
+    # A card whose charge waits for the customer's 3-D Secure step (``awaiting``).
+    "4000000000003220": ("awaiting", None, None),
 }
 _CARD_ALIASES = {
+    "three_ds": "4000000000003220",
     "success": "4000020000000000",
     "declined": "4000000000000002",
     "expired": "4000000000000069",
@@ -193,6 +196,7 @@ class _Charge:
     deadline: datetime | None = None
     refunds: list[str] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
+    capture_after_3ds: bool = True
 
 
 @dataclass
@@ -422,6 +426,14 @@ class UnivapayEmulator(Emulator):
         if wire["status"] != "pending":
             return
         outcome, code, name = TEST_CARDS.get(charge.card_number or "", ("successful", None, None))
+        if outcome == "awaiting":
+            # 3-D Secure: the customer's browser must POST the issuer token's payload
+            # (Ruby SDK doc "Get Charge Three Ds Issuer Token"); finish_three_ds ends it.
+            wire["status"] = "awaiting"
+            charge.capture_after_3ds = capture
+            self._notify(wire["id"])
+            self._emit("charge_updated", wire)
+            return
         if outcome != "successful":
             wire["status"] = outcome
             wire["error"] = {
@@ -663,6 +675,7 @@ class UnivapayEmulator(Emulator):
             r(base, ["GET"], self._get_charge),
             r(base, ["PATCH"], self._patch_charge),
             r(f"{base}/capture", ["POST"], self._capture),
+            r(f"{base}/three_ds/issuer_token", ["GET"], self._issuer_token),
             r(f"{base}/refunds", ["POST"], self._create_refund),
             r(f"{base}/refunds", ["GET"], self._list_refunds),
             r(f"{base}/refunds/{{refund_id}}", ["GET"], self._get_refund),
@@ -949,6 +962,27 @@ class UnivapayEmulator(Emulator):
         elif self.auto_complete:
             self._process_card(charge, capture)
         return response
+
+    async def _issuer_token(self, request: Request, body: bytes) -> Response:
+        charge = self._find_charge(request)
+        if charge.payment_type != "card" or charge.wire["status"] != "awaiting":
+            raise _ApiError(404, "NOT_FOUND")
+        charge_id = charge.wire["id"]
+        return JSONResponse(
+            {
+                "payment_type": "card",
+                "issuer_token": f"{self.base_url}/_3ds/{charge_id}",
+                "call_method": "http_post",
+                # The documented payload fields (Ruby SDK IssuerTokenPayload).
+                "payload": {
+                    "request_data": charge_id,
+                    "s_spcd": "sandbox",
+                    "s_cptok": f"sandbox-{charge_id[:8]}",
+                    "s_terkn": "sandbox",
+                },
+                "content_type": "application/x-www-form-urlencoded; charset=UTF-8",
+            }
+        )
 
     async def _get_charge(self, request: Request, body: bytes) -> Response:
         charge = self._find_charge(request)
@@ -1273,7 +1307,9 @@ class UnivapayEmulator(Emulator):
         ``issue_konbini {charge_id}``: issue a slip held back by ``auto_issue=false``.
         ``complete_pending {}``: move every pending charge, refund and cancel on.
         ``card_token {card}``: a fresh one-time card token (``success``, ``declined``,
-        ``expired``, ``error`` or a card number).
+        ``expired``, ``error``, ``three_ds`` or a card number).
+        ``finish_three_ds {charge_id, result}``: the customer's 3-D Secure step ends
+        (``success`` or ``fail``).
         ``configure {auto_issue, auto_complete, poll_hold_seconds, webhook_envelope,
         expiry_error, over_limit}``: ``webhook_envelope`` is ``"openapi"`` or
         ``"reference"``; ``expiry_error`` the ``error`` object of an expired slip (null:
@@ -1298,6 +1334,28 @@ class UnivapayEmulator(Emulator):
                 raise ControlError(f"the charge is {charge.wire['status']}", status=409)
             self._issue(charge)
             return _public(charge.wire)
+        if action == "finish_three_ds":
+            charge = self._control_charge(params, "card")
+            if charge.wire["status"] != "awaiting":
+                raise ControlError(f"the charge is {charge.wire['status']}", status=409)
+            if str(params.get("result", "success")) == "success":
+                if charge.capture_after_3ds:
+                    self._succeed(charge, int(charge.wire["requested_amount"]))
+                else:
+                    charge.wire["status"] = "authorized"
+                    charge.wire["capture_status"] = "authorized"
+                    self._notify(charge.wire["id"])
+                    self._emit("charge_updated", charge.wire)
+            else:
+                charge.wire["status"] = "failed"
+                charge.wire["error"] = {
+                    "code": 309,
+                    "message": "THREE_DS_AUTHENTICATION_FAILED",
+                    "detail": "sandbox 3-D Secure failed",
+                }
+                self._notify(charge.wire["id"])
+                self._emit("charge_finished", charge.wire)
+            return _public(charge.wire)
         if action == "complete_pending":
             self._complete_pending()
             return {}
@@ -1305,7 +1363,9 @@ class UnivapayEmulator(Emulator):
             card = str(params.get("card", "success"))
             number = _CARD_ALIASES.get(card, re.sub(r"\D", "", card))
             if not 12 <= len(number) <= 19:
-                raise ControlError("card must be success, declined, expired, error or a number")
+                raise ControlError(
+                    "card must be success, declined, expired, error, three_ds or a number"
+                )
             return {"id": self._card_token(number)["id"]}
         if action == "configure":
             return self._configure(params)
@@ -1322,12 +1382,12 @@ class UnivapayEmulator(Emulator):
             return dict(transfer)
         raise ControlError(f"unknown action {action!r} for {self.name}", status=404)
 
-    def _control_charge(self, params: Mapping[str, Any]) -> _Charge:
+    def _control_charge(self, params: Mapping[str, Any], kind: str = "konbini") -> _Charge:
         charge = self.charges.get(str(params.get("charge_id")))
         if charge is None:
             raise ControlError("unknown charge", status=404)
-        if charge.payment_type != "konbini":
-            raise ControlError("not a konbini charge", status=409)
+        if charge.payment_type != kind:
+            raise ControlError(f"not a {kind} charge", status=409)
         return charge
 
     def _configure(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from paygate._errors import (
     IdempotencyConflict,
     InvalidRequest,
     MalformedResponse,
+    NotFound,
     NotSupported,
     OutcomeUnknown,
     PaymentDeclined,
@@ -55,6 +56,7 @@ from paygate._models import (
     MethodCapabilities,
     PayoutBalance,
     PayoutItem,
+    Redirect,
     Refund,
 )
 from paygate._money import Money
@@ -477,6 +479,11 @@ class UnivapayProvider(Provider):
                 except MalformedResponse:
                     obj = created
         charge = self.to_charge(with_facts(obj, facts), ctx, method=kind, store=store)
+        if kind == "card" and str(obj.get("status")) == "awaiting":
+            # 3-D Secure: the customer's step is part of the charge's answer.
+            step = yield from self._three_ds_step(str(obj["id"]))
+            if step is not None:
+                charge = charge.model_copy(update={"next_action": step})
         if charge.status is ChargeStatus.FAILED:
             failure = charge.failure
             if failure is not None and failure.code == "TOO_MANY_CHARGE_REQUESTS":
@@ -604,7 +611,36 @@ class UnivapayProvider(Provider):
         refunded = 0
         if kind == "card" and str(obj.get("status")) == "successful":
             refunded = yield from self._refunded(ref.provider_ref)
-        return self.to_charge(obj, ctx, method=kind, refunded=refunded)
+        charge = self.to_charge(obj, ctx, method=kind, refunded=refunded)
+        if kind == "card" and str(obj.get("status")) == "awaiting":
+            step = yield from self._three_ds_step(ref.provider_ref)
+            if step is not None:
+                charge = charge.model_copy(update={"next_action": step})
+        return charge
+
+    def _three_ds_step(self, charge_id: str) -> Flow[Redirect | None]:
+        """The customer's 3-D Secure step of an ``awaiting`` card charge.
+
+        ``GET …/three_ds/issuer_token`` gives the URL (``issuer_token``), how to call it
+        (``call_method``: ``http_post`` means the browser POSTs ``payload`` as a form)
+        and the content type (Ruby SDK: Get Charge Three Ds Issuer Token). None when
+        UnivaPay has no step to show (the charge moved on meanwhile).
+        """
+        try:
+            token = yield from self._get(
+                f"{self._charge_path(charge_id)}/three_ds/issuer_token", step="three_ds.get"
+            )
+        except (NotFound, ProviderRejected):
+            return None
+        url = token.get("issuer_token")
+        if not isinstance(url, str) or not url:
+            return None
+        payload = token.get("payload")
+        form = (
+            {str(k): str(v) for k, v in payload.items()} if isinstance(payload, Mapping) else None
+        )
+        post = str(token.get("call_method", "")).lower() in ("http_post", "post")
+        return Redirect(url=url, method="POST" if post else "GET", form=form)
 
     def _refunded(self, charge_id: str) -> Flow[int]:
         total = 0

@@ -372,7 +372,7 @@ def konbini_slip(obj: Mapping[str, Any], store: str) -> KonbiniSlip | None:
         issued = status == "awaiting"
         return KonbiniSlip(store=store, issued=issued, expires_at=deadline if issued else None)
     extra: dict[str, Any] = {}
-    if store == "pay_easy" and "institution_number" in KonbiniSlip.model_fields:
+    if store == "pay_easy":
         extra["institution_number"] = PAY_EASY_INSTITUTION_NUMBER
     return KonbiniSlip(
         store=store,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from paygate import Card, Gateway, Konbini, KonbiniSlip, Money, PaygateError
+from paygate import Card, Gateway, Konbini, KonbiniSlip, Money, PaygateError, Redirect
 from paygate._retry import RetryPolicy
 from paygate.sandbox import WebhookDelivery
 from paygate.testing import ScriptedTransport, assert_shape, load_cases
@@ -110,6 +110,10 @@ def check(result: Any, expect: dict[str, Any]) -> None:
     if "next_action_url" in expect:
         assert slip is not None
         assert slip.url == expect["next_action_url"]
+    if "redirect_method" in expect:
+        assert isinstance(slip, Redirect)
+        assert slip.method == expect["redirect_method"]
+        assert dict(slip.form or {}) == expect["form"]
     if "issued" in expect:
         assert isinstance(slip, KonbiniSlip)
         assert slip.issued is expect["issued"]
@@ -182,6 +186,8 @@ class _Sandbox:
         metadata = (body.get("metadata") or listed[0].get("metadata")) if body else None
         if case.data["operation"] == "card":
             card = "declined" if "declined" in case.name else "success"
+            if "three_ds" in case.name:
+                card = "three_ds"
             token = self._control("card_token", card=card)["id"]
             created = self.charge(token, 1000, metadata)
             if exchange.method == "POST" and exchange.status == 400:
@@ -191,6 +197,9 @@ class _Sandbox:
             if exchange.path == "/charges":
                 url = f"{P}/stores/{STORE_ID}/charges"
                 return self.client.get(url, params={"transaction_token_id": token}, headers=AUTH)
+            if exchange.path.endswith("/three_ds/issuer_token"):
+                url = f"{P}/stores/{STORE_ID}/charges/{created.json()['id']}/three_ds/issuer_token"
+                return self.client.get(url, headers=AUTH)
             return self.read(created.json()["id"])
         token = self.token(case.data.get("store", "family_mart"))
         if body and body.get("status") == "pending" and exchange.method == "GET":

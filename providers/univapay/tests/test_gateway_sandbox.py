@@ -30,6 +30,7 @@ from paygate import (
     NotSupported,
     PaymentDeclined,
     ProviderRejected,
+    Redirect,
     RefundStatus,
     WebhookVerificationError,
 )
@@ -385,3 +386,31 @@ def test_reference_envelope_moves_the_record_to_paid(
         assert events[-1].occurred_at is None or events[-1].occurred_at >= charge.created_at
     finally:
         sandbox.control("univapay", "configure", webhook_envelope="openapi")
+
+
+def test_card_waiting_for_3ds_shows_the_form_post(gw: Any, sandbox: Any) -> None:
+    """An ``awaiting`` card charge: the customer's 3-D Secure step is a form POST
+    (issuer token URL + payload), given as ``Redirect(method="POST", form=...)``."""
+    token = sandbox.control("univapay", "card_token", card="three_ds")["id"]
+    charge = gw.charge(
+        ACCOUNT, amount=Money.jpy(3000), method=Card(token=token), idempotency_key="order-3ds"
+    )
+    current = gw.status(ACCOUNT, charge.id)
+    assert current.status is ChargeStatus.REQUIRES_ACTION
+    step = current.next_action
+    assert isinstance(step, Redirect)
+    assert (step.method, step.url.endswith(f"/_3ds/{charge.provider_ref}")) == ("POST", True)
+    assert step.form is not None
+    assert step.form["request_data"] == charge.provider_ref
+    sandbox.control("univapay", "finish_three_ds", charge_id=charge.provider_ref)
+    done = gw.status(ACCOUNT, charge.id)
+    assert (done.status, done.next_action) == (ChargeStatus.SUCCEEDED, None)
+
+
+def test_card_failing_3ds_fails(gw: Any, sandbox: Any) -> None:
+    token = sandbox.control("univapay", "card_token", card="three_ds")["id"]
+    charge = gw.charge(
+        ACCOUNT, amount=Money.jpy(3000), method=Card(token=token), idempotency_key="order-3ds-f"
+    )
+    sandbox.control("univapay", "finish_three_ds", charge_id=charge.provider_ref, result="fail")
+    assert gw.status(ACCOUNT, charge.id).status is ChargeStatus.FAILED
