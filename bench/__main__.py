@@ -3,6 +3,7 @@
 uv run --group bench python -m bench            # full run, a few minutes
 uv run --group bench python -m bench --quick    # smoke run, well under a minute
 uv run python -m bench --only overhead,startup --providers fakepay,payjp
+uv run --group bench python -m bench --only latency,pgmulti   # TLS + provider latency
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from . import ROOT
 from ._machine import describe, git_commit, load
 from ._sandbox import sandbox
 from ._scenarios import SCENARIOS
+from .latency import CONCURRENCIES, latency_server, measure_latency
 from .memory import measure_memory
 from .overhead import measure_provider
+from .pgmulti import measure_pg_multi
 from .report import Results, targets, write_markdown, write_plot
 from .startup import import_profile, measure_startup
 from .stores import measure_store
 from .throughput import measure_throughput
 
-SECTIONS = ("overhead", "throughput", "stores", "startup", "memory")
+SECTIONS = ("overhead", "throughput", "latency", "stores", "pgmulti", "startup", "memory")
 
 
 def _log(message: str) -> None:
@@ -55,6 +58,17 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("PAYGATE_TEST_POSTGRES_URL", ""),
         help="PostgreSQL for the store benchmark (default: $PAYGATE_TEST_POSTGRES_URL, else a "
         "throwaway embedded server)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=100.0, help="provider latency (latency section)"
+    )
+    parser.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="± uniform jitter on the latency"
+    )
+    parser.add_argument(
+        "--concurrency",
+        default=",".join(map(str, CONCURRENCIES)),
+        help="concurrencies of the latency section",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench.png")
@@ -89,21 +103,77 @@ def main(argv: list[str] | None = None) -> int:
         results.startup = measure_startup(runs=3 if quick else 15)
         results.imports = import_profile(runs=1 if quick else 5)
 
-    if "stores" in sections:
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        postgres_url = ""
+        if {"stores", "latency", "pgmulti"} & set(sections):
             postgres_url = args.postgres_url or _embedded_postgres(stack, results)
-            kinds = ["memory", "sqlite"] + (["postgres"] if postgres_url else [])
-            for kind in kinds:
-                _log(f"store {kind}")
-                try:
-                    results.stores += measure_store(
-                        kind,
-                        n=100 if quick else 2000,
-                        rounds=10 if quick else 200,
-                        postgres_url=postgres_url or None,
-                    )
-                except Exception as exc:  # a missing server must not sink the run
-                    results.skipped[f"{kind} store"] = f"{type(exc).__name__}: {exc}"
+        _run(args, sections, results, postgres_url)
+
+    results.load_end = load()
+    results.duration_s = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_markdown(results, args.out)
+    _log(f"wrote {args.out}")
+    if not args.no_plot:
+        if write_plot(results, args.plot):
+            _log(f"wrote {args.plot}")
+        else:
+            _log("matplotlib not installed: no plot (run with `uv run --group bench ...`)")
+    for t in targets(results):
+        _log(f"{'MET ' if t.met else 'MISS' if t.met is False else '----'} {t.name}: {t.measured}")
+    return 0
+
+
+def _run(
+    args: argparse.Namespace, sections: list[str], results: Results, postgres_url: str
+) -> None:
+    quick = args.quick
+    if "stores" in sections:
+        kinds = ["memory", "sqlite"] + (["postgres"] if postgres_url else [])
+        for kind in kinds:
+            _log(f"store {kind}")
+            try:
+                results.stores += measure_store(
+                    kind,
+                    n=100 if quick else 2000,
+                    rounds=10 if quick else 200,
+                    postgres_url=postgres_url or None,
+                )
+            except Exception as exc:  # a missing server must not sink the run
+                results.skipped[f"{kind} store"] = f"{type(exc).__name__}: {exc}"
+
+    if "pgmulti" in sections and postgres_url:
+        _log("PostgreSQL store, four processes")
+        try:
+            results.pg_multi = measure_pg_multi(postgres_url, keys=100 if quick else 1000)
+        except Exception as exc:
+            results.skipped["PostgreSQL four processes"] = f"{type(exc).__name__}: {exc}"
+
+    if "latency" in sections:
+        wanted = [p for p in args.providers.split(",") if p] or ["payjp", "elepay", "univapay"]
+        if quick and not args.providers:
+            wanted = ["payjp"]
+        _log(f"latency server ({args.latency_ms:g} ms ± {args.jitter_ms:g} ms, TLS)")
+        with latency_server(args.latency_ms, args.jitter_ms) as server:
+            results.latency_setup = (
+                f"Server: `bench._latency_server` in a child process, HTTPS (a CA and "
+                f"certificates made at start-up; every client trusts that CA only), "
+                f"{args.latency_ms:g} ms ± {args.jitter_ms:g} ms per answer "
+                "(`asyncio.sleep`), answers replayed from the emulators (see docs/bench.md). "
+                f"Window {1.5 if quick else 4:g} s after a warm-up of at least "
+                f"{1 if quick else 2:g} s and one charge per worker."
+            )
+            results.latency = measure_latency(
+                server,
+                providers=[p for p in wanted if p in ("payjp", "elepay", "univapay")],
+                concurrencies=tuple(int(c) for c in args.concurrency.split(",")),
+                warmup=1.0 if quick else 2.0,
+                window=1.5 if quick else 4.0,
+                postgres_url=postgres_url or None,
+                calls={"univapay": 3},
+                log=_log,
+                skipped=results.skipped,
+            )
 
     if {"overhead", "throughput", "memory"} & set(sections):
         with sandbox(args.sandbox) as served:
@@ -167,20 +237,6 @@ def main(argv: list[str] | None = None) -> int:
                         charges=1_000 if quick else 10_000,
                         batch=200 if quick else 1_000,
                     )
-
-    results.load_end = load()
-    results.duration_s = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_markdown(results, args.out)
-    _log(f"wrote {args.out}")
-    if not args.no_plot:
-        if write_plot(results, args.plot):
-            _log(f"wrote {args.plot}")
-        else:
-            _log("matplotlib not installed: no plot (run with `uv run --group bench ...`)")
-    for t in targets(results):
-        _log(f"{'MET ' if t.met else 'MISS' if t.met is False else '----'} {t.name}: {t.measured}")
-    return 0
 
 
 def _embedded_postgres(stack: contextlib.ExitStack, results: Results) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 __all__ = ["sdk_charge"]
 
 
-def _payjp(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
+def _payjp(url: str, creds: Mapping[str, Any], ca_file: str | None) -> Callable[[str], Any]:
+    # requests takes the CA from REQUESTS_CA_BUNDLE (set by the caller).
     import payjp
 
     payjp.api_base = f"{url}/payjp"
@@ -34,7 +35,7 @@ def _payjp(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
     return charge
 
 
-def _elepay(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
+def _elepay(url: str, creds: Mapping[str, Any], ca_file: str | None) -> Callable[[str], Any]:
     import elepay
     from elepay.apis.tags import code_api
 
@@ -45,6 +46,8 @@ def _elepay(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
         if codes is None:
             conf = elepay.Configuration(creds["secret_key"])
             conf.host = f"{url}/elepay"
+            if ca_file:
+                conf.ssl_ca_cert = ca_file
             codes = local.codes = code_api.CodeApi(elepay.ApiClient(conf))
         return codes
 
@@ -54,7 +57,8 @@ def _elepay(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
     return charge
 
 
-def _univapay(url: str, creds: Mapping[str, Any]) -> Callable[[str], Any]:
+def _univapay(url: str, creds: Mapping[str, Any], ca_file: str | None) -> Callable[[str], Any]:
+    # requests takes the CA from REQUESTS_CA_BUNDLE (set by the caller).
     from univapayclientsdk.http.auth.oauth_2 import BearerAuthCredentials
     from univapayclientsdk.models.charge_create_request import ChargeCreateRequest
     from univapayclientsdk.models.token_create_konbini_data import TokenCreateKonbiniData
@@ -111,11 +115,17 @@ _FACTORIES = {"payjp": _payjp, "elepay": _elepay, "univapayclientsdk": _univapay
 SDK_CALLS = {"payjp": 1, "elepay": 1, "univapayclientsdk": 2}
 
 
-def sdk_charge(sdk: str, url: str, creds: Mapping[str, Any]) -> Callable[[str], Any] | None:
-    """A thread-safe ``charge(key)`` through ``sdk``, or None if it is not installed."""
+def sdk_charge(
+    sdk: str, url: str, creds: Mapping[str, Any], *, ca_file: str | None = None
+) -> Callable[[str], Any] | None:
+    """A thread-safe ``charge(key)`` through ``sdk``, or None if it is not installed.
+
+    ``ca_file``: the only CA to trust over https (requests-based SDKs read it from
+    ``REQUESTS_CA_BUNDLE``, which the caller sets).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _FACTORIES[sdk](url, creds)
+            return _FACTORIES[sdk](url, creds, ca_file)
         except ImportError:
             return None
