@@ -25,6 +25,9 @@ def start_qr_checkout(gw: Gateway, order_id: str, amount_yen: int) -> tuple[str,
         method=QRCode(expires_in=timedelta(minutes=10)),
         idempotency_key=f"order-{order_id}",
         description=f"Order {order_id}",
+        # Kept by the provider where it can (elepay), by paygate where it cannot (a
+        # Pokepay Cashtray): charge.metadata is the same either way.
+        metadata={"order_id": order_id},
     )
     if not isinstance(charge.next_action, DisplayQR):
         raise RuntimeError(f"expected a QR code to show, got {charge.next_action!r}")

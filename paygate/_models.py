@@ -216,13 +216,16 @@ class Wallet(_Input):
     """A payment from a customer's prepaid wallet (Pokepay).
 
     >>> Wallet(customer_id="c1")
-    Wallet(private_money_id=None, products=())
+    Wallet(private_money_id=None, products=(), strategy=None)
     """
 
     type: Literal["wallet"] = Field(default="wallet", repr=False)
     customer_id: str = Field(repr=False)
     private_money_id: str | None = None
     products: tuple[Product, ...] = ()
+    #: How the payment is split between points and money, where the provider lets the
+    #: merchant choose (Pokepay: points first, or money only); None: the account's default.
+    strategy: Literal["point-preferred", "money-only"] | None = None
 
 
 class PosLine(_Input):

@@ -41,6 +41,7 @@ def test_same_merchant_code_on_either_provider(sandbox: Any, provider: str) -> N
         charge_id, url = qr_checkout.start_qr_checkout(gw, "1042", 1200)
         assert qr_checkout.start_qr_checkout(gw, "1042", 1200) == (charge_id, url)
         assert not qr_checkout.is_paid(gw, charge_id)
+        assert gw.status("qr", charge_id).metadata == {"order_id": "1042"}
         customer_scans(sandbox, provider, url)
         assert qr_checkout.is_paid(gw, charge_id)
         assert gw.provider("qr").name == provider

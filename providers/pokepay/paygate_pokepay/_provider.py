@@ -261,8 +261,13 @@ class PokepayProvider(Provider):
                     refund="full",
                     cancel=False,
                     cancel_alternative="refund (a wallet payment completes at once)",
+                    updates="polling",
                 ),
-                "qr": MethodCapabilities(method="qr", refund="full", cancel=True),
+                # A Cashtray has no metadata field (Partner API CreateCashtray): paygate
+                # keeps the merchant's metadata in its own store instead.
+                "qr": MethodCapabilities(
+                    method="qr", refund="full", cancel=True, metadata=False, updates="polling"
+                ),
             },
             currencies=("JPY",),
             min_amount=MIN_AMOUNT,
