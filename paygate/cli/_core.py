@@ -1,4 +1,4 @@
-"""Core commands: version, providers, config check."""
+"""Core commands: version, providers, demo, reconcile, config check."""
 
 from __future__ import annotations
 
@@ -21,13 +21,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def providers() -> None:
         """Installed provider adapters and what they can do."""
-        from rich.console import Console
-        from rich.table import Table
-
         from ._matrix import capability_rows
+        from ._output import console, table
 
-        table = Table(title="paygate providers")
-        for column in (
+        columns = (
             "provider",
             "method",
             "refund",
@@ -37,11 +34,8 @@ def register(app: typer.Typer) -> None:
             "webhooks",
             "metadata",
             "sandbox",
-        ):
-            table.add_column(column)
-        for row in capability_rows():
-            table.add_row(*row)
-        Console().print(table)
+        )
+        console().print(table("paygate providers", columns, capability_rows()))
 
     @app.command()
     def demo(
@@ -82,49 +76,78 @@ def register(app: typer.Typer) -> None:
         import json
         from datetime import timedelta
 
-        from rich.console import Console
-        from rich.table import Table
-
         from .._gateway import Gateway
         from .._reconcile import reconcile
+        from ._output import console, table, with_progress
 
+        # The progress bar goes to standard error, and only on a terminal: never in
+        # --json, never into a pipe or a log.
+        show = not as_json and console(stderr=True).is_terminal
         with Gateway.from_config(config_file) as gw:
-            rows = reconcile(
+            rows = with_progress(
                 gw,
-                account=account,
-                stale_after=timedelta(seconds=stale_after),
-                dry_run=dry_run,
+                lambda: reconcile(
+                    gw,
+                    account=account,
+                    stale_after=timedelta(seconds=stale_after),
+                    dry_run=dry_run,
+                ),
+                show=show,
             )
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
             return
-        table = Table(title="paygate reconcile")
-        for column in ("account", "kind", "reference", "before", "after", "action"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(row.account, row.kind, row.reference, row.before, row.after, row.action)
-        Console().print(table if rows else "nothing to reconcile")
+        if not rows:
+            console().print("nothing to reconcile")
+            return
+        columns = ("account", "kind", "reference", "before", "after", "action")
+        cells = [
+            (row.account, row.kind, row.reference, row.before, row.after, row.action)
+            for row in rows
+        ]
+        console().print(table("paygate reconcile", columns, cells))
 
     config = typer.Typer(help="Configuration tools.")
     app.add_typer(config, name="config")
 
     @config.command("check")
-    def check(file: Annotated[Path, typer.Argument(help="paygate TOML file")]) -> None:
-        """Validate a config file: providers exist, credentials present, methods offered."""
-        from rich.console import Console
+    def check(
+        file: Annotated[Path, typer.Argument(help="paygate TOML file")],
+        connect: Annotated[
+            bool, typer.Option("--connect", help="also open the store and read from it")
+        ] = False,
+    ) -> None:
+        """Validate a config file: providers exist, credentials present, methods offered,
+        the store URL well formed (and, with --connect, the store reachable)."""
+        from rich.markup import escape
 
         from .._config import load_config
         from .._errors import ConfigurationError
+        from ._output import connect_problem, console, store_label, store_problem
 
-        console = Console()
+        out = console()
         try:
             cfg = load_config(file)
         except ConfigurationError as exc:
-            console.print(f"[red]invalid[/red]: {exc}")
+            out.print(f"[red]invalid[/red]: {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
-        console.print(f"[green]ok[/green]: store {cfg.store.split('://')[0]}://…")
+        problem = store_problem(cfg.store)
+        if problem is not None:
+            out.print(f"[red]invalid[/red]: store: {escape(problem)}", soft_wrap=True)
+            raise typer.Exit(1)
+        label = escape(store_label(cfg.store))
+        out.print(f"[green]ok[/green]: store {label}", soft_wrap=True)
         for name, acct in cfg.accounts.items():
-            console.print(
-                f"  account [bold]{name}[/bold]: {acct.provider.name} ({', '.join(acct.methods)})"
+            out.print(
+                f"  account [bold]{escape(name)}[/bold]: {acct.provider.name} "
+                f"({', '.join(acct.methods)})"
             )
+        if connect:
+            failed = connect_problem(cfg.store)
+            if failed is not None:
+                out.print(
+                    f"[red]unreachable[/red]: store {label}: {escape(failed)}", soft_wrap=True
+                )
+                raise typer.Exit(1)
+            out.print(f"[green]ok[/green]: store {label} opened and read", soft_wrap=True)
