@@ -55,7 +55,14 @@ class RetrySettings(BaseModel):
 
     def policy(self) -> RetryPolicy:
         """As a `RetryPolicy`."""
-        return RetryPolicy(**self.model_dump())
+        return RetryPolicy(
+            attempts=self.attempts,
+            deadline=self.deadline,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+            wait_jitter=self.wait_jitter,
+            max_retry_after=self.max_retry_after,
+        )
 
 
 class PaygateConfig(BaseSettings):

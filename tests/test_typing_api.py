@@ -114,3 +114,21 @@ def test_the_merchant_project_passes_mypy_strict() -> None:
     finally:
         os.chdir(cwd)
     assert status == 0, out
+
+
+def test_retry_table_reaches_the_policy_whole() -> None:
+    """Every key of the config's ``[retry]`` table reaches the `RetryPolicy` (spelt out
+    field by field, so the call is typed)."""
+    from paygate._config import RetrySettings
+
+    values = {
+        "attempts": 7,
+        "deadline": 12.5,
+        "wait_initial": 0.5,
+        "wait_max": 3.0,
+        "wait_jitter": 0.0,
+        "max_retry_after": 9.0,
+    }
+    assert set(values) == set(RetrySettings.model_fields)
+    policy = RetrySettings(**values).policy()
+    assert {name: getattr(policy, name) for name in values} == values
