@@ -1,6 +1,8 @@
 """The sandbox host: every installed provider's emulator behind one Starlette app.
 
-Each emulator is mounted under ``/<name>``; the control API lives under ``/_sandbox``.
+Each emulator is mounted under ``/<name>``; the control API lives under ``/_sandbox``;
+the dashboard (`paygate.sandbox._dashboard`) is at ``/``, its forms under ``/_dashboard``
+and the customer pages under ``/customer``.
 All emulators share one `SandboxClock`, one fault set and one webhook outbox, and run
 on the server's single event loop (so emulator state needs no locks).
 
@@ -44,7 +46,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from .._errors import ConfigurationError
-from ._emulator import ControlError, Emulator, EmulatorContext, SandboxClock
+from ._dashboard import Dashboard
+from ._emulator import ControlError, Emulator, EmulatorContext, SandboxClock, WebhookDelivery
 from ._faults import FaultMiddleware, FaultParamError, FaultSet
 from ._webhooks import WebhookOutbox
 
@@ -145,6 +148,9 @@ class SandboxHost:
         if webhook_url:
             self.webhooks.set_url(webhook_url)
         self.requests: Counter[str] = Counter()
+        # Every delivery the emulators emitted, by the outbox's delivery id (ids are
+        # handed out one by one in enqueue order), for the dashboard's replay button.
+        self._sent: list[WebhookDelivery] = []
         self.emulators: dict[str, Emulator] = {}
         self._listener_errors: list[str] = []
         for name in sorted(classes):
@@ -156,7 +162,7 @@ class SandboxHost:
             ctx = EmulatorContext(
                 clock=self.clock,
                 base_url=_base_url_of(self, name),
-                deliver=self.webhooks.enqueue,
+                deliver=self._deliver,
                 rng=random.Random(_seed(name)),
             )
             emulator = classes[name](ctx)
@@ -187,6 +193,34 @@ class SandboxHost:
     def request_count(self) -> int:
         """Requests served by the emulators so far (the control API not counted)."""
         return sum(self.requests.values())
+
+    def _deliver(self, delivery: WebhookDelivery) -> None:
+        self._sent.append(delivery)
+        self.webhooks.enqueue(delivery)
+
+    def sent_webhook(self, delivery_id: int) -> WebhookDelivery | None:
+        """The delivery the webhook log calls ``delivery_id`` (None if unknown)."""
+        if 1 <= delivery_id <= len(self._sent):
+            return self._sent[delivery_id - 1]
+        return None
+
+    def replay_webhook(self, delivery_id: int) -> bool:
+        """Send delivery ``delivery_id`` again, as a new delivery with the same body,
+        headers and retry schedule. False when it is unknown."""
+        delivery = self.sent_webhook(delivery_id)
+        if delivery is None:
+            return False
+        self._deliver(delivery)
+        return True
+
+    def advance_clock(self, delta: timedelta) -> datetime:
+        """Move the sandbox clock (firing what falls due); raises ValueError with the
+        emulators' errors if one failed to handle the advance."""
+        self._listener_errors.clear()
+        now = self.clock.advance(delta)
+        if self._listener_errors:
+            raise ValueError("; ".join(self._listener_errors))
+        return now
 
     def _fire_webhooks(self, _now: datetime) -> None:
         self.webhooks.fire_due()
@@ -239,6 +273,7 @@ class SandboxHost:
         ]
         for name, emulator in self.emulators.items():
             routes.append(Mount(f"/{name}", routes=list(emulator.routes())))
+        routes.extend(Dashboard(self).routes())
 
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
