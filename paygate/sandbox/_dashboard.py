@@ -373,31 +373,16 @@ class Dashboard:
 
 def _rows(name: str, emulator: Emulator, now: datetime) -> list[Row]:
     reader = _READERS.get(name)
-    rows: list[Row] = []
-    try:
-        if reader is not None:
-            rows = reader(emulator, now)
-    except Exception:  # an emulator whose tables changed shape: fall back to its ledger
-        rows = []
-    if not rows or reader is None:
-        listed = {(r.kind, r.id) for r in rows}
-        rows += [
-            Row(
-                kind=e.kind,
-                id=e.id,
-                amount=e.amount,
-                currency=e.currency,
-                status=e.status,
-                refunded=e.refunded,
-                key=e.key,
-            )
-            for e in emulator.ledger()
-            if (e.kind, e.id) not in listed
-        ]
-    return rows
+    if reader is not None:
+        try:
+            rows: list[Row] = reader(emulator, now)
+        except Exception:  # an emulator whose tables changed shape: show its ledger
+            return _ledger_rows(emulator, None)
+        return rows
+    return _ledger_rows(emulator, None)
 
 
-def _ledger_rows(emulator: Emulator, kinds: tuple[str, ...]) -> list[Row]:
+def _ledger_rows(emulator: Emulator, kinds: tuple[str, ...] | None) -> list[Row]:
     return [
         Row(
             kind=e.kind,
@@ -409,7 +394,7 @@ def _ledger_rows(emulator: Emulator, kinds: tuple[str, ...]) -> list[Row]:
             key=e.key,
         )
         for e in emulator.ledger()
-        if e.kind in kinds
+        if kinds is None or e.kind in kinds
     ]
 
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paygate import (
+    Card,
     Charge,
     ChargeStatus,
     DisplayQR,
@@ -27,7 +28,7 @@ from paygate import (
 from paygate.sandbox import Sandbox, running, serve_app
 from paygate.sandbox._dashboard import parse_duration
 
-PROVIDERS = ["elepay", "smaregi", "univapay"]
+PROVIDERS = ["elepay", "payjp", "smaregi", "univapay"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def gw(sandbox: Sandbox) -> Iterator[Gateway]:
-    accounts = {p: sandbox.account_settings(p) for p in ("elepay", "univapay")}
+    accounts = {p: sandbox.account_settings(p) for p in ("elepay", "payjp", "univapay")}
     gateway = Gateway.from_config(
         {"store": "memory://", "accounts": accounts}, retry=RetryPolicy.no_wait()
     )
@@ -229,3 +230,26 @@ def test_display_qr_pictures() -> None:
     png = qr.png(scale=2)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert int.from_bytes(png[16:20], "big") == 66  # IHDR width
+
+
+def test_payjp_three_d_secure_page(client: httpx.Client, gw: Gateway) -> None:
+    charge = gw.charge(
+        "payjp",
+        amount=Money.jpy(3000),
+        method=Card(token="tok_success", three_d_secure=True),
+        idempotency_key="d-5",
+    )
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    assert "Pass 3-D Secure" in client.get("/", params={"lang": "en"}).text
+    page = client.get(f"/customer/payjp/3ds/{charge.provider_ref}", params={"lang": "ja"})
+    assert "3-D セキュア本人認証" in page.text
+    assert "¥3,000" in page.text
+    ok, message = _post(
+        client,
+        "/_dashboard/act",
+        provider="payjp",
+        action="tds",
+        **{"p.charge": charge.provider_ref, "p.result": "verified"},
+    )
+    assert ok, message
+    assert gw.status("payjp", charge.id).status is ChargeStatus.SUCCEEDED
