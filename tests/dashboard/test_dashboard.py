@@ -154,19 +154,52 @@ def test_clock_faults_and_generic_control(client: httpx.Client, sandbox: Sandbox
     assert not _post(client, "/_dashboard/act", provider="elepay", action="no_such")[0]
 
 
-def test_void_at_the_register(client: httpx.Client, sandbox: Sandbox) -> None:
-    page = client.get("/")
-    assert "smaregi" in page.text
-    # No POS sale registered yet: the table says so, and a void of nothing is refused.
-    ok, message = _post(
-        client,
-        "/_dashboard/act",
-        provider="smaregi",
-        action="void_transaction",
-        **{"p.transaction_head_id": "999"},
-    )
-    assert not ok
-    assert "unknown" in message
+def test_void_and_dispose_at_the_register(client: httpx.Client, sandbox: Sandbox) -> None:
+    from paygate import PosLine, PosSale
+    from paygate_smaregi._emulator import SmaregiEmulator
+
+    accounts = {"smaregi": sandbox.account_settings("smaregi")}
+    gw = Gateway.from_config({"store": "memory://", "accounts": accounts})
+    try:
+        sales = [
+            gw.charge(
+                "smaregi",
+                amount=Money.jpy(500),
+                method=PosSale(
+                    store_id=SmaregiEmulator.STORE_ID,
+                    terminal_id=SmaregiEmulator.TERMINAL_ID,
+                    lines=(PosLine(product_id="8000001", unit_price=500),),
+                    slip_number=f"DASH-{n}",
+                ),
+                idempotency_key=f"d-pos-{n}",
+            )
+            for n in (1, 2)
+        ]
+        page = client.get("/", params={"lang": "ja"}).text
+        assert "レジで取消" in page
+        assert "レジで返品取消" in page
+        for sale, action in zip(sales, ("void_transaction", "dispose_transaction"), strict=True):
+            assert sale.status is ChargeStatus.SUCCEEDED
+            ok, message = _post(
+                client,
+                "/_dashboard/act",
+                provider="smaregi",
+                action=action,
+                **{"p.transaction_head_id": sale.provider_ref},
+            )
+            assert ok, message
+            assert f'id="obj-{sale.provider_ref}" data-status="canceled"' in client.get("/").text
+        ok, message = _post(
+            client,
+            "/_dashboard/act",
+            provider="smaregi",
+            action="void_transaction",
+            **{"p.transaction_head_id": "999999"},
+        )
+        assert not ok
+        assert "unknown" in message
+    finally:
+        gw.close()
 
 
 def test_webhook_log_and_replay(client: httpx.Client, gw: Gateway, sandbox: Sandbox) -> None:
