@@ -23,15 +23,15 @@ from paygate import (
 )
 
 PUBLIC = {
-    "AsyncGateway", "AuthenticationError", "Capabilities", "Card", "Charge", "ChargeStatus", "ChargeTransition",
-    "ConfigurationError", "DisplayQR", "Event", "EventName", "EventType", "Failure", "Gateway", "IdempotencyConflict",
-    "IdempotencyInProgress", "InvalidRequest", "Konbini", "KonbiniSlip", "MalformedResponse",
-    "MethodCapabilities", "Money", "NextAction", "NotFound", "NotSupported", "OutcomeUnknown", "Page",
-    "PaygateError", "PaymentDeclined", "PaymentMethod", "PayoutBalance", "PayoutItem",
-    "PermissionDenied", "PosLine", "PosSale", "Product", "ProviderError", "ProviderRejected",
-    "ProviderUnavailable", "QRCode", "RateLimited", "ReconcileRow", "Redirect", "Refund", "RefundStatus",
-    "RetryPolicy", "Wallet", "WebhookVerificationError", "__version__", "load_config",
-    "reconcile",
+    "AsyncGateway", "AuthenticationError", "Capabilities", "Card", "Charge", "ChargeStatus",
+    "ChargeTransition", "ConfigurationError", "DisplayQR", "Event", "EventName", "EventType",
+    "Failure", "Gateway", "IdempotencyConflict", "IdempotencyInProgress", "InvalidRequest",
+    "Konbini", "KonbiniSlip", "MalformedResponse", "MethodCapabilities", "Money", "NextAction",
+    "NotFound", "NotSupported", "OutcomeUnknown", "Page", "PaygateError", "PaymentDeclined",
+    "PaymentMethod", "PayoutBalance", "PayoutItem", "PermissionDenied", "PosLine", "PosSale",
+    "Product", "ProviderError", "ProviderRejected", "ProviderUnavailable", "QRCode",
+    "RateLimited", "ReconcileRow", "Redirect", "Refund", "RefundStatus", "RetryPolicy",
+    "Wallet", "WebhookVerificationError", "__version__", "load_config", "reconcile",
 }  # fmt: skip
 
 
