@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 "--store",
                 "-s",
                 help="sqlite (a temporary file), memory, postgresql (a throwaway server; "
-                "needs paygate\\[postgres-embedded]) or a postgresql:// URL",
+                "needs paygate-jp\\[postgres-embedded]) or a postgresql:// URL",
             ),
         ] = "sqlite",
     ) -> None:
