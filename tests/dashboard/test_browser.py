@@ -92,12 +92,6 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def _click(driver: Any, css: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.CSS_SELECTOR, css).click()
-
-
 def _open(driver: Any, url: str, object_id: str) -> None:
     """Load the dashboard and follow the customer page link of ``object_id`` (waiting
     for an object that is still moving on inside the emulator)."""
@@ -111,6 +105,21 @@ def _open(driver: Any, url: str, object_id: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"no customer page link for {object_id}")
+
+
+def _submit(driver: Any, css: str) -> None:
+    """Click a form's button and wait for the answer page (the redirect back carries the
+    outcome in ``msg``); fail if the sandbox refused the action."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert "msg=" not in driver.current_url
+    driver.find_element(By.CSS_SELECTOR, css).click()
+    WebDriverWait(driver, 15).until(
+        lambda d: "msg=" in d.current_url and d.find_elements(By.ID, "flash")
+    )
+    flash = driver.find_element(By.ID, "flash")
+    assert "failed" not in (flash.get_attribute("class") or ""), flash.text
 
 
 def _text(driver: Any, css: str) -> str:
@@ -160,7 +169,7 @@ def test_pay_by_clicking_in_the_dashboard(browser: Any, shots: Path, sandbox: Sa
         _open(browser, sandbox.url + "/?lang=en", slip.provider_ref)
         assert _text(browser, "#payment-number") == slip.next_action.payment_number
         browser.save_screenshot(str(shots / "konbini-slip.png"))
-        _click(browser, 'button[data-act="pay_konbini"]')
+        _submit(browser, 'button[data-act="pay_konbini"]')
         assert "successful" in _text(browser, "#status")
         assert gw.status("univapay", slip.id).status is ChargeStatus.SUCCEEDED
 
@@ -170,7 +179,7 @@ def test_pay_by_clicking_in_the_dashboard(browser: Any, shots: Path, sandbox: Sa
         assert browser.find_elements(By.CSS_SELECTOR, "#qr svg")
         browser.save_screenshot(str(shots / "easyqr.png"))
         Select(browser.find_element(By.NAME, "p.payment_method")).select_by_value("linepay")
-        _click(browser, 'button[data-act="pay_code"]')
+        _submit(browser, 'button[data-act="pay_code"]')
         assert _text(browser, "#status") == "captured"  # the code, once paid
         paid = gw.status("elepay", qr.id)
         assert paid.status is ChargeStatus.SUCCEEDED
@@ -183,14 +192,14 @@ def test_pay_by_clicking_in_the_dashboard(browser: Any, shots: Path, sandbox: Sa
                 break
             time.sleep(0.1)
             browser.refresh()
-        _click(browser, 'button[data-act="finish_three_ds"]')  # 認証する / Authenticate
+        _submit(browser, 'button[data-act="finish_three_ds"]')  # 認証する / Authenticate
         assert gw.status("univapay", card.id).status is ChargeStatus.SUCCEEDED
 
         # Pokepay Cashtray: scanned from its page.
         tray_id = tray.next_action.url.rstrip("/").rsplit("/", 1)[-1]
         _open(browser, sandbox.url + "/", tray_id)
         browser.save_screenshot(str(shots / "cashtray.png"))
-        _click(browser, 'button[data-act="scan_cashtray"]')
+        _submit(browser, 'button[data-act="scan_cashtray"]')
         assert gw.status("pokepay", tray.id).status is ChargeStatus.SUCCEEDED
 
         # Back on the dashboard, in Japanese, everything shows as paid.
