@@ -227,8 +227,11 @@ class FakeProvider(Provider):
         return self._charge(reply.json_object(), ctx, ref)
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
-        amount = req.amount or req.charge.amount
-        assert amount is not None
+        amount = req.amount
+        if amount is None:  # everything left: the charge less what is already refunded
+            assert req.charge.amount is not None
+            done = req.charge.amount_refunded or Money.zero(req.charge.amount.currency)
+            amount = req.charge.amount - done
         reply = yield HttpCall(
             "POST",
             f"{self.base}/charges/{req.charge.provider_ref}/refunds",
