@@ -227,16 +227,16 @@ class FakeProvider(Provider):
         return self._charge(reply.json_object(), ctx, ref)
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
-        amount = req.amount
-        if amount is None:  # everything left: the charge less what is already refunded
-            assert req.charge.amount is not None
-            done = req.charge.amount_refunded or Money.zero(req.charge.amount.currency)
-            amount = req.charge.amount - done
+        # No amount: fakepay refunds what is left (the same body on every re-send).
+        body = {} if req.amount is None else {"amount": req.amount.amount}
+        currency = req.amount.currency if req.amount else "JPY"
+        if req.charge.amount is not None:
+            currency = req.charge.amount.currency
         reply = yield HttpCall(
             "POST",
             f"{self.base}/charges/{req.charge.provider_ref}/refunds",
             headers=self._headers(ctx.provider_key("refund")),
-            content=json.dumps({"amount": amount.amount}).encode(),
+            content=json.dumps(body).encode(),
             retry=Retry.KEYED,
             step="refunds.create",
         )
@@ -249,7 +249,7 @@ class FakeProvider(Provider):
             account=ctx.account,
             provider=self.name,
             provider_ref=data["id"],
-            amount=Money(amount=data["amount"], currency=amount.currency),
+            amount=Money(amount=data["amount"], currency=currency),
             status=RefundStatus.SUCCEEDED,
             reason=req.reason,
             created_at=ctx.now(),
@@ -500,10 +500,11 @@ class FakeEmulator(Emulator):
             )
 
         def make(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            if charge["refunded"] + data["amount"] > charge["amount"]:
+            amount = data.get("amount", charge["amount"] - charge["refunded"])
+            if amount <= 0 or charge["refunded"] + amount > charge["amount"]:
                 return 400, {"error": {"code": "refund_too_large", "message": "too much"}}
-            charge["refunded"] += data["amount"]
-            return 200, {"id": f"frf_{charge['id']}_{charge['refunded']}", "amount": data["amount"]}
+            charge["refunded"] += amount
+            return 200, {"id": f"frf_{charge['id']}_{charge['refunded']}", "amount": amount}
 
         return await self._keyed(request, make)
 
