@@ -131,3 +131,36 @@ def paygate_sandbox() -> Iterator[Any]:
     classes, _skipped = discover_emulators(None)
     with running(emulators=[*classes.values(), FakeEmulator]) as sandbox:
         yield sandbox
+
+
+# The default run (README's test command) leaves these to CI, which runs them with
+# `pytest -m slow`: process-spawning and crash runs, live-sandbox state machines and
+# chaos, the install-like plugin-order runs, the browser and the embedded server's own
+# lifecycle tests.
+_SLOW_FILES = frozenset(
+    {
+        "tests/reliability/test_state_machine.py",
+        "tests/reliability/test_chaos.py",
+        "tests/reliability/test_crash.py",
+        "tests/reliability/test_concurrency.py",
+        "tests/test_cassette_protection.py",
+        "tests/test_embedded_postgres.py",
+        "tests/test_typing_api.py",
+        "tests/test_demo_stores.py",
+        "tests/stores/test_concurrency.py",
+        "tests/core/test_concurrency.py",
+        "tests/dashboard/test_browser.py",
+        "tests/test_bench_smoke.py",
+        "tests/stores/test_open_store.py::test_processes_opening_a_new_sqlite_file_at_once_all_succeed",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import pathlib
+
+    root = pathlib.Path(str(config.rootpath))
+    for item in items:
+        path = pathlib.Path(str(item.path)).relative_to(root).as_posix()
+        if path in _SLOW_FILES or f"{path}::{item.name}" in _SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

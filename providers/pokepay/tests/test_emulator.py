@@ -318,7 +318,7 @@ def test_payment_keeps_metadata_and_products(node: Sdk, emulator: PokepayEmulato
         (SUSPENDED, 1, "account_suspended"),
         (CLOSED, 1, "account_closed"),
         (NO_WALLET, 1, "customer_account_not_found"),
-        (str(uuid.uuid4()), 1, "customer_account_not_found"),
+        ("9873a981-2e10-46ad-b4d7-4b94affd52a5", 1, "customer_account_not_found"),
         (FUNDED, 500_001, "account_transfer_limit_exceeded"),
     ],
 )
