@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from ._core import register as _register_core
+from ._ledger import register as _register_ledger
 from ._sandbox import register as _register_sandbox
 
 __all__ = ["app", "main"]
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 
 _register_core(app)
+_register_ledger(app)
 _register_sandbox(app)
 
 
