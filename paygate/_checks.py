@@ -147,3 +147,21 @@ def webhook_input(headers: object, body: object) -> tuple[dict[str, str], bytes]
             raise InvalidRequest("webhook headers must be strings", param="headers")
         out[k.lower()] = v
     return out, body
+
+
+def operation_timeout(value: object) -> float | None:
+    """An operation's ``timeout=``: None (no bound) or a positive, finite number of seconds.
+
+    >>> operation_timeout(2.5), operation_timeout(None)
+    (2.5, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest("timeout must be a number of seconds or None", param="timeout")
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):  # also refuses NaN
+        raise InvalidRequest(
+            "timeout must be a positive, finite number of seconds", param="timeout"
+        )
+    return seconds

@@ -38,6 +38,11 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 
 T = TypeVar("T")
 
+
+class _Spent(Exception):
+    """The operation's ``timeout=`` ran out before the next attempt (never retried)."""
+
+
 # Without an OpenTelemetry SDK every span is a no-op, yet creating and entering one
 # still costs more than the rest of the driver's bookkeeping; skip them then.
 _NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
@@ -105,9 +110,36 @@ class _DriverBase:
             wait_jitter=p.wait_jitter,
         )
 
-    def _remaining(self, started: float) -> float:
-        """What is left of the call's deadline, counted from its first attempt."""
-        return self.policy.deadline - (time.monotonic() - started)
+    def _remaining(self, started: float, deadline: float | None) -> float:
+        """What is left of the call's deadline, counted from its first attempt, and of the
+        operation's ``timeout=`` (``deadline``, on the monotonic clock)."""
+        now = time.monotonic()
+        left = self.policy.deadline - (now - started)
+        return left if deadline is None else min(left, deadline - now)
+
+    @staticmethod
+    def _limit(deadline: float | None) -> float | None:
+        """What is left of the operation's ``timeout=`` for one attempt (`_Spent` if none)."""
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Spent
+        return left
+
+    @staticmethod
+    def _not_sent(call: Call) -> TransportFailure:
+        # Nothing went out: a mutating operation releases its key and raises a retryable
+        # ProviderUnavailable (paygate._exactly_once), a read raises ProviderUnavailable.
+        return TransportFailure(
+            f"the operation's timeout ran out before {call.step} was sent",
+            sent=False,
+            step=call.step,
+        )
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
 
     @staticmethod
     def _gave_up(call: Call, error: RetryableTransport, number: int) -> TransportFailure:
@@ -201,8 +233,12 @@ class SyncDriver(_DriverBase):
         account: str,
         operation: str,
         attributes: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> T:
-        """Run ``flow`` for ``account`` to completion inside one operation span."""
+        """Run ``flow`` for ``account`` to completion inside one operation span.
+
+        ``timeout`` (seconds) bounds the whole run: every attempt's timeouts are capped
+        by what is left, retries stop when it is spent."""
         provider = self.providers[account]
         attrs = {
             "paygate.account": account,
@@ -211,12 +247,13 @@ class SyncDriver(_DriverBase):
         }
         if attributes:
             attrs.update(attributes)
+        deadline = self._deadline(timeout)
         with self._operation_span(operation, attrs) as span:
             try:
                 effect: Effect = next(flow)
                 while True:
                     try:
-                        result = self._effect(account, provider, effect)
+                        result = self._effect(account, provider, effect, deadline)
                     except TransportFailure as exc:
                         effect = flow.throw(exc)
                         continue
@@ -227,9 +264,11 @@ class SyncDriver(_DriverBase):
                 self._span_error(span, exc)
                 raise
 
-    def _effect(self, account: str, provider: Provider, effect: Effect) -> Any:
+    def _effect(
+        self, account: str, provider: Provider, effect: Effect, deadline: float | None
+    ) -> Any:
         if isinstance(effect, Call):
-            return self._http(account, provider, effect)
+            return self._http(account, provider, effect, deadline)
         if isinstance(effect, StoreCall):
             return effect.apply(self.store)
         if isinstance(effect, CacheGet):
@@ -242,19 +281,22 @@ class SyncDriver(_DriverBase):
             return None
         raise TypeError(f"unknown effect {effect!r}")
 
-    def _http(self, account: str, provider: Provider, call: Call) -> Reply:
+    def _http(self, account: str, provider: Provider, call: Call, deadline: float | None) -> Reply:
         # Most calls succeed at once: the first attempt runs outside the retry loop,
         # which is only built (with what is left of the deadline) when it fails.
         sender = self.sender(account)
         started = time.monotonic()
         try:
-            return self._attempt(sender, provider, call, 1)
+            return self._attempt(sender, provider, call, 1, deadline)
         except (RetryableReply, RetryableTransport) as exc:
             first: Exception = exc
+        except _Spent:
+            raise self._not_sent(call) from None
         pending: Exception | None = first
+        last = first
         number = 1
         try:
-            remaining = self._remaining(started)
+            remaining = self._remaining(started, deadline)
             if remaining <= 0:
                 raise first
             for attempt in self._retrying(remaining):
@@ -264,19 +306,39 @@ class SyncDriver(_DriverBase):
                         # attempt and waits its backoff before the second.
                         failed, pending = pending, None
                         raise failed
-                    number += 1
-                    return self._attempt(sender, provider, call, number)
+                    try:
+                        return self._attempt(sender, provider, call, number + 1, deadline)
+                    except (RetryableReply, RetryableTransport) as exc:
+                        last = exc
+                        raise
+                    finally:
+                        number += 1
+        except _Spent:
+            number -= 1  # the attempt that found no time left was not made
+            if isinstance(last, RetryableReply):
+                return last.reply
+            assert isinstance(last, RetryableTransport)
+            raise self._gave_up(call, last, number) from None
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
             raise self._gave_up(call, exc, number) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, sender: SyncSender, provider: Provider, call: Call, number: int) -> Reply:
-        """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
+    def _attempt(
+        self,
+        sender: SyncSender,
+        provider: Provider,
+        call: Call,
+        number: int,
+        deadline: float | None,
+    ) -> Reply:
+        """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry,
+        `_Spent` (nothing sent) when the operation's timeout has run out."""
+        limit = self._limit(deadline)
         span = self._attempt_span(call, provider, number)
         try:
-            reply = sender.send(call, provider.name)
+            reply = sender.send(call, provider.name, limit)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
             raise self._transport(call, exc) from None
@@ -332,8 +394,12 @@ class AsyncDriver(_DriverBase):
         account: str,
         operation: str,
         attributes: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> T:
-        """Run ``flow`` for ``account`` to completion inside one operation span."""
+        """Run ``flow`` for ``account`` to completion inside one operation span.
+
+        ``timeout`` (seconds) bounds the whole run: every attempt's timeouts are capped
+        by what is left, retries stop when it is spent."""
         provider = self.providers[account]
         attrs = {
             "paygate.account": account,
@@ -342,12 +408,13 @@ class AsyncDriver(_DriverBase):
         }
         if attributes:
             attrs.update(attributes)
+        deadline = self._deadline(timeout)
         with self._operation_span(operation, attrs) as span:
             try:
                 effect: Effect = next(flow)
                 while True:
                     try:
-                        result = await self._effect(account, provider, effect)
+                        result = await self._effect(account, provider, effect, deadline)
                     except TransportFailure as exc:
                         effect = flow.throw(exc)
                         continue
@@ -358,9 +425,11 @@ class AsyncDriver(_DriverBase):
                 self._span_error(span, exc)
                 raise
 
-    async def _effect(self, account: str, provider: Provider, effect: Effect) -> Any:
+    async def _effect(
+        self, account: str, provider: Provider, effect: Effect, deadline: float | None
+    ) -> Any:
         if isinstance(effect, Call):
-            return await self._http(account, provider, effect)
+            return await self._http(account, provider, effect, deadline)
         store = self.store
         if isinstance(effect, StoreCall):
             if store.blocking:
@@ -381,18 +450,23 @@ class AsyncDriver(_DriverBase):
             return None
         raise TypeError(f"unknown effect {effect!r}")
 
-    async def _http(self, account: str, provider: Provider, call: Call) -> Reply:
+    async def _http(
+        self, account: str, provider: Provider, call: Call, deadline: float | None
+    ) -> Reply:
         # See `SyncDriver._http`: the retry loop is only built after a failed attempt.
         sender = self.sender(account)
         started = time.monotonic()
         try:
-            return await self._attempt(sender, provider, call, 1)
+            return await self._attempt(sender, provider, call, 1, deadline)
         except (RetryableReply, RetryableTransport) as exc:
             first: Exception = exc
+        except _Spent:
+            raise self._not_sent(call) from None
         pending: Exception | None = first
+        last = first
         number = 1
         try:
-            remaining = self._remaining(started)
+            remaining = self._remaining(started, deadline)
             if remaining <= 0:
                 raise first
             async for attempt in self._retrying(remaining):
@@ -400,8 +474,19 @@ class AsyncDriver(_DriverBase):
                     if pending is not None:
                         failed, pending = pending, None
                         raise failed
-                    number += 1
-                    return await self._attempt(sender, provider, call, number)
+                    try:
+                        return await self._attempt(sender, provider, call, number + 1, deadline)
+                    except (RetryableReply, RetryableTransport) as exc:
+                        last = exc
+                        raise
+                    finally:
+                        number += 1
+        except _Spent:
+            number -= 1
+            if isinstance(last, RetryableReply):
+                return last.reply
+            assert isinstance(last, RetryableTransport)
+            raise self._gave_up(call, last, number) from None
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
@@ -409,12 +494,18 @@ class AsyncDriver(_DriverBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
-        self, sender: AsyncSender, provider: Provider, call: Call, number: int
+        self,
+        sender: AsyncSender,
+        provider: Provider,
+        call: Call,
+        number: int,
+        deadline: float | None,
     ) -> Reply:
-        """One HTTP attempt; raises `RetryableReply` / `RetryableTransport` to retry."""
+        """See `SyncDriver._attempt`."""
+        limit = self._limit(deadline)
         span = self._attempt_span(call, provider, number)
         try:
-            reply = await sender.send(call, provider.name)
+            reply = await sender.send(call, provider.name, limit)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
             raise self._transport(call, exc) from None

@@ -50,6 +50,9 @@ __all__ = ["AsyncGateway", "Gateway"]
 
 T = TypeVar("T")
 
+WAIT_GRACE = 5.0
+"""Seconds a `wait`'s requests may run past its ``timeout`` (the last long poll's answer)."""
+
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -305,8 +308,8 @@ class Gateway(_GatewayBase):
         """
         return self._webhooks
 
-    def _run(self, account: str, operation: str, flow: Flow[T]) -> T:
-        return self._driver.run(flow, account=account, operation=operation)
+    def _run(self, account: str, operation: str, flow: Flow[T], timeout: float | None = None) -> T:
+        return self._driver.run(flow, account=account, operation=operation, timeout=timeout)
 
     def charge(
         self,
@@ -317,27 +320,41 @@ class Gateway(_GatewayBase):
         idempotency_key: str,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Charge:
         """Create a charge, exactly once per ``idempotency_key``.
 
         Retrying with the same key (even after a crash) returns the same charge; the
         same key with a different request raises `IdempotencyConflict`.
+
+        ``timeout`` (seconds, default None: no bound beyond the retry policy's) bounds the
+        whole operation, retries included; each HTTP attempt's timeouts are capped by what
+        is left. When it runs out before the request is sent, nothing was sent and
+        `ProviderUnavailable` (retryable) is raised; after it was sent, the outcome is
+        resolved as for any lost answer (lookup, else `OutcomeUnknown`).
         """
         key = checks.key(idempotency_key)
+        limit = checks.operation_timeout(timeout)
         provider, req = self._charge_request(account, amount, method, description, metadata)
-        return self._run(account, "charge", self._charge_flow(account, provider, req, key))
+        return self._run(account, "charge", self._charge_flow(account, provider, req, key), limit)
 
-    def status(self, account: str, charge_id: str) -> Charge:
-        """The charge as the provider sees it now (never moving a final status back)."""
+    def status(self, account: str, charge_id: str, *, timeout: float | None = None) -> Charge:
+        """The charge as the provider sees it now (never moving a final status back).
+
+        ``timeout``: as for `charge` (a read: `ProviderUnavailable` when it runs out)."""
+        limit = checks.operation_timeout(timeout)
         return self._run(
-            account, "status", ops.status(self.provider(account), self._env, charge_id)
+            account, "status", ops.status(self.provider(account), self._env, charge_id), limit
         )
 
     def wait(self, account: str, charge_id: str, *, timeout: float = 600.0) -> Charge:
         """Until the charge leaves pending / requires_action (long poll or backoff), or timeout.
 
-        Returns the latest charge either way.
+        Returns the latest charge either way. ``timeout`` also bounds each request the
+        wait makes: its timeouts are capped by what is left of it (plus `WAIT_GRACE`
+        seconds for the answer to a long poll that ends with it).
         """
+        seconds = checks.timeout(timeout)
         return self._run(
             account,
             "wait",
@@ -345,9 +362,10 @@ class Gateway(_GatewayBase):
                 self.provider(account),
                 self._env,
                 charge_id,
-                checks.timeout(timeout),
+                seconds,
                 monotonic=self._monotonic,
             ),
+            seconds + WAIT_GRACE,
         )
 
     def refund(
@@ -358,22 +376,37 @@ class Gateway(_GatewayBase):
         idempotency_key: str,
         amount: Money | None = None,
         reason: str | None = None,
+        timeout: float | None = None,
     ) -> Refund:
-        """Refund ``amount`` (default: everything refundable), exactly once per key."""
+        """Refund ``amount`` (default: everything refundable), exactly once per key.
+
+        ``timeout``: as for `charge`."""
         key = checks.key(idempotency_key)
         amount = checks.optional_money(amount)
         reason = checks.reason(reason)
+        limit = checks.operation_timeout(timeout)
         return self._run(
             account,
             "refund",
             ops.refund(self.provider(account), self._env, charge_id, amount, reason, key),
+            limit,
         )
 
-    def cancel(self, account: str, charge_id: str, *, idempotency_key: str | None = None) -> Charge:
-        """Cancel an unpaid charge or void an authorisation."""
+    def cancel(
+        self,
+        account: str,
+        charge_id: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Charge:
+        """Cancel an unpaid charge or void an authorisation.
+
+        ``timeout``: as for `charge`."""
         key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
+        limit = checks.operation_timeout(timeout)
         return self._run(
-            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key)
+            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key), limit
         )
 
     def capture(
@@ -383,21 +416,29 @@ class Gateway(_GatewayBase):
         *,
         amount: Money | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Charge:
-        """Capture an authorised charge (all of it, or ``amount``)."""
+        """Capture an authorised charge (all of it, or ``amount``).
+
+        ``timeout``: as for `charge`."""
         key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
+        limit = checks.operation_timeout(timeout)
         return self._run(
             account,
             "capture",
             ops.capture(
                 self.provider(account), self._env, charge_id, checks.optional_money(amount), key
             ),
+            limit,
         )
 
-    def payout_balance(self, account: str) -> PayoutBalance:
-        """What the provider will pay out to the merchant, and when."""
+    def payout_balance(self, account: str, *, timeout: float | None = None) -> PayoutBalance:
+        """What the provider will pay out to the merchant, and when.
+
+        ``timeout``: as for `status`."""
+        limit = checks.operation_timeout(timeout)
         return self._run(
-            account, "payout_balance", ops.payout_balance(self.provider(account), self._env)
+            account, "payout_balance", ops.payout_balance(self.provider(account), self._env), limit
         )
 
     # -- the local ledger (no provider call) ---------------------------------------
@@ -459,16 +500,21 @@ class Gateway(_GatewayBase):
         with what brought it: an answer, a poll, a webhook or reconcile."""
         return ledger.history(self.store, self._ledger_account(account) or "", charge_id)
 
-    def extension(self, account: str, name: str, **kwargs: Any) -> Any:
+    def extension(
+        self, account: str, name: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """Run a provider-specific flow (``provider.<name>(ctx, **kwargs)``).
+
+        ``timeout``: as for `charge` (it is not passed to the flow).
 
         >>> gw.extension("card", "statement_urls", statement_id="st_...")  # doctest: +SKIP
         """
+        limit = checks.operation_timeout(timeout)
         provider = self.provider(account)
         fn = getattr(provider, name, None)
         if fn is None or name.startswith("_"):
             raise NotSupported(name, provider=provider.name)
-        return self._run(account, name, fn(self._ext_ctx(provider), **kwargs))
+        return self._run(account, name, fn(self._ext_ctx(provider), **kwargs), limit)
 
     def close(self) -> None:
         """Close HTTP clients (and the store when the gateway opened it)."""
@@ -554,8 +600,10 @@ class AsyncGateway(_GatewayBase):
         """Webhook handling: ``handle`` (awaited), ``on``, ``asgi``."""
         return self._webhooks
 
-    def _run(self, account: str, operation: str, flow: Flow[T]) -> Awaitable[T]:
-        return self._driver.run(flow, account=account, operation=operation)
+    def _run(
+        self, account: str, operation: str, flow: Flow[T], timeout: float | None = None
+    ) -> Awaitable[T]:
+        return self._driver.run(flow, account=account, operation=operation, timeout=timeout)
 
     async def charge(
         self,
@@ -566,20 +614,32 @@ class AsyncGateway(_GatewayBase):
         idempotency_key: str,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.charge`."""
         key = checks.key(idempotency_key)
+        limit = checks.operation_timeout(timeout)
         provider, req = self._charge_request(account, amount, method, description, metadata)
-        return await self._run(account, "charge", self._charge_flow(account, provider, req, key))
-
-    async def status(self, account: str, charge_id: str) -> Charge:
-        """See `Gateway.status`."""
         return await self._run(
-            account, "status", ops.status(self.provider(account), self._env, charge_id)
+            account, "charge", self._charge_flow(account, provider, req, key), limit
+        )
+
+    async def status(
+        self,
+        account: str,
+        charge_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Charge:
+        """See `Gateway.status`."""
+        limit = checks.operation_timeout(timeout)
+        return await self._run(
+            account, "status", ops.status(self.provider(account), self._env, charge_id), limit
         )
 
     async def wait(self, account: str, charge_id: str, *, timeout: float = 600.0) -> Charge:  # noqa: ASYNC109
         """See `Gateway.wait`."""
+        seconds = checks.timeout(timeout)
         return await self._run(
             account,
             "wait",
@@ -587,9 +647,10 @@ class AsyncGateway(_GatewayBase):
                 self.provider(account),
                 self._env,
                 charge_id,
-                checks.timeout(timeout),
+                seconds,
                 monotonic=self._monotonic,
             ),
+            seconds + WAIT_GRACE,
         )
 
     async def refund(
@@ -600,24 +661,33 @@ class AsyncGateway(_GatewayBase):
         idempotency_key: str,
         amount: Money | None = None,
         reason: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Refund:
         """See `Gateway.refund`."""
         key = checks.key(idempotency_key)
         amount = checks.optional_money(amount)
         reason = checks.reason(reason)
+        limit = checks.operation_timeout(timeout)
         return await self._run(
             account,
             "refund",
             ops.refund(self.provider(account), self._env, charge_id, amount, reason, key),
+            limit,
         )
 
     async def cancel(
-        self, account: str, charge_id: str, *, idempotency_key: str | None = None
+        self,
+        account: str,
+        charge_id: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.cancel`."""
         key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
+        limit = checks.operation_timeout(timeout)
         return await self._run(
-            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key)
+            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key), limit
         )
 
     async def capture(
@@ -627,21 +697,30 @@ class AsyncGateway(_GatewayBase):
         *,
         amount: Money | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.capture`."""
         key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
+        limit = checks.operation_timeout(timeout)
         return await self._run(
             account,
             "capture",
             ops.capture(
                 self.provider(account), self._env, charge_id, checks.optional_money(amount), key
             ),
+            limit,
         )
 
-    async def payout_balance(self, account: str) -> PayoutBalance:
+    async def payout_balance(
+        self,
+        account: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> PayoutBalance:
         """See `Gateway.payout_balance`."""
+        limit = checks.operation_timeout(timeout)
         return await self._run(
-            account, "payout_balance", ops.payout_balance(self.provider(account), self._env)
+            account, "payout_balance", ops.payout_balance(self.provider(account), self._env), limit
         )
 
     # -- the local ledger (no provider call) ---------------------------------------
@@ -701,13 +780,21 @@ class AsyncGateway(_GatewayBase):
             return await asyncio.to_thread(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    async def extension(self, account: str, name: str, **kwargs: Any) -> Any:
+    async def extension(
+        self,
+        account: str,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        **kwargs: Any,
+    ) -> Any:
         """See `Gateway.extension`."""
+        limit = checks.operation_timeout(timeout)
         provider = self.provider(account)
         fn = getattr(provider, name, None)
         if fn is None or name.startswith("_"):
             raise NotSupported(name, provider=provider.name)
-        return await self._run(account, name, fn(self._ext_ctx(provider), **kwargs))
+        return await self._run(account, name, fn(self._ext_ctx(provider), **kwargs), limit)
 
     async def aclose(self) -> None:
         """Close HTTP clients (and the store when the gateway opened it)."""

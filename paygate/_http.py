@@ -45,12 +45,17 @@ def reply_of(response: httpx.Response, provider: str) -> Reply:
     )
 
 
-def _request(call: Call, timeouts: Mapping[str, float | None]) -> httpx.Request:
+def _request(
+    call: Call, timeouts: Mapping[str, float | None], limit: float | None = None
+) -> httpx.Request:
     headers = dict(_DEFAULT_HEADERS)
     for name, value in call.headers.items():
         headers[name.lower()] = value
     if call.timeout is not None:
         timeouts = httpx.Timeout(call.timeout).as_dict()
+    if limit is not None:
+        # What is left of the operation's ``timeout=`` caps every phase of the attempt.
+        timeouts = {k: limit if v is None else min(v, limit) for k, v in timeouts.items()}
     return httpx.Request(
         call.method,
         call.url,
@@ -134,9 +139,11 @@ class SyncSender:
             tls = _tls(options or {})
             self._routes = _Routes(lambda proxy: httpx.HTTPTransport(verify=tls, proxy=proxy))
 
-    def send(self, call: Call, provider: str) -> Reply:
-        """Send ``call`` and read the whole answer (`httpx.TransportError` on failure)."""
-        request = _request(call, self._timeouts)
+    def send(self, call: Call, provider: str, limit: float | None = None) -> Reply:
+        """Send ``call`` and read the whole answer (`httpx.TransportError` on failure).
+
+        ``limit`` (seconds) caps each of the attempt's timeouts."""
+        request = _request(call, self._timeouts, limit)
         routes = self._routes
         transport = self._override if routes is None else routes.get(request.url)
         assert transport is not None
@@ -291,9 +298,11 @@ class AsyncSender:
 
             self._routes = _Routes(make)
 
-    async def send(self, call: Call, provider: str) -> Reply:
-        """Send ``call`` and read the whole answer (`httpx.TransportError` on failure)."""
-        request = _request(call, self._timeouts)
+    async def send(self, call: Call, provider: str, limit: float | None = None) -> Reply:
+        """Send ``call`` and read the whole answer (`httpx.TransportError` on failure).
+
+        ``limit`` (seconds) caps each of the attempt's timeouts."""
+        request = _request(call, self._timeouts, limit)
         routes = self._routes
         pool = self._given if routes is None else routes.get(request.url)
         assert pool is not None
