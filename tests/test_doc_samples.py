@@ -254,7 +254,9 @@ def shell_lines() -> list[tuple[str, str]]:
     lines = []
     for path in FILES:
         for match in SHELL.finditer(path.read_text(encoding="utf-8")):
-            for line in match.group(1).splitlines():
+            # A line ending in a backslash goes on on the next one.
+            block = re.sub(r"\\\n\s*", " ", match.group(1))
+            for line in block.splitlines():
                 command = line.removeprefix("$ ").split("  #")[0].strip()
                 prompted = match.group(1).lstrip().startswith("$ ")
                 # In a block with prompts, the lines without one are output.
@@ -281,6 +283,8 @@ def check_shell(command: str) -> None:
     if command in SHELL_ELSEWHERE:
         return
     words = shlex.split(command.split(" > ", maxsplit=1)[0])
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        words = words[1:]  # VAR=value before the command
     if words[:2] == ["pip", "install"]:
         extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
             "optional-dependencies"
@@ -291,7 +295,13 @@ def check_shell(command: str) -> None:
             assert set(rest.rstrip("]").split(",")) <= set(extras), requirement
         return
     if words[:3] == ["uv", "run", "pytest"]:
-        targets = [w for w in words[3:] if not w.startswith("-")]
+        targets, rest = [], words[3:]
+        while rest:
+            word = rest.pop(0)
+            if word in ("-m", "-n", "-k", "-p"):
+                rest = rest[1:]  # the option's value
+            elif not word.startswith("-"):
+                targets.append(word)
         assert targets
         assert all((ROOT / t.split("::")[0]).exists() for t in targets), targets
         return
