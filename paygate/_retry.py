@@ -16,6 +16,7 @@ Retries are bounded by ``attempts`` and by ``deadline`` seconds for the whole ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -94,8 +95,19 @@ def reply_retryable(call: Call, reply: Reply) -> bool:
     return reply.status >= 500 and call.retry is not Retry.UNSAFE
 
 
-def retry_after(reply: Reply, policy: RetryPolicy) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta or HTTP date), clamped; None if absent."""
+def retry_after(reply: Reply, policy: RetryPolicy | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta or HTTP date); None if absent or unreadable.
+
+    Never negative; at most ``policy.max_retry_after`` when a policy is given (the error a
+    429 becomes keeps what the provider said).
+
+    >>> retry_after(Reply(429, {"retry-after": "3"}, b""))
+    3.0
+    >>> retry_after(Reply(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, b""))
+    0.0
+    >>> retry_after(Reply(429, {"retry-after": "soon"}, b"")) is None
+    True
+    """
     value = reply.header("retry-after")
     if not value:
         return None
@@ -112,4 +124,8 @@ def retry_after(reply: Reply, policy: RetryPolicy) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, min(seconds, policy.max_retry_after))
+    if not math.isfinite(seconds):
+        return None
+    if policy is not None:
+        seconds = min(seconds, policy.max_retry_after)
+    return max(0.0, seconds)

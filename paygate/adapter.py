@@ -36,8 +36,10 @@ from ._flow import (
     cache_claim,
     drive,
 )
+from ._kit import REQUEST_ID_HEADERS, ErrorMap, retry_after, status_error
 
 __all__ = [
+    "REQUEST_ID_HEADERS",
     "CacheGet",
     "CachePut",
     "Call",
@@ -46,6 +48,7 @@ __all__ = [
     "ChargeRef",
     "ChargeRequest",
     "Effect",
+    "ErrorMap",
     "Flow",
     "KeyWindow",
     "OpContext",
@@ -67,4 +70,6 @@ __all__ = [
     "derive_key",
     "drive",
     "is_loopback",
+    "retry_after",
+    "status_error",
 ]

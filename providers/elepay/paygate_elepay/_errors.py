@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from paygate import (
     AuthenticationError,
@@ -30,7 +30,7 @@ from paygate import (
     ProviderUnavailable,
     RateLimited,
 )
-from paygate.adapter import Reply
+from paygate.adapter import ErrorMap, Reply
 
 __all__ = [
     "CATALOGUE",
@@ -144,53 +144,30 @@ def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
     """
     code, provider_message = read_error(reply)
     info = error_info(code) if code else None
-    retry_after: float | None = None
+    cls: type[ProviderError] | None
+    retryable: bool | None = None
     if info is not None:
-        cls: type[ProviderError] = info.cls
-        text = info.message.rstrip(".")
-        retryable = info.retryable
+        cls, text, retryable = info.cls, info.message.rstrip("."), info.retryable
     elif code and code[0] in _BY_PREFIX:
         cls, text = _BY_PREFIX[code[0]]
-        retryable = None
     else:
-        cls, text = _by_status(reply.status)
-        retryable = None
-    if cls is RateLimited:
-        retry_after = _retry_after(reply)
-    message = f"elepay could not {action}: {text}"
-    kw: dict[str, Any] = {
-        "provider": PROVIDER,
-        "provider_code": code,
-        "provider_message": provider_message,
-        "http_status": reply.status,
-        "request_id": reply.header("x-request-id"),
-    }
-    if retryable is not None:
-        kw["retryable"] = retryable
-    if cls is RateLimited:
-        return RateLimited(message, retry_after=retry_after, **kw)
-    return cls(message, **kw)
+        cls, text = None, _STATUS_TEXT.get(reply.status, f"elepay answered HTTP {reply.status}")
+    error = _ERRORS.error(  # every class of the catalogue and fallbacks is a ProviderError
+        reply,
+        f"elepay could not {action}: {text}",
+        code=code,
+        provider_message=provider_message,
+        cls=cls,
+        retryable=retryable,
+    )
+    return cast("ProviderError", error)
 
 
-def _by_status(status: int) -> tuple[type[ProviderError], str]:
-    if status == 401:
-        return AuthenticationError, "credentials refused"
-    if status == 403:
-        return PermissionDenied, "operation not allowed"
-    if status == 404:
-        return NotFound, "no such object"
-    if status == 429:
-        return RateLimited, "too many requests"
-    if status >= 500:
-        return ProviderUnavailable, f"elepay answered HTTP {status}"
-    return ProviderRejected, f"elepay answered HTTP {status}"
+_ERRORS = ErrorMap(PROVIDER, request_id_headers=("x-request-id",))
 
-
-def _retry_after(reply: Reply) -> float | None:
-    value = reply.header("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+_STATUS_TEXT: Final[Mapping[int, str]] = {
+    401: "credentials refused",
+    403: "operation not allowed",
+    404: "no such object",
+    429: "too many requests",
+}

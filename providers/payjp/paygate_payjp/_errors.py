@@ -30,9 +30,9 @@ from paygate._errors import (
     RateLimited,
 )
 from paygate._flow import Reply
-from paygate.adapter import Outcome
+from paygate.adapter import ErrorMap, Outcome
 
-__all__ = ["CODE_MAP", "OUTCOMES", "error_from_reply", "provider_ref_of", "retry_after"]
+__all__ = ["CODE_MAP", "OUTCOMES", "error_from_reply", "provider_ref_of"]
 
 PROVIDER = "payjp"
 
@@ -175,17 +175,7 @@ _BY_STATUS: dict[int, type[PaygateError]] = {
     429: RateLimited,
 }
 
-
-def retry_after(reply: Reply) -> float | None:
-    """The ``Retry-After`` header in seconds, when present and numeric."""
-    value = reply.header("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(0.0, seconds)
+_ERRORS = ErrorMap(PROVIDER, by_code=CODE_MAP, by_status=_BY_STATUS)
 
 
 def _error_body(reply: Reply) -> dict[str, Any] | None:
@@ -218,14 +208,9 @@ def error_from_reply(reply: Reply) -> PaygateError:
     body = _error_body(reply)
     code = str(body["code"]) if body and body.get("code") else None
     message = str(body["message"]) if body and body.get("message") else None
-    cls = CODE_MAP.get(code) if code else None
-    if cls is None:
-        if reply.status >= 500:
-            cls = ProviderUnavailable
-        elif body is None and reply.status not in _BY_STATUS:
-            cls = MalformedResponse
-        else:
-            cls = _BY_STATUS.get(reply.status, ProviderRejected)
+    # No error object and a status PAY.JP does not use: not an answer of PAY.JP's API.
+    unreadable = body is None and reply.status < 500 and reply.status not in _BY_STATUS
+    cls: type[PaygateError] | None = MalformedResponse if unreadable else None
     kind = body.get("type") if body else None
     text = f"PAY.JP answered HTTP {reply.status}"
     if code:
@@ -235,22 +220,15 @@ def error_from_reply(reply: Reply) -> PaygateError:
     if body and body.get("param"):
         text += f" on parameter {body['param']}"
     charge = body.get("charge") if body else None
-    if isinstance(charge, str) and charge:
-        text += f" (charge {charge})"
-    kw: dict[str, Any] = {
-        "provider": PROVIDER,
-        "provider_code": code,
-        "provider_message": message,
-        "http_status": reply.status,
-    }
-    if code in _RETRYABLE_CODES:
-        kw["retryable"] = True
-    error: PaygateError
-    if cls is RateLimited:
-        error = RateLimited(text, retry_after=retry_after(reply), **kw)
-    else:
-        error = cls(text, **kw)
-    if isinstance(charge, str) and charge:
-        # PaygateError has no field for it yet: the failed charge a 402 created.
-        vars(error)["provider_ref"] = charge
-    return error
+    ref = charge if isinstance(charge, str) and charge else None
+    if ref:
+        text += f" (charge {ref})"
+    return _ERRORS.error(
+        reply,
+        text,
+        code=code,
+        provider_message=message,
+        cls=cls,
+        retryable=True if code in _RETRYABLE_CODES else None,
+        provider_ref=ref,  # the failed charge a 402 created
+    )

@@ -67,11 +67,12 @@ from paygate.adapter import (
     Reply,
     Retry,
     RetryDecision,
+    retry_after,
 )
 
 from ._api import Api, idempotency_key
 from ._charges import CaptureMemo, amounts_of, charge_from_wire, tds_start_url
-from ._errors import OUTCOMES, error_from_reply, retry_after
+from ._errors import OUTCOMES, error_from_reply
 from ._settings import PayjpSettings
 from ._webhooks import charge_id_of, parse_event, verify_token
 from ._wire import Balance, Statement, StatementUrl, Term, from_ts, to_ts

@@ -18,11 +18,10 @@ from paygate import (
     PaygateError,
     PaymentDeclined,
     PermissionDenied,
-    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
-    RateLimited,
 )
+from paygate.adapter import ErrorMap, Reply
 
 __all__ = ["ERROR_TYPES", "PROVIDER", "error_from"]
 
@@ -142,14 +141,11 @@ ERROR_TYPES: Mapping[str, tuple[type[PaygateError], str]] = {
 }
 
 _BY_STATUS: Mapping[int, type[PaygateError]] = {
-    400: ProviderRejected,
-    401: AuthenticationError,
-    403: PermissionDenied,
-    404: NotFound,
     409: ProviderRejected,
     422: ProviderRejected,
-    429: RateLimited,
 }
+
+_ERRORS = ErrorMap(PROVIDER, by_status=_BY_STATUS)
 
 
 def _class_for(kind: str | None, status: int | None) -> tuple[type[PaygateError], str | None]:
@@ -166,21 +162,18 @@ def _class_for(kind: str | None, status: int | None) -> tuple[type[PaygateError]
             return ProviderRejected, "the provider refused the parameters"
         if kind.startswith("coupon_"):
             return ProviderRejected, "the coupon cannot be used"
-    if status is not None:
-        if status >= 500:
-            return ProviderUnavailable, None
-        if status in _BY_STATUS:
-            return _BY_STATUS[status], None
-    return ProviderError, None
+    return _ERRORS.error_class(status), None
 
 
 def error_from(
     body: Mapping[str, Any] | None,
     *,
     status: int | None,
-    retry_after: float | None = None,
+    reply: Reply | None = None,
 ) -> PaygateError:
     """The paygate error for a Pokepay error body (decrypted or plain) and HTTP status.
+
+    ``reply`` (when the body came from one) gives ``Retry-After`` and a request id.
 
     >>> err = error_from({"type": "account_balance_not_enough",
     ...                   "message": "The account balance is not enough"}, status=422)
@@ -195,17 +188,16 @@ def error_from(
     cls, wording = _class_for(kind, status)
     if wording is None:
         wording = f"pokepay answered HTTP {status}" if status is not None else "pokepay error"
-    message = f"pokepay: {wording}"
-    common: dict[str, Any] = {
-        "provider": PROVIDER,
-        "provider_code": kind,
-        "provider_message": provider_message,
-        "http_status": status,
-    }
-    if cls is RateLimited:
-        return RateLimited(message, retry_after=retry_after, **common)
-    if cls is ProviderRejected and kind == "partner_request_expired":
-        # The envelope was refused, nothing was done: a fresh envelope (new timestamp)
-        # may well be accepted (the adapter rebuilds it once; Outcome.RETRYABLE after).
-        return ProviderRejected(message, retryable=True, **common)
-    return cls(message, **common)
+    # partner_request_expired: the envelope was refused, nothing was done: a fresh
+    # envelope (new timestamp) may well be accepted (the adapter rebuilds it once;
+    # Outcome.RETRYABLE after).
+    expired = cls is ProviderRejected and kind == "partner_request_expired"
+    return _ERRORS.error(
+        reply,
+        f"pokepay: {wording}",
+        code=kind,
+        provider_message=provider_message,
+        cls=cls,
+        status=status,
+        retryable=True if expired else None,
+    )

@@ -169,11 +169,4 @@ class Wire:
                 body = self.decrypt_object(outer["response_data"], reply.status)
             else:
                 body = outer
-        retry_after: float | None = None
-        header = reply.header("retry-after")
-        if header is not None:
-            try:
-                retry_after = float(header)
-            except ValueError:
-                retry_after = None
-        return error_from(body, status=reply.status, retry_after=retry_after)
+        return error_from(body, status=reply.status, reply=reply)

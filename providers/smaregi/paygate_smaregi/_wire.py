@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from paygate import (
     AuthenticationError,
@@ -21,11 +21,10 @@ from paygate import (
     NotFound,
     PermissionDenied,
     ProviderError,
-    ProviderRejected,
     ProviderUnavailable,
     RateLimited,
 )
-from paygate.adapter import Reply
+from paygate.adapter import ErrorMap, Reply, status_error
 
 __all__ = [
     "ALREADY_REGISTERED",
@@ -123,16 +122,6 @@ def is_already_registered(reply: Reply) -> bool:
     return message == ALREADY_REGISTERED or _ALREADY_REGISTERED_CORE in message
 
 
-def _retry_after(reply: Reply) -> float | None:
-    value = reply.header("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
     """The typed paygate error for a non-2xx Smaregi answer.
 
@@ -140,24 +129,23 @@ def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
     message, the provider's own words into ``provider_message``.
     """
     problem = problem_of(reply)
-    status = reply.status
-    kw: dict[str, Any] = {
-        "provider": PROVIDER,
-        "provider_code": problem.code,
-        "provider_message": problem.message,
-        "http_status": status,
-    }
-    text = f"Smaregi refused {action}"
-    if status == 401:
-        return AuthenticationError(f"Smaregi refused the credentials while {action}", **kw)
-    if status == 403:
-        return PermissionDenied(f"Smaregi forbade {action}", **kw)
-    if status == 404:
-        return NotFound(f"Smaregi does not know the object ({action})", **kw)
-    if status == 429:
-        return RateLimited(
-            f"Smaregi rate limit hit while {action}", retry_after=_retry_after(reply), **kw
-        )
-    if status >= 500:
-        return ProviderUnavailable(f"Smaregi failed while {action}", **kw)
-    return ProviderRejected(text, **kw)
+    cls = status_error(reply.status)
+    error = _ERRORS.error(
+        reply,
+        _WORDING.get(cls, "Smaregi refused {action}").format(action=action),
+        code=problem.code,
+        provider_message=problem.message,
+        cls=cls,
+    )
+    return cast("ProviderError", error)
+
+
+_ERRORS = ErrorMap(PROVIDER)
+
+_WORDING: dict[type[ProviderError], str] = {
+    AuthenticationError: "Smaregi refused the credentials while {action}",
+    PermissionDenied: "Smaregi forbade {action}",
+    NotFound: "Smaregi does not know the object ({action})",
+    RateLimited: "Smaregi rate limit hit while {action}",
+    ProviderUnavailable: "Smaregi failed while {action}",
+}

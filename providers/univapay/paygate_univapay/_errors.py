@@ -12,21 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from paygate._errors import (
-    AuthenticationError,
     IdempotencyConflict,
     MalformedResponse,
     NotFound,
     OutcomeUnknown,
     PaygateError,
     PaymentDeclined,
-    PermissionDenied,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
 )
-from paygate.adapter import Reply
+from paygate.adapter import ErrorMap, Reply
 
-__all__ = ["RETRY_CODES", "error_code", "map_error", "retry_after"]
+__all__ = ["RETRY_CODES", "error_code", "map_error"]
 
 PROVIDER = "univapay"
 
@@ -52,12 +50,7 @@ _BY_CODE: dict[str, type[PaygateError]] = {
     "NO_GATEWAY_AVAILABLE_TO_PROCESS_THE_REQUEST": ProviderRejected,
 }
 
-_BY_STATUS: dict[int, type[PaygateError]] = {
-    401: AuthenticationError,
-    403: PermissionDenied,
-    404: NotFound,
-    429: RateLimited,
-}
+_ERRORS = ErrorMap(PROVIDER, by_code=_BY_CODE)
 
 # Fallback codes when the body has none (as the Node SDK does).
 _STATUS_CODES: dict[int, str] = {
@@ -91,18 +84,6 @@ def error_code(reply: Reply) -> str:
     return _STATUS_CODES.get(reply.status, "UNKNOWN_ERROR")
 
 
-def retry_after(reply: Reply) -> float | None:
-    """Seconds from a ``Retry-After`` header given in seconds."""
-    value = reply.header("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
 def _describe(body: Mapping[str, Any]) -> str | None:
     errors = body.get("errors")
     if not isinstance(errors, list):
@@ -130,18 +111,7 @@ def map_error(reply: Reply, *, step: str) -> PaygateError:
     code = error_code(reply)
     detail = _describe(body)
     stated = body.get("code")
-    cls = (_BY_CODE.get(stated) if isinstance(stated, str) else None) or _BY_STATUS.get(
-        reply.status
-    )
-    if cls is None:
-        cls = ProviderUnavailable if reply.status >= 500 else ProviderRejected
+    # Only a code the body states picks the class (a bare 504 from a proxy stays an outage).
+    cls = _ERRORS.error_class(reply.status, stated if isinstance(stated, str) else None)
     message = f"UnivaPay refused {step}: {code}"
-    kwargs: dict[str, Any] = {
-        "provider": PROVIDER,
-        "provider_code": code,
-        "provider_message": detail or code,
-        "http_status": reply.status,
-    }
-    if cls is RateLimited:
-        return RateLimited(message, retry_after=retry_after(reply), **kwargs)
-    return cls(message, **kwargs)
+    return _ERRORS.error(reply, message, code=code, provider_message=detail or code, cls=cls)

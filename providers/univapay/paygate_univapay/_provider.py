@@ -81,10 +81,11 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    retry_after,
 )
 from paygate.adapter import Call as _Call
 
-from ._errors import RETRY_CODES, error_code, map_error, retry_after
+from ._errors import RETRY_CODES, error_code, map_error
 from ._settings import UnivapaySettings
 from ._validate import normalize_phone, validate_charge_request
 from ._wire import (

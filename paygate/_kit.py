@@ -1,0 +1,130 @@
+"""Shared parts for provider adapters: the error map.
+
+What stays with each provider: its code tables, where a code sits in a body and how the
+body is read (form, JSON, an encrypted envelope). What is shared: the fallbacks by HTTP
+status, the ``Retry-After`` reading of the core (delta seconds or an HTTP date) and the
+fields every mapped error keeps (the provider's code, message, HTTP status and request id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import (
+    AuthenticationError,
+    NotFound,
+    PaygateError,
+    PermissionDenied,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ._flow import Reply
+from ._retry import retry_after
+
+__all__ = ["REQUEST_ID_HEADERS", "ErrorMap", "retry_after", "status_error"]
+
+#: Response headers that commonly carry the server's id of a request, read (first one
+#: present wins) when a provider does not name its own.
+REQUEST_ID_HEADERS: tuple[str, ...] = ("x-request-id", "request-id", "x-amzn-requestid")
+
+_BY_STATUS: Mapping[int, type[ProviderError]] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    429: RateLimited,
+}
+
+
+def status_error(status: int) -> type[ProviderError]:
+    """The shared fallback class for an HTTP status.
+
+    >>> [status_error(s).__name__ for s in (401, 403, 404, 429, 503, 400)]
+    ['AuthenticationError', 'PermissionDenied', 'NotFound', 'RateLimited', \
+'ProviderUnavailable', 'ProviderRejected']
+    """
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    return ProviderUnavailable if status >= 500 else ProviderRejected
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMap:
+    """A provider's error answers mapped onto paygate's error tree.
+
+    ``by_code`` (the provider's own codes) wins, then ``by_status`` (a provider's own
+    reading of a status, e.g. PAY.JP's 402), then the shared fallbacks of `status_error`.
+
+    >>> errors = ErrorMap("toypay", by_code={"no_such_card": NotFound})
+    >>> err = errors.error(Reply(400, {"x-request-id": "req_1"}, b""), "refused",
+    ...                    code="no_such_card", provider_message="No such card")
+    >>> type(err).__name__, err.provider_code, err.request_id, err.http_status
+    ('NotFound', 'no_such_card', 'req_1', 400)
+    >>> errors.error(Reply(429, {"retry-after": "2"}, b""), "slow down").retry_after
+    2.0
+    """
+
+    provider: str
+    by_code: Mapping[str, type[PaygateError]] = field(default_factory=dict)
+    by_status: Mapping[int, type[PaygateError]] = field(default_factory=dict)
+    request_id_headers: tuple[str, ...] = REQUEST_ID_HEADERS
+
+    def error_class(self, status: int | None, code: str | None = None) -> type[PaygateError]:
+        """The class for a provider code and HTTP status (no status: `ProviderError`)."""
+        if code:
+            cls = self.by_code.get(code)
+            if cls is not None:
+                return cls
+        if status is None:
+            return ProviderError
+        return self.by_status.get(status) or status_error(status)
+
+    def request_id(self, reply: Reply | None) -> str | None:
+        """The provider's id of the request from the answer's headers, if it sent one."""
+        if reply is None:
+            return None
+        for name in self.request_id_headers:
+            value = reply.header(name)
+            if value:
+                return value
+        return None
+
+    def error(
+        self,
+        reply: Reply | None,
+        message: str,
+        *,
+        code: str | None = None,
+        provider_message: str | None = None,
+        cls: type[PaygateError] | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+        provider_ref: str | None = None,
+    ) -> PaygateError:
+        """The paygate error for an answer; ``cls`` overrides the map's choice.
+
+        ``status`` serves when there is no ``reply`` (an error inside a 2xx envelope);
+        ``request_id`` when the provider puts it in the body.
+        """
+        if status is None and reply is not None:
+            status = reply.status
+        if cls is None:
+            cls = self.error_class(status, code)
+        kw: dict[str, Any] = {
+            "provider": self.provider,
+            "provider_code": code,
+            "provider_message": provider_message,
+            "http_status": status,
+            "request_id": request_id or self.request_id(reply),
+            "retryable": retryable,
+            "provider_ref": provider_ref,
+        }
+        if issubclass(cls, RateLimited):
+            after = retry_after(reply) if reply is not None else None
+            return cls(message, retry_after=after, **kw)
+        return cls(message, **kw)

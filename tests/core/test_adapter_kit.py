@@ -1,0 +1,88 @@
+"""The adapter kit's error map and the core Retry-After reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from paygate import (
+    AuthenticationError,
+    IdempotencyConflict,
+    NotFound,
+    PaymentDeclined,
+    PermissionDenied,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from paygate.adapter import ErrorMap, Reply, retry_after, status_error
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, ProviderRejected),
+        (401, AuthenticationError),
+        (403, PermissionDenied),
+        (404, NotFound),
+        (409, ProviderRejected),
+        (429, RateLimited),
+        (500, ProviderUnavailable),
+        (503, ProviderUnavailable),
+    ],
+)
+def test_shared_fallbacks_by_status(status: int, cls: type[ProviderError]) -> None:
+    assert status_error(status) is cls
+    assert ErrorMap("toypay").error_class(status) is cls
+
+
+def test_code_wins_over_status_and_provider_status_over_the_fallback() -> None:
+    errors = ErrorMap(
+        "toypay", by_code={"key_reused": IdempotencyConflict}, by_status={402: PaymentDeclined}
+    )
+    assert errors.error_class(400, "key_reused") is IdempotencyConflict
+    assert errors.error_class(400, "unknown") is ProviderRejected
+    assert errors.error_class(402) is PaymentDeclined
+    assert errors.error_class(None) is ProviderError
+
+
+def test_error_keeps_code_message_status_and_request_id() -> None:
+    reply = Reply(404, {"request-id": "req_9"}, b"")
+    err = ErrorMap("toypay").error(reply, "no such charge", code="missing", provider_message="gone")
+    assert isinstance(err, NotFound)
+    assert (err.provider, err.provider_code, err.provider_message) == ("toypay", "missing", "gone")
+    assert (err.http_status, err.request_id) == (404, "req_9")
+
+
+def test_request_id_from_the_body_and_named_headers() -> None:
+    errors = ErrorMap("toypay", request_id_headers=("x-toy-request",))
+    reply = Reply(400, {"x-request-id": "other", "x-toy-request": "mine"}, b"")
+    assert errors.error(reply, "refused").request_id == "mine"
+    assert errors.error(reply, "refused", request_id="body_1").request_id == "body_1"
+    assert errors.error(None, "refused", status=400).request_id is None
+
+
+def test_rate_limited_reads_retry_after_also_as_an_http_date() -> None:
+    errors = ErrorMap("toypay")
+    err = errors.error(Reply(429, {"retry-after": "4"}, b""), "slow down")
+    assert isinstance(err, RateLimited)
+    assert err.retry_after == 4.0
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    dated = errors.error(Reply(429, {"retry-after": when}, b""), "slow down")
+    assert isinstance(dated, RateLimited)
+    assert dated.retry_after is not None
+    assert 50.0 < dated.retry_after <= 60.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("3", 3.0), ("-2", 0.0), ("soon", None), ("nan", None), ("inf", None)]
+)
+def test_retry_after_values(value: str, expected: float | None) -> None:
+    assert retry_after(Reply(429, {"retry-after": value}, b"")) == expected
+
+
+def test_retry_after_absent() -> None:
+    assert retry_after(Reply(429, {}, b"")) is None
