@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._errors import (
     AuthenticationError,
@@ -50,6 +57,7 @@ from ._models import (
     Refund,
 )
 from ._money import Money
+from ._redact import register_secret
 
 if TYPE_CHECKING:
     from .sandbox._emulator import Emulator
@@ -185,9 +193,11 @@ class OperationPolicy:
 class ProviderSettings(BaseModel):
     """Base of every provider's account settings (validated from the config file).
 
-    Secrets are `pydantic.SecretStr`. ``base_url`` must be https, except on loopback
-    (the sandbox). ``tls_verify=false`` is refused unless ``allow_insecure_tls`` is set
-    too, and then a warning is logged on every load.
+    Secrets are `pydantic.SecretStr`: every one is registered for redaction when the
+    settings are built (from the config file or by hand). ``base_url`` (and any other
+    field whose name ends in ``base_url``) must be https, except on loopback (the
+    sandbox); a trailing ``/`` is dropped. ``tls_verify=false`` is refused unless
+    ``allow_insecure_tls`` is set too, and then a warning is logged on every load.
     """
 
     # Validation errors never quote the input: it may be a secret.
@@ -200,6 +210,22 @@ class ProviderSettings(BaseModel):
     ca_bundle: Path | None = None
     tls_verify: bool = True
     allow_insecure_tls: bool = False
+
+    @field_validator("*")
+    @classmethod
+    def _check_base_urls(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if name.endswith("base_url") and isinstance(value, str):
+            return check_base_url(value, key=name)
+        return value
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> ProviderSettings:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        return self
 
 
 def check_base_url(url: str, *, key: str = "base_url") -> str:

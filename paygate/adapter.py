@@ -37,6 +37,7 @@ from ._flow import (
     drive,
 )
 from ._kit import REQUEST_ID_HEADERS, ErrorMap, retry_after, status_error
+from ._redact import register_secret
 
 __all__ = [
     "REQUEST_ID_HEADERS",
@@ -70,6 +71,7 @@ __all__ = [
     "derive_key",
     "drive",
     "is_loopback",
+    "register_secret",
     "retry_after",
     "status_error",
 ]

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from pydantic import SecretStr
 
 from paygate import (
     AuthenticationError,
+    ConfigurationError,
     IdempotencyConflict,
     NotFound,
     PaymentDeclined,
@@ -18,7 +20,8 @@ from paygate import (
     ProviderUnavailable,
     RateLimited,
 )
-from paygate.adapter import ErrorMap, Reply, retry_after, status_error
+from paygate._redact import redact
+from paygate.adapter import ErrorMap, ProviderSettings, Reply, retry_after, status_error
 
 
 @pytest.mark.parametrize(
@@ -86,3 +89,24 @@ def test_retry_after_values(value: str, expected: float | None) -> None:
 
 def test_retry_after_absent() -> None:
     assert retry_after(Reply(429, {}, b"")) is None
+
+
+class _ToySettings(ProviderSettings):
+    base_url: str = "https://api.toypay.example"
+    id_base_url: str = "https://id.toypay.example"
+    api_key: SecretStr
+    webhook_token: SecretStr | None = None
+
+
+def test_settings_register_every_secret_without_config() -> None:
+    _ToySettings(api_key=SecretStr("toy-key-5f1c2a"), webhook_token=SecretStr("toy-hook-9d3e"))
+    assert redact("key toy-key-5f1c2a hook toy-hook-9d3e") == "key [redacted] hook [redacted]"
+
+
+def test_settings_check_every_base_url() -> None:
+    settings = _ToySettings(api_key=SecretStr("k"), base_url="http://127.0.0.1:9/toy/")
+    assert settings.base_url == "http://127.0.0.1:9/toy"
+    for name in ("base_url", "id_base_url"):
+        with pytest.raises(ConfigurationError) as info:
+            _ToySettings(api_key=SecretStr("k"), **{name: "http://api.toypay.example"})
+        assert info.value.key == name

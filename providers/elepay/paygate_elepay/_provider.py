@@ -62,7 +62,6 @@ from paygate import (
     RefundStatus,
     WebhookVerificationError,
 )
-from paygate._redact import register_secret
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -82,6 +81,7 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    register_secret,
 )
 
 from ._errors import error_from_reply, read_error
@@ -317,8 +317,7 @@ class ElepayProvider(Provider):
         super().__init__(settings, account=account)
         secret = settings.secret_key.get_secret_value()
         token = base64.b64encode(f"{secret}:".encode()).decode("ascii")
-        register_secret(secret)
-        register_secret(token)
+        register_secret(token)  # the key itself is registered by the settings
         self._authorization = f"Basic {token}"
 
     @classmethod

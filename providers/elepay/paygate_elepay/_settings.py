@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from paygate.adapter import ProviderSettings, check_base_url
+from paygate.adapter import ProviderSettings
 
 from ._wire import (
     DEFAULT_BASE_URL,
@@ -55,11 +55,6 @@ class ElepaySettings(ProviderSettings):
     # scans. elepay cannot filter the charge list by orderNo.
     lookup_window_hours: int = Field(default=72, ge=1, le=24 * 90)
     lookup_max_pages: int = Field(default=20, ge=1, le=1000)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return check_base_url(value)
 
     @field_validator("secret_key")
     @classmethod

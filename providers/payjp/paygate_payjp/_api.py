@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from paygate._errors import InvalidRequest, MalformedResponse
-from paygate._redact import register_secret
-from paygate.adapter import Call, Flow, OpContext, Reply, Retry
+from paygate.adapter import Call, Flow, OpContext, Reply, Retry, register_secret
 
 from ._errors import error_from_reply
 from ._wire import encode_form, list_data, query

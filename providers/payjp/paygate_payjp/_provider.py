@@ -47,7 +47,6 @@ from paygate._errors import (
     OutcomeUnknown,
     PaymentDeclined,
 )
-from paygate._redact import register_secret
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -67,6 +66,7 @@ from paygate.adapter import (
     Reply,
     Retry,
     RetryDecision,
+    register_secret,
     retry_after,
 )
 
@@ -143,10 +143,7 @@ class PayjpProvider(Provider):
     def __init__(self, settings: ProviderSettings, *, account: str) -> None:
         if not isinstance(settings, PayjpSettings):
             raise ConfigurationError("PAY.JP accounts need PayjpSettings", key="provider")
-        secret = settings.secret_key.get_secret_value()
-        register_secret(secret)
-        if settings.webhook_token is not None:
-            register_secret(settings.webhook_token.get_secret_value())
+        secret = settings.secret_key.get_secret_value()  # registered by the settings
         if not secret.startswith("sk_"):
             raise ConfigurationError(
                 "must be a PAY.JP secret key (sk_...); public keys only tokenise cards",

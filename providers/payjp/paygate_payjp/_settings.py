@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from paygate._errors import ConfigurationError
-from paygate.adapter import ProviderSettings, check_base_url
+from paygate.adapter import ProviderSettings
 
 __all__ = ["DEFAULT_BASE_URL", "PayjpSettings"]
 
@@ -59,10 +58,8 @@ class PayjpSettings(ProviderSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        try:
-            url = check_base_url(value)
-        except ConfigurationError as exc:
-            raise ValueError(exc.message) from None
+        # https (or loopback) is checked by ProviderSettings.
+        url = value.rstrip("/")
         if url.endswith("/v1"):
             url = url[: -len("/v1")]
         return url

@@ -108,8 +108,9 @@ def test_base_url_rules() -> None:
     assert settings.base_url == "https://api.pay.jp"
     loopback = PayjpSettings(secret_key="sk_test_1", base_url="http://127.0.0.1:8080/payjp")
     assert loopback.base_url == "http://127.0.0.1:8080/payjp"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError) as info:
         PayjpSettings(secret_key="sk_test_1", base_url="http://api.pay.jp")
+    assert info.value.key == "base_url"
     with pytest.raises(ValidationError):
         PayjpSettings(secret_key="sk_test_1", unknown=True)  # type: ignore[call-arg]
 

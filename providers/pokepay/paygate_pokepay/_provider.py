@@ -65,7 +65,6 @@ from paygate import (
     RefundStatus,
     Wallet,
 )
-from paygate._redact import register_secret
 from paygate.adapter import (
     CancelRequest,
     ChargeRef,
@@ -237,10 +236,7 @@ class PokepayProvider(Provider):
             raise ConfigurationError("settings must be PokepaySettings", key=account)
         super().__init__(settings, account=account)
         self.config: PokepaySettings = settings
-        secret = settings.client_secret.get_secret_value()
-        register_secret(secret)
-        if settings.ssl_key_password is not None:
-            register_secret(settings.ssl_key_password.get_secret_value())
+        secret = settings.client_secret.get_secret_value()  # registered by the settings
         self.wire = Wire(
             cipher=EnvelopeCipher.from_secret(secret, iv_source=iv_source),
             client_id=settings.client_id,

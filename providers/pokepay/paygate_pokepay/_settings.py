@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
 from paygate import ConfigurationError
-from paygate.adapter import ProviderSettings, check_base_url, is_loopback
+from paygate.adapter import ProviderSettings, is_loopback
 
 from ._crypto import CryptoError, decode_client_secret
 
@@ -72,11 +72,6 @@ class PokepaySettings(ProviderSettings):
     strategy: Literal["point-preferred", "money-only"] | None = None
     timezone: str = "Asia/Tokyo"
     accept_language: str | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return check_base_url(value)
 
     @field_validator("client_id")
     @classmethod

@@ -36,8 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from paygate import MalformedResponse
-from paygate._redact import register_secret
-from paygate.adapter import CacheGet, CachePut, Call, Flow, OpContext, Retry
+from paygate.adapter import CacheGet, CachePut, Call, Flow, OpContext, Retry, register_secret
 
 from ._settings import SmaregiSettings
 from ._wire import PROVIDER, error_from_reply, parse_datetime

@@ -49,7 +49,6 @@ from paygate import (
     Refund,
     RefundStatus,
 )
-from paygate._redact import register_secret
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -238,7 +237,6 @@ class SmaregiProvider(Provider):
 
     def __init__(self, settings: SmaregiSettings, *, account: str) -> None:
         super().__init__(settings, account=account)
-        register_secret(settings.client_secret.get_secret_value())
         self.tokens = TokenKeeper(settings)
         self.payment_method_cache_key = (
             f"smaregi:app_payment_method:{settings.client_id}:{settings.contract_id}"

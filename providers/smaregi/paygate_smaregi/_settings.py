@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from paygate.adapter import ProviderSettings, check_base_url
+from paygate.adapter import ProviderSettings
 
 __all__ = ["DEFAULT_SCOPES", "SmaregiSettings"]
 
@@ -70,11 +70,6 @@ class SmaregiSettings(ProviderSettings):
     terminal_id: str | None = None
     virtual_terminal: bool = True
     denomination_code: str | None = Field(default=None, min_length=1, max_length=20)
-
-    @field_validator("base_url", "id_base_url")
-    @classmethod
-    def _https(cls, value: str, info: ValidationInfo) -> str:
-        return check_base_url(value, key=info.field_name or "base_url")
 
     @field_validator("client_id", "contract_id")
     @classmethod

@@ -60,7 +60,6 @@ from paygate._models import (
     Refund,
 )
 from paygate._money import Money
-from paygate._redact import register_secret
 from paygate.adapter import (
     CacheGet,
     CachePut,
@@ -81,6 +80,7 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    register_secret,
     retry_after,
 )
 from paygate.adapter import Call as _Call
@@ -188,9 +188,7 @@ class UnivapayProvider(Provider):
             settings = UnivapaySettings.model_validate(settings.model_dump())
         super().__init__(settings, account=account)
         self.cfg: UnivapaySettings = settings
-        for secret in (settings.secret, settings.jwt, settings.webhook_auth_token):
-            if secret is not None:
-                register_secret(secret.get_secret_value())
+        # The settings register each secret; the header joins two of them.
         register_secret(settings.authorization.removeprefix("Bearer "))
 
     @classmethod

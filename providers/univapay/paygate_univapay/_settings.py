@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from paygate.adapter import ProviderSettings, check_base_url
+from paygate.adapter import ProviderSettings
 
 __all__ = ["DEFAULT_BASE_URL", "UnivapaySettings"]
 
@@ -44,11 +44,6 @@ class UnivapaySettings(ProviderSettings):
     secret: SecretStr
     jwt: SecretStr
     webhook_auth_token: SecretStr | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        return check_base_url(value)
 
     @field_validator("secret", "jwt")
     @classmethod
