@@ -1,4 +1,5 @@
-"""Shared parts for provider adapters: the error map.
+"""Shared parts for provider adapters: the error map, the webhook token check, a flow
+that makes no call.
 
 What stays with each provider: its code tables, where a code sits in a body and how the
 body is read (form, JSON, an encrypted envelope). What is shared: the fallbacks by HTTP
@@ -8,9 +9,10 @@ fields every mapped error keeps (the provider's code, message, HTTP status and r
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import (
     AuthenticationError,
@@ -21,11 +23,26 @@ from ._errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    WebhookVerificationError,
 )
 from ._flow import Reply
 from ._retry import retry_after
 
-__all__ = ["REQUEST_ID_HEADERS", "ErrorMap", "retry_after", "status_error"]
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from ._flow import Flow
+
+__all__ = [
+    "REQUEST_ID_HEADERS",
+    "ErrorMap",
+    "check_webhook_token",
+    "no_call",
+    "retry_after",
+    "status_error",
+]
+
+T = TypeVar("T")
 
 #: Response headers that commonly carry the server's id of a request, read (first one
 #: present wins) when a provider does not name its own.
@@ -128,3 +145,60 @@ class ErrorMap:
             after = retry_after(reply) if reply is not None else None
             return cls(message, retry_after=after, **kw)
         return cls(message, **kw)
+
+
+def check_webhook_token(
+    headers: Mapping[str, str],
+    expected: SecretStr | str | None,
+    *,
+    header: str,
+    provider: str,
+    setting: str,
+    prefixes: tuple[str, ...] = (),
+) -> None:
+    """Raise `WebhookVerificationError` unless header ``header`` carries the shared token.
+
+    For providers that sign nothing but echo a configured token. The comparison is in
+    constant time; with ``prefixes`` (``("Bearer ",)``) the value is accepted with or
+    without one of them (every candidate is compared, so timing does not tell which
+    matched). ``setting`` names the configuration key the token comes from. Messages
+    never quote the token or what was received.
+
+    >>> check_webhook_token({"X-Toy-Token": "s3cret"}, "s3cret", header="x-toy-token",
+    ...                     provider="toypay", setting="webhook_token")
+    """
+    token = (
+        expected if isinstance(expected, str) or expected is None else expected.get_secret_value()
+    )
+    if not token:
+        raise WebhookVerificationError(
+            f"no {setting} is configured for this {provider} account", provider=provider
+        )
+    lowered = header.lower()
+    received = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    if received is None:
+        raise WebhookVerificationError(f"missing {header} header", provider=provider)
+    value = received.strip()
+    candidates = [value]
+    for prefix in prefixes:
+        if value[: len(prefix)].lower() == prefix.lower():
+            candidates.append(value[len(prefix) :].strip())
+    ok = False
+    for candidate in candidates:
+        ok |= hmac.compare_digest(candidate.encode(), token.encode())
+    if not ok:
+        raise WebhookVerificationError(
+            f"{header} does not match the configured {setting}", provider=provider
+        )
+
+
+def no_call(value: T) -> Flow[T]:
+    """A flow that returns ``value`` without yielding: for paths that only validate or
+    answer from what is known, where the `Provider` method must still be a flow.
+
+    >>> from paygate.adapter import drive
+    >>> drive(no_call(7), lambda call: None)
+    7
+    """
+    yield from ()
+    return value

@@ -36,7 +36,14 @@ from ._flow import (
     cache_claim,
     drive,
 )
-from ._kit import REQUEST_ID_HEADERS, ErrorMap, retry_after, status_error
+from ._kit import (
+    REQUEST_ID_HEADERS,
+    ErrorMap,
+    check_webhook_token,
+    no_call,
+    retry_after,
+    status_error,
+)
 from ._redact import register_secret
 
 __all__ = [
@@ -67,10 +74,12 @@ __all__ = [
     "TransportFailure",
     "cache_claim",
     "check_base_url",
+    "check_webhook_token",
     "default_outcome",
     "derive_key",
     "drive",
     "is_loopback",
+    "no_call",
     "register_secret",
     "retry_after",
     "status_error",

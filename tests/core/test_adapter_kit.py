@@ -19,9 +19,19 @@ from paygate import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    WebhookVerificationError,
 )
 from paygate._redact import redact
-from paygate.adapter import ErrorMap, ProviderSettings, Reply, retry_after, status_error
+from paygate.adapter import (
+    ErrorMap,
+    ProviderSettings,
+    Reply,
+    check_webhook_token,
+    drive,
+    no_call,
+    retry_after,
+    status_error,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,3 +120,35 @@ def test_settings_check_every_base_url() -> None:
         with pytest.raises(ConfigurationError) as info:
             _ToySettings(api_key=SecretStr("k"), **{name: "http://api.toypay.example"})
         assert info.value.key == name
+
+
+def test_webhook_token_check() -> None:
+    token = SecretStr("tok-3a9f")
+
+    def check(headers: dict[str, str], expected: SecretStr | None = token) -> None:
+        check_webhook_token(
+            headers,
+            expected,
+            header="Authorization",
+            provider="toypay",
+            setting="webhook_token",
+            prefixes=("Bearer ",),
+        )
+
+    check({"authorization": "tok-3a9f"})
+    check({"Authorization": "bearer tok-3a9f"})
+    for headers, expected, words in [
+        ({"authorization": "tok-3a9f"}, None, "no webhook_token is configured"),
+        ({}, SecretStr("tok-3a9f"), "missing Authorization header"),
+        ({"authorization": "Bearer tok-guess"}, SecretStr("tok-3a9f"), "does not match"),
+    ]:
+        with pytest.raises(WebhookVerificationError, match=words) as info:
+            check(headers, expected)
+        assert "tok-" not in str(info.value)
+
+
+def test_no_call_flow_returns_without_a_call() -> None:
+    def transport(call: object) -> Reply:
+        raise AssertionError("no call expected")
+
+    assert drive(no_call("done"), transport) == "done"

@@ -18,14 +18,13 @@ events become ``payout.updated``; everything else is ``provider.other``.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from paygate import Charge, ChargeStatus, Money
 from paygate._errors import WebhookVerificationError
-from paygate.adapter import OpContext, ParsedEvent
+from paygate.adapter import OpContext, ParsedEvent, check_webhook_token
 
 from ._charges import CaptureMemo, charge_from_wire, charge_status
 from ._wire import from_ts, jpy
@@ -45,25 +44,11 @@ _CHARGE_TYPES = {
 }
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
 def verify_token(headers: Mapping[str, str], expected: str | None) -> None:
     """Raise `WebhookVerificationError` unless the token header matches ``expected``."""
-    if not expected:
-        raise WebhookVerificationError(
-            "no webhook_token is configured for this PAY.JP account", provider=PROVIDER
-        )
-    given = _header(headers, TOKEN_HEADER)
-    if given is None:
-        raise WebhookVerificationError(f"missing {TOKEN_HEADER} header", provider=PROVIDER)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise WebhookVerificationError(f"{TOKEN_HEADER} does not match", provider=PROVIDER)
+    check_webhook_token(
+        headers, expected, header=TOKEN_HEADER, provider=PROVIDER, setting="webhook_token"
+    )
 
 
 def _resource(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,6 @@ charge (to return the issued slip) and for `wait` while a charge is still pendin
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -45,7 +44,6 @@ from paygate._errors import (
     PaymentDeclined,
     ProviderRejected,
     RateLimited,
-    WebhookVerificationError,
 )
 from paygate._models import (
     Capabilities,
@@ -80,6 +78,7 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    check_webhook_token,
     register_secret,
     retry_after,
 )
@@ -921,30 +920,14 @@ class UnivapayProvider(Provider):
         ``Authorization`` header. The header is accepted with or without a
         ``Bearer`` prefix, compared in constant time.
         """
-        expected = self.cfg.webhook_auth_token
-        if expected is None:
-            raise WebhookVerificationError(
-                "no webhook_auth_token is configured for this UnivaPay account",
-                provider=self.name,
-            )
-        received = _header(headers, "authorization")
-        if received is None:
-            raise WebhookVerificationError(
-                "webhook has no Authorization header", provider=self.name
-            )
-        token = expected.get_secret_value().encode()
-        value = received.strip()
-        candidates = [value]
-        if value[:7].lower() == "bearer ":
-            candidates.append(value[7:].strip())
-        ok = False
-        for candidate in candidates:
-            # Every candidate is compared, so timing does not depend on which matched.
-            ok |= hmac.compare_digest(candidate.encode(), token)
-        if not ok:
-            raise WebhookVerificationError(
-                "webhook Authorization does not match the configured token", provider=self.name
-            )
+        check_webhook_token(
+            headers,
+            self.cfg.webhook_auth_token,
+            header="Authorization",
+            provider=self.name,
+            setting="webhook_auth_token",
+            prefixes=("Bearer ",),
+        )
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, ctx: OpContext
@@ -976,13 +959,6 @@ def with_facts(obj: Mapping[str, Any], facts: Mapping[str, str]) -> dict[str, An
             merged[key] = value
     out["metadata"] = merged
     return out
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 def content_hash(data: Any) -> str:
