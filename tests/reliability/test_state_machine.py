@@ -234,7 +234,8 @@ class PaymentMachine(RuleBasedStateMachine):
 
     def _pick(self, data: st.DataObject, wanted: Any) -> Tracked:
         pool = [item for item in self.tracked if wanted(item)]
-        return data.draw(st.sampled_from(pool), label="charge")
+        # A fixed-shape draw: the pool's size follows what the sandbox answered.
+        return pool[data.draw(st.integers(0, 1 << 16), label="charge") % len(pool)]
 
     def _any(self, wanted: Any) -> bool:
         return any(wanted(item) for item in self.tracked)
@@ -360,7 +361,8 @@ class PaymentMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.calls))
     @rule(data=st.data())
     def replay(self, data: st.DataObject) -> None:
-        key = data.draw(st.sampled_from(sorted(self.calls)))
+        keys = sorted(self.calls)
+        key = keys[data.draw(st.integers(0, 1 << 16)) % len(keys)]
         operation, kwargs = self.calls[key]
         first = self.results[key]
         self.stats["replay"] += 1
@@ -377,10 +379,14 @@ class PaymentMachine(RuleBasedStateMachine):
         self.sandbox.flush_webhooks()
         pending = list(self.receiver.deliveries)
         self.receiver.deliveries.clear()
+        # One draw whatever the sandbox sent (a seeded shuffle and repeats), so hypothesis
+        # sees the same data shape on every run of an example.
+        rng = data.draw(st.randoms(use_true_random=False))
         if not pending:
             return
-        order = data.draw(st.permutations(range(len(pending))))
-        again = data.draw(st.lists(st.integers(0, len(pending) - 1), max_size=3))
+        order = list(range(len(pending)))
+        rng.shuffle(order)
+        again = [rng.randrange(len(pending)) for _ in range(rng.randrange(4))]
         for index in [*order, *again]:
             account, headers, body = pending[index]
             events = self.gw.webhooks.handle(account, headers, body)
@@ -480,6 +486,7 @@ class PaymentMachine(RuleBasedStateMachine):
                 assert entry.refunded <= entry.amount
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_payment_state_machine(
     paygate_sandbox: Any, receiver_url: tuple[Receiver, str], paygate_accounts: Any, driver: str
