@@ -33,6 +33,15 @@ def posts(emulator: Any, path: str = "/charges") -> int:
     return sum(1 for method, p in emulator.requests if method == "POST" and p == path)
 
 
+def settle(emulator: Any, count: int) -> None:
+    """Wait until a request the client gave up on has been served (it would land in the
+    next test otherwise)."""
+    until = time.monotonic() + 10
+    while len(emulator.requests) < count and time.monotonic() < until:
+        time.sleep(0.05)
+    assert len(emulator.requests) == count
+
+
 @pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "1", [1.0]])
 def test_timeout_is_checked_before_anything_is_sent(
     gateway_factory: Any, fake_emulator: Any, bad: Any
@@ -79,24 +88,25 @@ def test_slow_read_is_cut_at_the_timeout(
 ) -> None:
     gw = gateway_factory()
     charge = card_charge(gw, "t-read")
-    fake_sandbox.fault("fakepay", "latency", path="^/charges/", method="GET", latency_ms=2000)
+    fake_sandbox.fault("fakepay", "latency", path="^/charges/", method="GET", latency_ms=1500)
     started = time.monotonic()
     with pytest.raises(ProviderUnavailable):
         gw.status("fake", charge.id, timeout=0.3)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.2
 
 
 def test_slow_mutation_after_sending_is_an_unknown_outcome(
     gateway_factory: Any, fake_sandbox: Any, fake_emulator: Any
 ) -> None:
     gw = gateway_factory()
-    fake_sandbox.fault("fakepay", "latency", path="^/charges$", method="POST", latency_ms=2000)
+    fake_sandbox.fault("fakepay", "latency", path="^/charges$", method="POST", latency_ms=1500)
     started = time.monotonic()
     with pytest.raises(OutcomeUnknown):
         card_charge(gw, "t-sent", timeout=0.3)
     # The lookup and the re-send found no time left: nothing more waited for an answer.
-    assert time.monotonic() - started < 1.5
-    assert posts(fake_emulator) <= 1
+    assert time.monotonic() - started < 1.2
+    settle(fake_emulator, 1)
+    assert posts(fake_emulator) == 1
 
 
 def test_retries_stop_when_the_timeout_is_spent(
