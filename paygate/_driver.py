@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -18,8 +19,9 @@ import stamina
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 
+from . import _logging
 from ._adapter import Provider
-from ._errors import PaygateError
+from ._errors import OutcomeUnknown, PaygateError
 from ._flow import CacheGet, CachePut, Call, Effect, Flow, Reply, Sleep, StoreCall, TransportFailure
 from ._http import AsyncSender, SyncSender
 from ._retry import (
@@ -195,6 +197,91 @@ class _DriverBase:
                 span.set_attribute("paygate.error.provider_code", error.provider_code)
         span.set_status(StatusCode.ERROR, type(error).__name__)
 
+    # -- log records (paygate._logging): the spans' attributes, as records ----------
+
+    @staticmethod
+    def _log_attempt(
+        call: Call,
+        provider: Provider,
+        number: int,
+        reply: Reply | None,
+        error: BaseException | None,
+    ) -> None:
+        if not _logging.enabled(logging.DEBUG):
+            return
+        attrs: dict[str, object] = {
+            "http.request.method": call.method,
+            "paygate.provider": provider.name,
+            "paygate.step": call.step,
+            "paygate.retry.attempt": number,
+        }
+        if reply is not None:
+            attrs["http.response.status_code"] = reply.status
+            outcome = f"HTTP {reply.status}"
+        else:
+            attrs["error.type"] = type(error).__name__
+            outcome = type(error).__name__
+        _logging.log(
+            logging.DEBUG,
+            f"{provider.name} {call.step} {call.method} attempt {number}: {outcome}",
+            attrs,
+        )
+
+    @staticmethod
+    def _log_retry(call: Call, provider: Provider, number: int, failure: Exception) -> None:
+        if not _logging.enabled(logging.WARNING):
+            return
+        attrs: dict[str, object] = {
+            "http.request.method": call.method,
+            "paygate.provider": provider.name,
+            "paygate.step": call.step,
+            "paygate.retry.attempt": number,
+        }
+        if isinstance(failure, RetryableReply):
+            attrs["http.response.status_code"] = failure.reply.status
+            after = f"HTTP {failure.reply.status}"
+        else:
+            cause = failure.error if isinstance(failure, RetryableTransport) else failure
+            attrs["error.type"] = type(cause).__name__
+            after = type(cause).__name__
+        _logging.log(
+            logging.WARNING,
+            f"{provider.name} {call.step}: retrying (attempt {number}) after {after}",
+            attrs,
+        )
+
+    @staticmethod
+    def _log_operation(
+        operation: str,
+        attrs: Mapping[str, str],
+        started: float,
+        error: BaseException | None,
+    ) -> None:
+        unknown = isinstance(error, OutcomeUnknown)
+        level = logging.WARNING if unknown else logging.INFO
+        if not _logging.enabled(level):
+            return
+        record: dict[str, object] = dict(attrs)
+        record["paygate.duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if error is None:
+            outcome = "ok"
+        else:
+            record["error.type"] = type(error).__name__
+            outcome = type(error).__name__
+            if isinstance(error, PaygateError):
+                record["paygate.error.code"] = error.code
+                if error.provider_code:
+                    record["paygate.error.provider_code"] = error.provider_code
+                outcome = f"{outcome} ({error.code})"
+            if unknown:
+                outcome = f"outcome unknown, {outcome}"
+        _logging.log(
+            level,
+            f"paygate.{operation} on {attrs.get('paygate.account', '?')}"
+            f" ({attrs.get('paygate.provider', '?')}): {outcome}",
+            record,
+        )
+
 
 class SyncDriver(_DriverBase):
     """Runs flows with blocking I/O (one `httpx.Client` per account)."""
@@ -248,6 +335,7 @@ class SyncDriver(_DriverBase):
         if attributes:
             attrs.update(attributes)
         deadline = self._deadline(timeout)
+        started = time.monotonic()
         with self._operation_span(operation, attrs) as span:
             try:
                 effect: Effect = next(flow)
@@ -259,9 +347,11 @@ class SyncDriver(_DriverBase):
                         continue
                     effect = flow.send(result)
             except StopIteration as stop:
+                self._log_operation(operation, attrs, started, None)
                 return stop.value  # type: ignore[no-any-return]
             except BaseException as exc:
                 self._span_error(span, exc)
+                self._log_operation(operation, attrs, started, exc)
                 raise
 
     def _effect(
@@ -306,15 +396,18 @@ class SyncDriver(_DriverBase):
                         # attempt and waits its backoff before the second.
                         failed, pending = pending, None
                         raise failed
+                    self._limit(deadline)  # no time left: no retry to announce
+                    number += 1
+                    self._log_retry(call, provider, number, last)
                     try:
-                        return self._attempt(sender, provider, call, number + 1, deadline)
+                        return self._attempt(sender, provider, call, number, deadline)
                     except (RetryableReply, RetryableTransport) as exc:
                         last = exc
                         raise
-                    finally:
-                        number += 1
+                    except _Spent:
+                        number -= 1  # not made: the time ran out just before it
+                        raise
         except _Spent:
-            number -= 1  # the attempt that found no time left was not made
             if isinstance(last, RetryableReply):
                 return last.reply
             assert isinstance(last, RetryableTransport)
@@ -341,8 +434,10 @@ class SyncDriver(_DriverBase):
             reply = sender.send(call, provider.name, limit)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
+            self._log_attempt(call, provider, number, None, exc)
             raise self._transport(call, exc) from None
         self._end_attempt(span, reply, None)
+        self._log_attempt(call, provider, number, reply, None)
         self._judge(provider, call, reply)
         return reply
 
@@ -409,6 +504,7 @@ class AsyncDriver(_DriverBase):
         if attributes:
             attrs.update(attributes)
         deadline = self._deadline(timeout)
+        started = time.monotonic()
         with self._operation_span(operation, attrs) as span:
             try:
                 effect: Effect = next(flow)
@@ -420,9 +516,11 @@ class AsyncDriver(_DriverBase):
                         continue
                     effect = flow.send(result)
             except StopIteration as stop:
+                self._log_operation(operation, attrs, started, None)
                 return stop.value  # type: ignore[no-any-return]
             except BaseException as exc:
                 self._span_error(span, exc)
+                self._log_operation(operation, attrs, started, exc)
                 raise
 
     async def _effect(
@@ -474,15 +572,18 @@ class AsyncDriver(_DriverBase):
                     if pending is not None:
                         failed, pending = pending, None
                         raise failed
+                    self._limit(deadline)  # no time left: no retry to announce
+                    number += 1
+                    self._log_retry(call, provider, number, last)
                     try:
-                        return await self._attempt(sender, provider, call, number + 1, deadline)
+                        return await self._attempt(sender, provider, call, number, deadline)
                     except (RetryableReply, RetryableTransport) as exc:
                         last = exc
                         raise
-                    finally:
-                        number += 1
+                    except _Spent:
+                        number -= 1  # not made: the time ran out just before it
+                        raise
         except _Spent:
-            number -= 1
             if isinstance(last, RetryableReply):
                 return last.reply
             assert isinstance(last, RetryableTransport)
@@ -508,8 +609,10 @@ class AsyncDriver(_DriverBase):
             reply = await sender.send(call, provider.name, limit)
         except httpx.TransportError as exc:
             self._end_attempt(span, None, exc)
+            self._log_attempt(call, provider, number, None, exc)
             raise self._transport(call, exc) from None
         self._end_attempt(span, reply, None)
+        self._log_attempt(call, provider, number, reply, None)
         self._judge(provider, call, reply)
         return reply
 
