@@ -160,7 +160,8 @@ def _run(
                 f"certificates made at start-up; every client trusts that CA only), "
                 f"{args.latency_ms:g} ms ± {args.jitter_ms:g} ms per answer "
                 "(`asyncio.sleep`), answers replayed from the emulators (see docs/bench.md). "
-                f"Window {1.5 if quick else 4:g} s after a warm-up of at least "
+                f"Window of {1.5 if quick else 4:g} s (longer, up to 4×, until min(c, 200) "
+                f"charges have completed in it) after a warm-up of at least "
                 f"{1 if quick else 2:g} s and one charge per worker."
             )
             results.latency = measure_latency(
