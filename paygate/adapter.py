@@ -45,6 +45,7 @@ from ._kit import (
     status_error,
 )
 from ._redact import register_secret
+from ._registry import register_provider
 
 __all__ = [
     "REQUEST_ID_HEADERS",
@@ -80,6 +81,7 @@ __all__ = [
     "drive",
     "is_loopback",
     "no_call",
+    "register_provider",
     "register_secret",
     "retry_after",
     "status_error",

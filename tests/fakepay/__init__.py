@@ -20,29 +20,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from paygate import (
-    AuthenticationError,
     Capabilities,
     Charge,
     ChargeStatus,
     DisplayQR,
     MethodCapabilities,
     Money,
-    NotFound,
     PaymentDeclined,
     PayoutBalance,
-    ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
     Refund,
     RefundStatus,
-    WebhookVerificationError,
 )
-from paygate._redact import register_secret
 from paygate.adapter import Call as HttpCall
 from paygate.adapter import (
     CancelRequest,
     ChargeRef,
     ChargeRequest,
+    ErrorMap,
     Flow,
     OpContext,
     Operation,
@@ -54,7 +48,8 @@ from paygate.adapter import (
     RefundRequest,
     Reply,
     Retry,
-    check_base_url,
+    check_webhook_token,
+    no_call,
 )
 from paygate.sandbox import Emulator, LedgerEntry, WebhookDelivery
 
@@ -77,6 +72,10 @@ _STATUS = {
 }
 
 
+# Codes pick nothing here: fakepay's status says it all (402 is its decline).
+_ERRORS = ErrorMap("fakepay", by_status={402: PaymentDeclined})
+
+
 class FakeProvider(Provider):
     name: ClassVar[str] = "fakepay"
     settings_model = FakeSettings
@@ -92,8 +91,7 @@ class FakeProvider(Provider):
         assert isinstance(settings, FakeSettings)
         super().__init__(settings, account=account)
         self.s = settings
-        self.base = check_base_url(settings.base_url)
-        register_secret(settings.api_key.get_secret_value())
+        self.base = settings.base_url  # checked (https or loopback) by ProviderSettings
 
     @property
     def policies(self) -> Mapping[Operation, OperationPolicy]:  # type: ignore[override]
@@ -138,24 +136,12 @@ class FakeProvider(Provider):
 
     def _error(self, reply: Reply) -> Exception:
         body = reply.json_object().get("error", {})
-        code, message = body.get("code"), body.get("message", "")
-        kw: dict[str, Any] = {
-            "provider": self.name,
-            "provider_code": code,
-            "provider_message": message,
-            "http_status": reply.status,
-        }
-        if reply.status == 402:
-            return PaymentDeclined("payment declined", **kw)
-        if reply.status == 401:
-            return AuthenticationError("credentials refused", **kw)
-        if reply.status == 404:
-            return NotFound("not found", **kw)
-        if reply.status == 429:
-            return RateLimited("rate limited", **kw)
-        if reply.status >= 500:
-            return ProviderUnavailable("provider failed", **kw)
-        return ProviderRejected("request refused", **kw)
+        return _ERRORS.error(
+            reply,
+            f"fakepay answered HTTP {reply.status}",
+            code=body.get("code"),
+            provider_message=body.get("message", ""),
+        )
 
     def _charge(self, data: dict[str, Any], ctx: OpContext, ref: ChargeRef | None = None) -> Charge:
         amount = Money(amount=data["amount"], currency=data["currency"])
@@ -287,12 +273,13 @@ class FakeProvider(Provider):
         )
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
-        import hmac
-
-        expected = self.s.webhook_token.get_secret_value() if self.s.webhook_token else ""
-        given = headers.get("x-fake-token", "")
-        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-            raise WebhookVerificationError("bad webhook token", provider=self.name)
+        check_webhook_token(
+            headers,
+            self.s.webhook_token,
+            header="x-fake-token",
+            provider=self.name,
+            setting="webhook_token",
+        )
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, ctx: OpContext
@@ -300,18 +287,19 @@ class FakeProvider(Provider):
         data = json.loads(body)
         obj = data["data"]
         status = _STATUS[obj["status"]]
-        return [
-            ParsedEvent(
-                provider_event_type=data["type"],
-                type=f"charge.{status.value}" if status.is_final else "charge.updated",
-                provider_event_id=data["id"],
-                provider_ref=obj["id"],
-                status=status,
-                amount=Money(amount=obj["amount"], currency=obj["currency"]),
-                raw=data,
-            )
-        ]
-        yield  # pragma: no cover - makes this a generator
+        return no_call(
+            [
+                ParsedEvent(
+                    provider_event_type=data["type"],
+                    type=f"charge.{status.value}" if status.is_final else "charge.updated",
+                    provider_event_id=data["id"],
+                    provider_ref=obj["id"],
+                    status=status,
+                    amount=Money(amount=obj["amount"], currency=obj["currency"]),
+                    raw=data,
+                )
+            ]
+        )
 
 
 class FakeEmulator(Emulator):

@@ -21,9 +21,6 @@ from paygate import (
     MethodCapabilities,
     Money,
     PaymentDeclined,
-    ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
     Refund,
     RefundStatus,
 )
@@ -32,6 +29,7 @@ from paygate.adapter import (
     CancelRequest,
     ChargeRef,
     ChargeRequest,
+    ErrorMap,
     Flow,
     KeyWindow,
     OpContext,
@@ -52,6 +50,9 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 class ClassySettings(ProviderSettings):
     base_url: str = BASE
+
+
+_ERRORS = ErrorMap("classy", by_status={402: PaymentDeclined})
 
 
 class Classy(Provider):
@@ -87,19 +88,13 @@ class Classy(Provider):
 
     def _error(self, reply: Reply) -> Exception:
         body = reply.json_object()
-        kw: dict[str, Any] = {
-            "provider": self.name,
-            "provider_code": body.get("code"),
-            "provider_message": body.get("message", ""),
-            "http_status": reply.status,
-        }
-        if reply.status == 402:
-            return PaymentDeclined("declined", **kw)
-        if reply.status == 429:
-            return RateLimited("slow down", **kw)
-        if reply.status >= 500:
-            return ProviderUnavailable("failed", **kw)
-        return ProviderRejected("refused", retryable=bool(body.get("temporary")), **kw)
+        return _ERRORS.error(
+            reply,
+            f"classy answered HTTP {reply.status}",
+            code=body.get("code"),
+            provider_message=body.get("message", ""),
+            retryable=True if body.get("temporary") else None,
+        )
 
     def _charge(self, data: Mapping[str, Any], ctx: OpContext, ref: ChargeRef | None) -> Charge:
         return Charge(

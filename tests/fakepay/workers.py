@@ -20,7 +20,7 @@ def charge_once(gw: Any, key: str) -> str:
 
 def process_worker(config: dict[str, Any], store: str, key: str, start: Any, out: Any) -> None:
     """One process of a same-key storm."""
-    from paygate._registry import register_provider
+    from paygate.adapter import register_provider
 
     from . import FakeProvider
 
@@ -36,7 +36,7 @@ def crash_loop(config_json: str, store: str, count: int) -> None:
     import sys
 
     from paygate import Money
-    from paygate._registry import register_provider
+    from paygate.adapter import register_provider
 
     from . import FakeProvider
 
