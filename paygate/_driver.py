@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -101,10 +102,37 @@ class _DriverBase:
             return True if exc.after is None else exc.after
         return isinstance(exc, RetryableTransport)
 
-    def _retrying(self, timeout: float) -> Any:
+    def _bounded_hook(self, deadline: float) -> Callable[[Exception], bool | float]:
+        """`_hook` for an operation with a ``timeout=``: the wait is chosen here (the
+        policy's exponential backoff, or Retry-After) and a retry whose wait would outlast
+        the timeout is not scheduled (the last failure stands)."""
+        p = self.policy
+        failures = 0
+
+        def hook(exc: Exception) -> bool | float:
+            nonlocal failures
+            verdict = self._hook(exc)
+            if verdict is False:
+                return False
+            failures += 1
+            if verdict is True:
+                jitter = random.uniform(0, p.wait_jitter) if p.wait_jitter else 0.0
+                try:
+                    wait = min(p.wait_max, p.wait_initial * 2.0 ** (failures - 1) + jitter)
+                except OverflowError:
+                    wait = p.wait_max
+            else:
+                wait = float(verdict)
+            if wait >= deadline - time.monotonic():
+                return False
+            return wait
+
+        return hook
+
+    def _retrying(self, timeout: float, deadline: float | None) -> Any:
         p = self.policy
         return stamina.retry_context(
-            on=self._hook,
+            on=self._hook if deadline is None else self._bounded_hook(deadline),
             attempts=p.attempts,
             timeout=timeout,
             wait_initial=p.wait_initial,
@@ -389,7 +417,7 @@ class SyncDriver(_DriverBase):
             remaining = self._remaining(started, deadline)
             if remaining <= 0:
                 raise first
-            for attempt in self._retrying(remaining):
+            for attempt in self._retrying(remaining, deadline):
                 with attempt:
                     if pending is not None:
                         # Replayed inside the loop, so stamina counts the failed first
@@ -567,7 +595,7 @@ class AsyncDriver(_DriverBase):
             remaining = self._remaining(started, deadline)
             if remaining <= 0:
                 raise first
-            async for attempt in self._retrying(remaining):
+            async for attempt in self._retrying(remaining, deadline):
                 with attempt:
                     if pending is not None:
                         failed, pending = pending, None

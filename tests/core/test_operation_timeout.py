@@ -184,3 +184,15 @@ def test_a_delaying_transport_is_given_the_remaining_time(fake_config: Any, driv
     assert all(0 < left <= 0.7 for left in seen)
     assert seen == sorted(seen, reverse=True)  # each attempt gets what is left, less each time
     assert elapsed < 1.2
+
+
+def test_no_retry_is_scheduled_past_the_timeout(gateway_factory: Any, fake_sandbox: Any) -> None:
+    gw = gateway_factory(retry=RetryPolicy())
+    charge = card_charge(gw, "t-after")
+    fake_sandbox.fault(
+        "fakepay", "rate_limit", path="^/charges/", method="GET", retry_after=10, count=5
+    )
+    started = time.monotonic()
+    with pytest.raises(PaygateError):  # the 429 stands: waiting 10 s would outlast 1 s
+        gw.status("fake", charge.id, timeout=1.0)
+    assert time.monotonic() - started < 0.9
