@@ -169,7 +169,8 @@ class _Lanes:
     A request borrows an idle transport (the one returned last: its connection is the
     warmest) or a new one while fewer than ``limit`` exist; beyond that it waits, as long
     as httpx would wait for a free connection, then fails with `httpx.PoolTimeout`. At
-    most ``keep`` idle ones are kept; a surplus one is closed before the next request.
+    most ``keep`` idle ones are kept (more while requests wait for one); a surplus one is
+    closed before the next request.
 
     Why not one shared pool: httpcore's pool (1.0) hands every queued request the first
     idle connection and lets all but one of them retry, re-scanning every connection
@@ -221,7 +222,9 @@ class _Lanes:
 
     def give(self, lane: httpx.AsyncBaseTransport) -> None:
         """Return a borrowed transport."""
-        if len(self._idle) < self._keep:
+        # Keep it while requests wait for a lane (every slot taken): closing it would make
+        # the next waiter open a new connection and pay a TLS handshake (docs/bench.md).
+        if len(self._idle) < self._keep or self._slots.locked():
             self._idle.append(lane)
         else:
             self._surplus.append(lane)

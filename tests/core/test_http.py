@@ -171,3 +171,31 @@ def test_transports_are_made_once_per_route(proxy_env: None) -> None:
     assert made == ["http://proxy.internal:3128", None]
     assert sorted(routes.drain(), key=str) == ["direct", "http://proxy.internal:3128"]
     assert routes.transports == {}
+
+
+def test_a_returned_lane_is_kept_while_requests_wait() -> None:
+    """With every slot taken, a returned connection goes to the next waiter instead of
+    being closed (a new one would pay a TLS handshake)."""
+    import asyncio
+
+    from paygate._http import _Lanes
+
+    made: list[httpx.AsyncBaseTransport] = []
+
+    def make() -> httpx.AsyncBaseTransport:
+        lane = httpx.MockTransport(lambda request: httpx.Response(204))
+        made.append(lane)
+        return lane
+
+    async def scenario() -> None:
+        lanes = _Lanes(make, limit=1, keep=0, wait=5.0)
+        first = await lanes.take()
+        waiter = asyncio.ensure_future(lanes.take())
+        await asyncio.sleep(0)
+        lanes.give(first)  # every slot was taken: kept for the waiter
+        assert await waiter is first
+        lanes.give(first)  # nobody waits now: keep=0 makes it surplus
+        await lanes.aclose()
+
+    asyncio.run(scenario())
+    assert len(made) == 1
