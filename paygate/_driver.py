@@ -171,6 +171,14 @@ class _DriverBase:
     def _deadline(timeout: float | None) -> float | None:
         return None if timeout is None else time.monotonic() + timeout
 
+    def _spent(self, call: Call, last: object, number: int) -> Reply:
+        """The operation's time ran out before another attempt: the last answer, or the
+        last transport failure as `TransportFailure`."""
+        if isinstance(last, RetryableReply):
+            return last.reply
+        assert isinstance(last, RetryableTransport)
+        raise self._gave_up(call, last, number) from None
+
     @staticmethod
     def _gave_up(call: Call, error: RetryableTransport, number: int) -> TransportFailure:
         return TransportFailure(
@@ -436,10 +444,7 @@ class SyncDriver(_DriverBase):
                         number -= 1  # not made: the time ran out just before it
                         raise
         except _Spent:
-            if isinstance(last, RetryableReply):
-                return last.reply
-            assert isinstance(last, RetryableTransport)
-            raise self._gave_up(call, last, number) from None
+            return self._spent(call, last, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
@@ -612,10 +617,7 @@ class AsyncDriver(_DriverBase):
                         number -= 1  # not made: the time ran out just before it
                         raise
         except _Spent:
-            if isinstance(last, RetryableReply):
-                return last.reply
-            assert isinstance(last, RetryableTransport)
-            raise self._gave_up(call, last, number) from None
+            return self._spent(call, last, number)
         except RetryableReply as exc:
             return exc.reply
         except RetryableTransport as exc:
