@@ -456,10 +456,41 @@ class Provider(ABC):
         """The sandbox emulator class of this provider, if it ships one."""
         return None
 
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None] | None:
+        """This provider's ``paygate demo`` script, if it ships one.
+
+        The script gets a `paygate.cli.Demo`: ``demo.gateway`` (an account named after
+        the provider points at the sandbox), ``demo.sandbox`` (the customer's side) and
+        ``demo.step(operation, fn)`` for each step::
+
+            @classmethod
+            def demo_script(cls):
+                from ._demo import demo
+
+                return demo
+        """
+        return None
+
     # -- validation (pure, before any I/O) --------------------------------------------
 
     def validate_charge(self, req: ChargeRequest) -> None:  # noqa: B027
-        """Raise `InvalidRequest` when the provider would refuse ``req``."""
+        """Raise `InvalidRequest` when the provider would refuse ``req``.
+
+        The gateway calls it once, before the key is recorded and before any request;
+        flows do not check again.
+        """
+
+    def validate_refund(self, req: RefundRequest) -> None:  # noqa: B027
+        """Raise `InvalidRequest` when the provider would refuse the refund ``req``.
+
+        Called once by the gateway after its own checks (the charge is known, the amount
+        is positive, in the charge's currency and not above it) and before any request::
+
+            def validate_refund(self, req: RefundRequest) -> None:
+                if req.reason is not None and len(req.reason) > 100:
+                    raise InvalidRequest("reason longer than 100 characters", param="reason")
+        """
 
     # -- flows ----------------------------------------------------------------------
 

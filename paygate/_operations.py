@@ -341,6 +341,8 @@ def refund(
         raise InvalidRequest("refund amount must be positive", param="amount")
     if amount is not None and amount.amount > record.amount:
         raise InvalidRequest("refund amount exceeds the charge", param="amount")
+    # The provider's own limits, once, before any request (flows do not check again).
+    provider.validate_refund(RefundRequest(charge=ref_of(record), amount=amount, reason=reason))
     if record.status in (
         ChargeStatus.PENDING,
         ChargeStatus.REQUIRES_ACTION,
