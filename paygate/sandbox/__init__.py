@@ -5,7 +5,9 @@
 ...     sandbox.credentials()["payjp"]["base_url"]
 'http://127.0.0.1:54321/payjp'
 
-See ``docs/sandbox.md`` for the control API, faults, the clock and webhooks.
+See ``docs/sandbox.md`` for the control API, faults, the clock and webhooks, and
+``docs/adapters.md`` for writing an emulator with the kit (`KeyedReplies`, `paginate`,
+`EmulatorError`, ``control_<action>`` methods).
 """
 
 from ._accounts import ACCOUNT_ALIASES, offline_accounts, offline_credentials, render_config
@@ -19,6 +21,16 @@ from ._emulator import (
     WebhookDelivery,
 )
 from ._host import SandboxHost, discover_emulators
+from ._kit import (
+    EmulatorError,
+    KeptReply,
+    KeyedReplies,
+    Slice,
+    endpoint,
+    json_response,
+    paginate,
+    paginate_after,
+)
 from ._server import SandboxTLS, ServerThread, make_tls, running, serve_app
 from ._webhooks import WebhookAttempt
 
@@ -27,6 +39,9 @@ __all__ = [
     "ControlError",
     "Emulator",
     "EmulatorContext",
+    "EmulatorError",
+    "KeptReply",
+    "KeyedReplies",
     "LedgerEntry",
     "Sandbox",
     "SandboxClient",
@@ -35,12 +50,17 @@ __all__ = [
     "SandboxHost",
     "SandboxTLS",
     "ServerThread",
+    "Slice",
     "WebhookAttempt",
     "WebhookDelivery",
     "discover_emulators",
+    "endpoint",
+    "json_response",
     "make_tls",
     "offline_accounts",
     "offline_credentials",
+    "paginate",
+    "paginate_after",
     "render_config",
     "running",
     "serve_app",

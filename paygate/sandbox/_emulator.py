@@ -9,12 +9,13 @@ they need no locks.
 
 from __future__ import annotations
 
+import inspect
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from starlette.routing import BaseRoute
 
@@ -97,6 +98,10 @@ class LedgerEntry:
     status: str = ""
 
 
+#: Methods named ``control_<action>`` are an emulator's control actions.
+CONTROL_PREFIX = "control_"
+
+
 class ControlError(Exception):
     """A control action was refused (unknown action, unknown object, wrong state)."""
 
@@ -155,8 +160,46 @@ class Emulator(ABC):
         """A paygate account table (``provider`` and settings) pointing at this emulator."""
 
     async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Perform a customer-side or operator action (pay a slip, scan a QR, ...)."""
-        raise ControlError(f"unknown action {action!r} for {self.name}", status=404)
+        """Perform a customer-side or operator action (pay a slip, scan a QR, ...).
+
+        Runs the method ``control_<action>(params)`` (sync or async, returning a dict);
+        an action without one is a `ControlError` 404 naming the known actions.
+        Emulators define those methods rather than override this one::
+
+            def control_pay(self, params: Mapping[str, Any]) -> dict[str, Any]:
+                # its docstring's first line is what `actions` lists
+                ...
+        """
+        method = getattr(self, CONTROL_PREFIX + action, None) if action.isidentifier() else None
+        if method is None or not callable(method):
+            known = ", ".join(sorted(self.actions())) or "none"
+            raise ControlError(
+                f"unknown action {action!r} for {self.name} (known: {known})", status=404
+            )
+        result: Any = method(params)
+        if inspect.isawaitable(result):
+            result = await result
+        return cast("dict[str, Any]", result)
+
+    @classmethod
+    def actions(cls) -> dict[str, str]:
+        """Every control action of this emulator with the first line of its docstring.
+
+        >>> class Toy(Emulator):
+        ...     def control_pay(self, params):
+        ...         "Pay a pending charge."
+        >>> Toy.actions()
+        {'pay': 'Pay a pending charge.'}
+        """
+        found: dict[str, str] = {}
+        for attr in sorted(dir(cls)):
+            if not attr.startswith(CONTROL_PREFIX) or len(attr) == len(CONTROL_PREFIX):
+                continue
+            method = getattr(cls, attr)
+            if callable(method):
+                doc = inspect.getdoc(method) or ""
+                found[attr[len(CONTROL_PREFIX) :]] = doc.strip().splitlines()[0] if doc else ""
+        return found
 
     def fault_response(self, status: int) -> Any:
         """The provider's own error response for an injected ``status`` fault.
