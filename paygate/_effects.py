@@ -12,6 +12,7 @@ ReleaseKey(key='acct\\x1fcharge\\x1forder-1', owner='worker-1')
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -130,11 +131,18 @@ class CompleteCharge(StoreCall["ChargeRecord"]):
     owner: str
     update: ChargeUpdate
     now: datetime
+    #: The key's result, built from the updated record inside the same transaction.
+    result: Callable[[ChargeRecord], dict[str, Any]]
     provider_ref: str | None = None
 
     def apply(self, store: Store) -> ChargeRecord:
         return store.complete_charge(
-            self.key, self.owner, self.update, now=self.now, provider_ref=self.provider_ref
+            self.key,
+            self.owner,
+            self.update,
+            now=self.now,
+            provider_ref=self.provider_ref,
+            result=self.result,
         )
 
 

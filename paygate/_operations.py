@@ -263,16 +263,25 @@ def charge(
         },
         classify=once.classifier(provider),
     ).run()
-    result = _local(result, req.metadata)
+    answer = _local(result, req.metadata)
+    update = update_of(answer, "response", env.clock())
+
+    def kept(record: ChargeRecord) -> dict[str, Any]:
+        # What the key replays is what this call returns: the answer as the record,
+        # updated in the same transaction, sees it.
+        seen = view(answer, record)
+        return update.charge_json or {} if seen is answer else seen.model_dump(mode="json")
+
     # The charge's record and the key's result are written together (one transaction).
     record: ChargeRecord = yield CompleteCharge(
         key=skey,
         owner=env.owner,
-        update=update_of(result, "response", env.clock()),
+        update=update,
         now=env.clock(),
-        provider_ref=result.provider_ref,
+        result=kept,
+        provider_ref=answer.provider_ref,
     )
-    return view(result, record)
+    return view(answer, record)
 
 
 def status(provider: Provider, env: Env, charge_id: str) -> Flow[Charge]:

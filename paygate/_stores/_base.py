@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -261,19 +261,23 @@ class Store(ABC):
         *,
         now: datetime,
         provider_ref: str | None = None,
+        result: Callable[[ChargeRecord], dict[str, Any]],
     ) -> ChargeRecord:
         """`record_charge` then `complete`, in one transaction where the store has them.
 
-        What a charge does once the provider has answered. The completed result is the
-        charge as the updated record sees it (its status and refunded amount win over a
-        stale answer). This default makes two calls; the bundled stores override it
-        with one transaction (one commit instead of two, and no window between them).
+        What a charge does once the provider has answered. The key's result is
+        ``result(record)``, built from the record as ``update`` left it (the gateway
+        passes the charge as that record sees it: its status and refunded amount win
+        over a stale answer); the store never reads the charge's fields itself.
+        ``update`` must carry ``charge_json``. This default makes two calls; the bundled
+        stores override it with one transaction (one commit instead of two, and no
+        window between them).
         """
-        from ._common import charge_view
+        from ._common import require_snapshot
 
+        require_snapshot(update)
         record = self.record_charge(update, now=now)
-        result = charge_view(update.charge_json, record)
-        self.complete(key, owner, result, provider_ref=provider_ref)
+        self.complete(key, owner, result(record), provider_ref=provider_ref)
         return record
 
     @abstractmethod

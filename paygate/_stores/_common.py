@@ -24,13 +24,13 @@ __all__ = [
     "EPOCH",
     "RELEASED_AFTER_RECOVERY",
     "begin_decision",
-    "charge_view",
     "claim_decision",
     "fast_factory",
     "from_micros",
     "new_owner",
     "owner_dead",
     "plan_charge",
+    "require_snapshot",
     "to_micros",
     "utc",
     "utcnow",
@@ -191,25 +191,10 @@ def claim_decision(
 _make_charge = fast_factory(ChargeRecord)
 
 
-def charge_view(charge_json: dict[str, Any] | None, record: ChargeRecord) -> dict[str, Any]:
-    """``charge_json`` (a serialised `paygate.Charge`) as ``record`` sees it.
-
-    The record's status and refunded amount win: a stale provider answer never moves a
-    charge back. The same as ``paygate._operations.view`` on the JSON form.
-    """
-    if charge_json is None:
+def require_snapshot(update: ChargeUpdate) -> None:
+    """Refuse a `Store.complete_charge` update without the charge's snapshot."""
+    if update.charge_json is None:
         raise ValueError("the update carries no charge_json")
-    refunded = charge_json.get("amount_refunded") or {}
-    if (
-        charge_json.get("status") == record.status.value
-        and refunded.get("amount") == record.amount_refunded
-    ):
-        return charge_json
-    return {
-        **charge_json,
-        "status": record.status.value,
-        "amount_refunded": {"amount": record.amount_refunded, "currency": record.currency},
-    }
 
 
 def plan_charge(

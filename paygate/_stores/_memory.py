@@ -27,10 +27,10 @@ from ._base import (
 from ._common import (
     RELEASED_AFTER_RECOVERY,
     begin_decision,
-    charge_view,
     claim_decision,
     fast_factory,
     plan_charge,
+    require_snapshot,
     utc,
     utcnow,
 )
@@ -333,12 +333,14 @@ class MemoryStore(Store):
         *,
         now: datetime,
         provider_ref: str | None = None,
+        result: Callable[[ChargeRecord], dict[str, Any]],
     ) -> ChargeRecord:
+        require_snapshot(update)
         now = utc(now)
         with self._lock:
             record = self._record_charge(update, now)
-            result = charge_view(update.charge_json, record)
-            self._finish_locked(key, owner, "completed", result, provider_ref, None, self._clock())
+            kept = result(record)
+            self._finish_locked(key, owner, "completed", kept, provider_ref, None, self._clock())
             return record
 
     def _record_charge(self, update: ChargeUpdate, now: datetime) -> ChargeRecord:

@@ -44,9 +44,9 @@ from ._base import (
 from ._common import (
     RELEASED_AFTER_RECOVERY,
     begin_decision,
-    charge_view,
     claim_decision,
     plan_charge,
+    require_snapshot,
     utc,
 )
 
@@ -598,17 +598,19 @@ class SQLStore(Store, Generic[C]):
         *,
         now: datetime,
         provider_ref: str | None = None,
+        result: Callable[[ChargeRecord], dict[str, Any]],
     ) -> ChargeRecord:
+        require_snapshot(update)
         now = utc(now)
         with self._connection() as conn, self._transaction(conn):
             record = self._record_charge(conn, update, now)
-            result = self._json_out(charge_view(update.charge_json, record))
+            kept = self._json_out(result(record))
             conn.execute(
                 self._sql.finish,
                 (
                     "completed",
                     self._time_out(self._clock()),
-                    result,
+                    kept,
                     provider_ref,
                     None,
                     key,

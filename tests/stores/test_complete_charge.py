@@ -1,8 +1,11 @@
 """Conformance: `complete_charge`, what a charge does once the provider answered.
 
 It records the charge and completes the key together; every store must give the same
-answers as the two calls it replaces (`record_charge`, then `complete` with the charge
-as the record sees it), and the base class's default must agree with the overrides.
+answers as the two calls it replaces (`record_charge`, then `complete` with the result
+built from the updated record), and the base class's default must agree with the
+overrides. The store never reads the charge's fields: the key's result is what the
+``result`` callable builds from the record (here `as_seen`, a stand-in for the core's
+record-wins rule).
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ def charge_json(status: ChargeStatus, refunded: int = 0) -> dict[str, Any]:
     }
 
 
+def as_seen(record: ChargeRecord) -> dict[str, Any]:
+    """The key's result: the answer with the updated record's status and refunds."""
+    return {
+        **charge_json(record.status, record.amount_refunded),
+        "amount_refunded": {"amount": record.amount_refunded, "currency": record.currency},
+    }
+
+
+def complete(store: Store, update: ChargeUpdate, **kw: Any) -> ChargeRecord:
+    owner = kw.pop("owner", OWNER)
+    return store.complete_charge("k1", owner, update, result=as_seen, **kw)
+
+
 def answer(status: ChargeStatus, *, at: Any = T0, refunded: int = 0) -> ChargeUpdate:
     return upd(
         status,
@@ -45,7 +61,7 @@ def answer(status: ChargeStatus, *, at: Any = T0, refunded: int = 0) -> ChargeUp
 
 def test_records_the_charge_and_completes_the_key(store: Store) -> None:
     begin(store)
-    record = store.complete_charge("k1", OWNER, answer(S.SUCCEEDED), now=T0, provider_ref="pr_1")
+    record = complete(store, answer(S.SUCCEEDED), now=T0, provider_ref="pr_1")
     assert record.status is S.SUCCEEDED
     assert store.get_charge("ch_1") == record
     assert [t.to_status for t in store.history("ch_1")] == [S.SUCCEEDED]
@@ -64,7 +80,7 @@ def test_a_stale_answer_is_stored_as_the_record_sees_it(store: Store) -> None:
     the key's result says succeeded, never pending."""
     begin(store)
     store.record_charge(answer(S.SUCCEEDED, at=sec(5)), now=sec(5))
-    record = store.complete_charge("k1", OWNER, answer(S.PENDING, at=sec(1)), now=sec(6))
+    record = complete(store, answer(S.PENDING, at=sec(1)), now=sec(6))
     assert record.status is S.SUCCEEDED
     done = store.get("k1")
     assert done is not None
@@ -76,7 +92,7 @@ def test_a_stale_answer_is_stored_as_the_record_sees_it(store: Store) -> None:
 def test_a_refund_seen_first_shows_in_the_result(store: Store) -> None:
     begin(store)
     store.record_charge(answer(S.PARTIALLY_REFUNDED, at=sec(5), refunded=200), now=sec(5))
-    store.complete_charge("k1", OWNER, answer(S.SUCCEEDED, at=sec(1)), now=sec(6))
+    complete(store, answer(S.SUCCEEDED, at=sec(1)), now=sec(6))
     done = store.get("k1")
     assert done is not None
     assert done.result is not None
@@ -86,7 +102,7 @@ def test_a_refund_seen_first_shows_in_the_result(store: Store) -> None:
 
 def test_only_the_owner_completes_but_the_observation_is_kept(store: Store) -> None:
     begin(store)
-    record = store.complete_charge("k1", "host:9:z", answer(S.SUCCEEDED), now=T0)
+    record = complete(store, owner="host:9:z", update=answer(S.SUCCEEDED), now=T0)
     assert record.status is S.SUCCEEDED
     assert store.get_charge("ch_1") == record  # what the provider said is true anyway
     still = store.get("k1")
@@ -98,7 +114,7 @@ def test_after_a_takeover_the_old_owner_cannot_complete(store: Store) -> None:
     begin(store)
     taken = begin(store, owner="host:2:b", now=T0 + timedelta(hours=1))
     assert taken.outcome is BeginOutcome.STARTED
-    store.complete_charge("k1", OWNER, answer(S.SUCCEEDED), now=T0 + timedelta(hours=1))
+    complete(store, answer(S.SUCCEEDED), now=T0 + timedelta(hours=1))
     record = store.get("k1")
     assert record is not None
     assert (record.state, record.owner) == ("started", "host:2:b")
@@ -107,7 +123,7 @@ def test_after_a_takeover_the_old_owner_cannot_complete(store: Store) -> None:
 def test_an_update_without_charge_json_is_refused(store: Store) -> None:
     begin(store)
     with pytest.raises(ValueError, match="charge_json"):
-        store.complete_charge("k1", OWNER, upd(S.SUCCEEDED), now=T0)
+        complete(store, upd(S.SUCCEEDED), now=T0)
 
 
 class _TwoCalls(MemoryStore):
@@ -132,7 +148,7 @@ def test_the_default_agrees_with_every_store(store: Store, history: list[ChargeU
         begin(each)
         for seen in history:
             each.record_charge(seen, now=seen.observed_at)
-        record = each.complete_charge("k1", OWNER, answer(S.PENDING, at=sec(1)), now=sec(6))
+        record = complete(each, answer(S.PENDING, at=sec(1)), now=sec(6))
         done = each.get("k1")
         assert done is not None
         outcomes.append((record, done.result))
