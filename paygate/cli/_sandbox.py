@@ -76,6 +76,41 @@ def register(app: typer.Typer) -> None:
             nl=False,
         )
 
+    @sandbox.command()
+    def actions(
+        provider: Annotated[
+            str | None, typer.Argument(help="Only this provider (default: every one).")
+        ] = None,
+    ) -> None:
+        """List each emulator's control actions (POST /_sandbox/<provider>/<action>)."""
+        _print_actions(provider)
+
+
+def _print_actions(provider: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..sandbox import discover_emulators
+
+    found, skipped = discover_emulators([provider] if provider else None)
+    if provider and provider not in found:
+        reason = skipped.get(provider, "not installed")
+        raise typer.BadParameter(f"no emulator for {provider}: {reason}", param_hint="PROVIDER")
+    console = Console()
+    for name, emulator in sorted(found.items()):
+        table = Table(title=name, title_justify="left", min_width=60)
+        table.add_column("action", style="cyan", no_wrap=True)
+        table.add_column("what it does")
+        listed = emulator.actions()
+        for action, description in listed.items():
+            table.add_row(action, description)
+        if not listed:
+            table.add_row("[dim]none listed[/dim]", "")
+        console.print(table)
+    for name, reason in sorted(skipped.items()):
+        if reason != "ships no emulator":
+            console.print(f"[dim]{name}: {reason}[/dim]")
+
 
 def credentials_text(
     url: str,

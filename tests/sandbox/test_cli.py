@@ -1,11 +1,14 @@
-"""``paygate sandbox credentials`` and ``serve`` argument checks."""
+"""``paygate sandbox credentials`` and ``actions``, and ``serve`` argument checks."""
 
 from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
+from starlette.routing import BaseRoute
 from typer.testing import CliRunner
 
 import paygate.sandbox
@@ -74,3 +77,78 @@ def test_serve_refuses_a_public_interface() -> None:
     assert result.exit_code == 2
     assert "published" in result.output
     assert "--allow-remote" in result.output
+
+
+class _Acting(Emulator):
+    """Stands for an installed emulator with control actions."""
+
+    name = "actpay"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return []
+
+    def reset(self) -> None:
+        pass
+
+    def credentials(self) -> dict[str, Any]:
+        return {}
+
+    def account_settings(self) -> dict[str, Any]:
+        return {}
+
+    def control_pay(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Pay a pending charge as the customer.
+
+        Left out of the listing.
+        """
+        return {}
+
+    async def control_expire(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Expire every open code now."""
+        return {}
+
+
+def test_actions_lists_each_emulator_s_actions(
+    monkeypatch: pytest.MonkeyPatch, toy_classes: list[type[Emulator]]
+) -> None:
+    classes: dict[str, type[Emulator]] = {"actpay": _Acting, "toypay": toy_classes[1]}
+
+    def discover(providers=None):
+        wanted = set(providers) if providers else set(classes)
+        found = {n: c for n, c in classes.items() if n in wanted}
+        broken = {"brokenpay": "cannot load: ImportError: x"}
+        return found, {n: r for n, r in broken.items() if not providers or n in providers}
+
+    monkeypatch.setattr(paygate.sandbox, "discover_emulators", discover)
+    every = runner.invoke(app, ["sandbox", "actions"], terminal_width=120)
+    assert every.exit_code == 0, every.output
+    lines = [line.strip("│ ") for line in every.stdout.splitlines()]
+    assert any(
+        line.startswith("expire") and "Expire every open code now." in line for line in lines
+    )
+    assert any(
+        line.startswith("pay") and "Pay a pending charge as the customer." in line for line in lines
+    )
+    assert "Left out" not in every.stdout
+    assert "toypay" in every.stdout
+    assert "none listed" in every.stdout  # the toy emulator has no control_ methods
+    assert "brokenpay: cannot load" in every.stdout
+
+    one = runner.invoke(app, ["sandbox", "actions", "actpay"], terminal_width=120)
+    assert one.exit_code == 0, one.output
+    assert "expire" in one.stdout
+    assert "toypay" not in one.stdout
+
+    missing = runner.invoke(app, ["sandbox", "actions", "nopay"])
+    assert missing.exit_code == 2
+    assert "no emulator for nopay" in missing.output
+
+
+def test_actions_of_the_installed_emulators_have_descriptions() -> None:
+    """Every action an installed emulator lists says what it does."""
+    from paygate.sandbox import discover_emulators
+
+    found, _skipped = discover_emulators()
+    for name, emulator in found.items():
+        for action, description in emulator.actions().items():
+            assert description, f"{name}: control_{action} has no docstring"
