@@ -24,7 +24,7 @@ from paygate._errors import (
 )
 from paygate.adapter import ErrorMap, Reply
 
-__all__ = ["RETRY_CODES", "error_code", "map_error"]
+__all__ = ["RETRY_CODES", "check_reply", "error_code", "map_error"]
 
 PROVIDER = "univapay"
 
@@ -115,3 +115,25 @@ def map_error(reply: Reply, *, step: str) -> PaygateError:
     cls = _ERRORS.error_class(reply.status, stated if isinstance(stated, str) else None)
     message = f"UnivaPay refused {step}: {code}"
     return _ERRORS.error(reply, message, code=code, provider_message=detail or code, cls=cls)
+
+
+def check_reply(reply: Reply, *, step: str) -> None:
+    """Raise the paygate error of ``reply`` (nothing for a 2xx answer).
+
+    UnivaPay may answer a reused idempotency key with another request's body and
+    ``Idempotency-Status: conflicting_key``; that is an `IdempotencyConflict` whatever
+    the status.
+
+    >>> check_reply(Reply(200, {}, b"{}"), step="charges.get") is None
+    True
+    """
+    status = (reply.header("idempotency-status") or "").lower()
+    if status == "conflicting_key" and (reply.ok or reply.status == 409):
+        raise IdempotencyConflict(
+            f"UnivaPay refused {step}: the idempotency key was used for another request",
+            provider=PROVIDER,
+            provider_code="IDEMPOTENCY_KEY_CONFLICT",
+            http_status=reply.status,
+        )
+    if not reply.ok:
+        raise map_error(reply, step=step)

@@ -27,15 +27,11 @@ charge (to return the issued slip) and for `wait` while a charge is still pendin
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from urllib.parse import urlencode
 
 from paygate._errors import (
-    IdempotencyConflict,
     InvalidRequest,
     MalformedResponse,
     NotFound,
@@ -75,79 +71,38 @@ from paygate.adapter import (
     ProviderSettings,
     RefundRequest,
     Reply,
-    Retry,
     RetryDecision,
     TransportFailure,
-    check_webhook_token,
     register_secret,
     retry_after,
 )
-from paygate.adapter import Call as _Call
 
-from ._errors import RETRY_CODES, error_code, map_error
-from ._settings import UnivapaySettings
-from ._validate import normalize_phone, validate_charge_request
-from ._wire import (
-    DEFAULT_KONBINI_PERIOD,
+from ._api import KEY_WINDOW, LONG_POLL_READ_TIMEOUT, Api, konbini_token_body, refund_body
+from ._charges import (
+    META_CHARGE_ID,
     META_KONBINI_DEADLINE,
-    charge_status,
-    konbini_deadline,
-    konbini_slip,
-    normalize_store,
-    parse_time,
+    META_KONBINI_STORE,
+    charge_from_wire,
+    charge_metadata,
+    method_of,
+    money,
     payment_failure,
     refund_status,
-    whole_days,
+    whole_number,
+    with_facts,
 )
+from ._errors import RETRY_CODES, error_code
+from ._settings import UnivapaySettings
+from ._validate import validate_charge_request
+from ._webhooks import charge_id_of, parse_event, verify_token
+from ._wire import DEFAULT_KONBINI_PERIOD, konbini_deadline, normalize_store, parse_time
 
 if TYPE_CHECKING:
     from paygate.sandbox import Emulator
 
-__all__ = ["LONG_POLL_READ_TIMEOUT", "UnivapayProvider", "content_hash"]
+__all__ = ["LONG_POLL_READ_TIMEOUT", "UnivapayProvider"]
 
-KEY_WINDOW = timedelta(hours=24)
-# UnivaPay does not document how long ``polling=true`` holds a request; the Node SDK
-# re-polls every second for up to 10 minutes, which suggests a hold well under a
-# minute. paygate assumes at most 30 seconds and reads for up to 60.
-LONG_POLL_READ_TIMEOUT = 60.0
-# Metadata keys paygate adds to every charge, so that any later read of the charge
-# (a status call, a webhook) knows paygate's id and which store the slip is for.
-META_CHARGE_ID = "paygate_charge_id"
-META_KONBINI_STORE = "paygate_konbini_store"
-META_DESCRIPTION = "paygate_description"
-_PAGE_LIMIT = 100
-_MAX_PAGES = 20
 _SCHEDULED_TRANSFERS = ("created", "approved", "processing")
-
-_REFUND_REASONS = {
-    "duplicate": "duplicate",
-    "fraud": "fraud",
-    "fraudulent": "fraud",
-    "customer_request": "customer_request",
-    "requested_by_customer": "customer_request",
-}
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    # Sorted keys: the same request always encodes to the same bytes, so a replay
-    # after a crash matches UnivaPay's stored request and cassettes stay stable.
-    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise MalformedResponse(f"UnivaPay sent a non-integer {what}", provider="univapay")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise MalformedResponse(f"UnivaPay sent a non-integer {what}", provider="univapay")
-
-
-def _money(amount: Any, currency: Any, what: str) -> Money:
-    if not isinstance(currency, str) or len(currency) != 3:
-        raise MalformedResponse(f"UnivaPay sent no currency for {what}", provider="univapay")
-    return Money(amount=_int(amount, what), currency=currency.upper())
 
 
 class UnivapayProvider(Provider):
@@ -189,6 +144,7 @@ class UnivapayProvider(Provider):
         self.cfg: UnivapaySettings = settings
         # The settings register each secret; the header joins two of them.
         register_secret(settings.authorization.removeprefix("Bearer "))
+        self.api = Api(settings.base_url, settings.authorization, store_id=settings.store_id)
 
     @classmethod
     def emulator(cls) -> type[Emulator] | None:
@@ -226,150 +182,40 @@ class UnivapayProvider(Provider):
             long_poll=True,
         )
 
+    # -- validation (the gateway calls these once, before any request) -----------------
+
     def validate_charge(self, req: ChargeRequest) -> None:
         """Refuse what UnivaPay would refuse, before any request (see `_validate`)."""
         validate_charge_request(req)
 
-    # -- plumbing ----------------------------------------------------------------------
-
-    def _url(self, path: str, query: Mapping[str, str] | None = None) -> str:
-        url = f"{self.cfg.base_url}{path}"
-        return f"{url}?{urlencode(query)}" if query else url
-
-    def _headers(self, key: str | None = None, *, body: bool = False) -> dict[str, str]:
-        headers = {"Authorization": self.cfg.authorization, "Accept": "application/json"}
-        if body:
-            headers["Content-Type"] = "application/json"
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return headers
-
-    def _charge_path(self, charge_id: str) -> str:
-        return f"/stores/{self.cfg.store_id}/charges/{charge_id}"
-
-    def _check(self, reply: Reply, step: str) -> None:
-        status = (reply.header("idempotency-status") or "").lower()
-        if status == "conflicting_key" and (reply.ok or reply.status == 409):
-            raise IdempotencyConflict(
-                f"UnivaPay refused {step}: the idempotency key was used for another request",
+    def validate_refund(self, req: RefundRequest) -> None:
+        """Refuse a konbini refund (UnivaPay cannot refund konbini payments) and an
+        amount below 1, in another currency or above the charge."""
+        ref = req.charge
+        if self._ref_method(ref) == "konbini":
+            raise NotSupported(
+                "refund",
                 provider=self.name,
-                provider_code="IDEMPOTENCY_KEY_CONFLICT",
-                http_status=reply.status,
+                reason="UnivaPay cannot refund konbini payments",
+                alternative="cancel the konbini charge while it is unpaid",
             )
-        if not reply.ok:
-            raise map_error(reply, step=step)
+        amount = req.amount
+        if amount is None:
+            return
+        if amount.amount < 1:
+            raise InvalidRequest("refund amount must be at least 1", param="amount")
+        if ref.amount is not None and amount.currency != ref.amount.currency:
+            raise InvalidRequest("refund currency must be the charge's currency", param="currency")
+        if ref.amount is not None and amount.amount > ref.amount.amount:
+            raise InvalidRequest("refund exceeds the charged amount", param="amount")
 
-    def _post(self, path: str, body: Mapping[str, Any], *, key: str, step: str) -> Flow[Any]:
-        call = _Call(
-            "POST",
-            self._url(path),
-            headers=self._headers(key, body=True),
-            content=_encode(body),
-            retry=Retry.KEYED,
-            step=step,
-        )
-        reply: Reply = yield call
-        self._check(reply, step)
-        return reply.json() if reply.content.strip() else {}
-
-    def _get(
-        self,
-        path: str,
-        *,
-        step: str,
-        query: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Flow[dict[str, Any]]:
-        call = _Call(
-            "GET",
-            self._url(path, query),
-            headers=self._headers(),
-            retry=Retry.SAFE,
-            step=step,
-            timeout=timeout,
-        )
-        reply: Reply = yield call
-        self._check(reply, step)
-        return reply.json_object()
+    @staticmethod
+    def _ref_method(ref: ChargeRef) -> str:
+        if ref.method in ("konbini", "card"):
+            return ref.method
+        return method_of(ref.raw, None)
 
     # -- charges -----------------------------------------------------------------------
-
-    def _method_of(self, obj: Mapping[str, Any], hint: str | None) -> str:
-        if hint in ("konbini", "card"):
-            return hint
-        metadata = obj.get("metadata")
-        if isinstance(metadata, Mapping) and metadata.get(META_KONBINI_STORE):
-            return "konbini"
-        return hint or "card"
-
-    def to_charge(
-        self,
-        obj: Mapping[str, Any],
-        ctx: OpContext,
-        *,
-        method: str | None = None,
-        store: str | None = None,
-        refunded: int = 0,
-    ) -> Charge:
-        """paygate's `Charge` for a UnivaPay charge object."""
-        charge_id = obj.get("id")
-        if not isinstance(charge_id, str) or not charge_id:
-            raise MalformedResponse("UnivaPay sent a charge without id", provider=self.name)
-        kind = self._method_of(obj, method)
-        konbini = kind == "konbini"
-        status = charge_status(obj, konbini=konbini, now=ctx.now())
-        amount = _money(obj.get("requested_amount"), obj.get("requested_currency"), "amount")
-        captured: Money | None = None
-        if obj.get("charged_amount") is not None and status in (
-            ChargeStatus.SUCCEEDED,
-            ChargeStatus.AUTHORIZED,
-        ):
-            captured = _money(
-                obj.get("charged_amount"),
-                obj.get("charged_currency") or amount.currency,
-                "charged_amount",
-            )
-        refunded_money = Money(amount=refunded, currency=amount.currency)
-        if refunded > 0 and status == ChargeStatus.SUCCEEDED:
-            paid = (captured or amount).amount
-            status = ChargeStatus.REFUNDED if refunded >= paid else ChargeStatus.PARTIALLY_REFUNDED
-        next_action = None
-        if konbini:
-            metadata = obj.get("metadata")
-            slip_store = store
-            if slip_store is None and isinstance(metadata, Mapping):
-                slip_store = str(metadata.get(META_KONBINI_STORE) or "") or None
-            next_action = konbini_slip(obj, slip_store or "unknown")
-        failure = (
-            payment_failure(obj) if status in (ChargeStatus.FAILED, ChargeStatus.EXPIRED) else None
-        )
-        return Charge(
-            id=ctx.charge_id or charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=charge_id,
-            method=kind,
-            status=status,
-            amount=amount,
-            amount_refunded=refunded_money,
-            amount_captured=captured,
-            next_action=next_action,
-            failure=failure,
-            created_at=parse_time(obj.get("created_on")) or ctx.now(),
-            raw=dict(obj),
-        )
-
-    def _charge_metadata(
-        self, req: ChargeRequest, ctx: OpContext, store: str | None
-    ) -> dict[str, str]:
-        metadata = {str(k): str(v) for k, v in req.metadata.items()}
-        if req.description:
-            metadata[META_DESCRIPTION] = req.description
-        if ctx.charge_id:
-            metadata[META_CHARGE_ID] = ctx.charge_id
-        if store:
-            metadata[META_KONBINI_STORE] = store
-        return metadata
 
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
         """Konbini: create a transaction token, then the charge; card: charge the token.
@@ -380,40 +226,24 @@ class UnivapayProvider(Provider):
         created. A charge that ends ``failed`` / ``error`` there raises `PaymentDeclined`
         with UnivaPay's payment error name as ``provider_code``.
         """
-        validate_charge_request(req)
         method = req.method
         store: str | None = None
+        deadline = ""
         body: dict[str, Any]
+        extra_metadata: dict[str, str] = {}
         if isinstance(method, Konbini):
             store = normalize_store(method.store)
-            country_code, local_number = normalize_phone(method.phone)
-            # Personal data goes on the wire only: masked everywhere text leaves paygate
-            # (errors, logs, spans, cassettes).
-            for value in (method.customer_name, method.phone, local_number, method.email):
-                register_secret(value)
-            data: dict[str, Any] = {
-                "customer_name": method.customer_name.strip(),
-                "convenience_store": store,
-                "phone_number": {"country_code": country_code, "local_number": local_number},
-            }
-            if method.expires_in is not None:
-                # UnivaPay deadlines are whole days (application day + period, 23:59).
-                data["expiration_period"] = f"P{whole_days(method.expires_in)}D"
-            token_body: dict[str, Any] = {
-                "payment_type": "konbini",
-                "type": "one_time",
-                "data": data,
-            }
-            if method.email:
-                token_body["email"] = method.email
-            token = yield from self._post(
-                "/tokens", token_body, key=ctx.provider_key("token"), step="tokens.create"
+            kind = "konbini"
+            token = yield from self.api.post(
+                "/tokens",
+                konbini_token_body(method),
+                key=ctx.provider_key("token"),
+                step="tokens.create",
             )
             token_id = token.get("id") if isinstance(token, Mapping) else None
             if not isinstance(token_id, str) or not token_id:
                 raise MalformedResponse("UnivaPay sent a token without id", provider=self.name)
             body = {"transaction_token_id": token_id}
-            kind = "konbini"
             deadline = yield from self._konbini_deadline(method.expires_in, ctx)
             if method.expires_in is not None:
                 # The documented way to set the exact deadline; UnivaPay answers
@@ -421,20 +251,37 @@ class UnivapayProvider(Provider):
                 body["capture_at"] = deadline
             extra_metadata = {META_KONBINI_DEADLINE: deadline}
         else:
-            card = cast("Card", method)
-            body = {
-                "transaction_token_id": cast("str", card.token).strip(),
-                "capture": card.capture,
-            }
+            card = cast("Card", method)  # validate_charge let only konbini and card through
             kind = "card"
-            extra_metadata = {}
+            token_id = cast("str", card.token).strip()
+            body = {"transaction_token_id": token_id, "capture": card.capture}
         body.update(
             amount=req.amount.amount,
             currency=req.amount.currency,
-            metadata={**self._charge_metadata(req, ctx, store), **extra_metadata},
+            metadata={**charge_metadata(req, ctx, store), **extra_metadata},
         )
+        created = yield from self._create_charge(body, ctx)
+        facts: dict[str, str] = {}
+        if kind == "konbini" and isinstance(created.get("id"), str):
+            # What paygate knows of the slip, kept by charge id: UnivaPay's examples
+            # do not promise to echo paygate's metadata on later reads.
+            facts = {META_KONBINI_STORE: str(store), META_KONBINI_DEADLINE: deadline}
+            yield CachePut(self._facts_key(created["id"]), facts)
+        obj = yield from self._settled(created)
+        charge = charge_from_wire(with_facts(obj, facts), ctx, method=kind, store=store)
+        if kind == "card" and str(obj.get("status")) == "awaiting":
+            # 3-D Secure: the customer's step is part of the charge's answer.
+            step = yield from self._three_ds_step(str(obj["id"]))
+            if step is not None:
+                charge = charge.model_copy(update={"next_action": step})
+        if charge.status is ChargeStatus.FAILED:
+            raise self._declined(charge)
+        return charge
+
+    def _create_charge(self, body: Mapping[str, Any], ctx: OpContext) -> Flow[Mapping[str, Any]]:
+        """``POST /charges``; a used token is checked against the store's charges."""
         try:
-            created = yield from self._post(
+            created = yield from self.api.post(
                 "/charges", body, key=ctx.provider_key("charge"), step="charges.create"
             )
         except ProviderRejected as exc:
@@ -451,57 +298,48 @@ class UnivapayProvider(Provider):
             created = found
         if not isinstance(created, Mapping):
             raise MalformedResponse("UnivaPay sent no charge object", provider=self.name)
-        obj: Mapping[str, Any] = created
-        facts: dict[str, str] = {}
-        if kind == "konbini" and isinstance(obj.get("id"), str):
-            # What paygate knows of the slip, kept by charge id: UnivaPay's examples
-            # do not promise to echo paygate's metadata on later reads.
-            facts = {META_KONBINI_STORE: str(store), META_KONBINI_DEADLINE: deadline}
-            yield CachePut(self._facts_key(obj["id"]), facts)
-        if str(obj.get("status")) == "pending" and isinstance(obj.get("id"), str):
-            reply: Reply | None
-            try:
-                reply = yield _Call(
-                    "GET",
-                    self._url(self._charge_path(obj["id"]), {"polling": "true"}),
-                    headers=self._headers(),
-                    retry=Retry.SAFE,
-                    step="charges.poll",
-                    timeout=LONG_POLL_READ_TIMEOUT,
-                )
-            except TransportFailure:
-                reply = None
-            if reply is not None and reply.ok:
-                try:
-                    obj = reply.json_object()
-                except MalformedResponse:
-                    obj = created
-        charge = self.to_charge(with_facts(obj, facts), ctx, method=kind, store=store)
-        if kind == "card" and str(obj.get("status")) == "awaiting":
-            # 3-D Secure: the customer's step is part of the charge's answer.
-            step = yield from self._three_ds_step(str(obj["id"]))
-            if step is not None:
-                charge = charge.model_copy(update={"next_action": step})
-        if charge.status is ChargeStatus.FAILED:
-            failure = charge.failure
-            if failure is not None and failure.code == "TOO_MANY_CHARGE_REQUESTS":
-                # Payment error 311: "too many charges on the same card in a short
-                # period, please wait and try again" - a throttle, not a decline.
-                raise RateLimited(
-                    "UnivaPay asks to wait before charging this card again",
-                    provider=self.name,
-                    provider_code=failure.code,
-                    provider_message=failure.message,
-                )
-            # Declined while paygate waited for the outcome: the same typed error as a
-            # provider that declines synchronously, keeping UnivaPay's own code.
-            raise PaymentDeclined(
-                "UnivaPay declined the charge",
-                provider=self.name,
-                provider_code=failure.code if failure and failure.code else "FAILED",
-                provider_message=failure.message if failure else None,
+        return created
+
+    def _settled(self, created: Mapping[str, Any]) -> Flow[Mapping[str, Any]]:
+        """A pending charge read once with ``polling=true`` (as created if that fails)."""
+        if str(created.get("status")) != "pending" or not isinstance(created.get("id"), str):
+            return created
+        reply: Reply | None
+        try:
+            reply = yield self.api.get_call(
+                self.api.charge_path(created["id"]),
+                step="charges.poll",
+                query={"polling": "true"},
+                timeout=LONG_POLL_READ_TIMEOUT,
             )
-        return charge
+        except TransportFailure:
+            reply = None
+        if reply is not None and reply.ok:
+            try:
+                return reply.json_object()
+            except MalformedResponse:
+                return created
+        return created
+
+    def _declined(self, charge: Charge) -> RateLimited | PaymentDeclined:
+        failure = charge.failure
+        if failure is not None and failure.code == "TOO_MANY_CHARGE_REQUESTS":
+            # Payment error 311: "too many charges on the same card in a short
+            # period, please wait and try again" - a throttle, not a decline.
+            return RateLimited(
+                "UnivaPay asks to wait before charging this card again",
+                provider=self.name,
+                provider_code=failure.code,
+                provider_message=failure.message,
+            )
+        # Declined while paygate waited for the outcome: the same typed error as a
+        # provider that declines synchronously, keeping UnivaPay's own code.
+        return PaymentDeclined(
+            "UnivaPay declined the charge",
+            provider=self.name,
+            provider_code=failure.code if failure and failure.code else "FAILED",
+            provider_message=failure.message if failure else None,
+        )
 
     def _facts_key(self, charge_id: str) -> str:
         return f"univapay:konbini-facts:{self.account}:{charge_id}"
@@ -533,9 +371,7 @@ class UnivapayProvider(Provider):
         ``query`` (documented filters); None when the listing has none."""
         if not ctx.charge_id:
             return None
-        items = yield from self._list(
-            f"/stores/{self.cfg.store_id}/charges", step="charges.list", query=query
-        )
+        items = yield from self.api.paged(self.api.charges_path, step="charges.list", query=query)
         for item in items:
             metadata = item.get("metadata")
             if isinstance(metadata, Mapping) and str(metadata.get(META_CHARGE_ID)) == str(
@@ -578,21 +414,17 @@ class UnivapayProvider(Provider):
         refunded = 0
         if kind == "card" and str(found.get("status")) == "successful":
             refunded = yield from self._refunded(str(found.get("id")))
-        return self.to_charge(found, ctx, method=kind, refunded=refunded)
+        return charge_from_wire(found, ctx, method=kind, refunded=refunded)
 
     def _fetch_charge(
         self, ref: ChargeRef, ctx: OpContext, *, polling: bool = False
     ) -> Flow[Charge]:
-        query = {"polling": "true"} if polling else None
-        obj = yield from self._get(
-            self._charge_path(ref.provider_ref),
-            step="charges.poll" if polling else "charges.get",
-            query=query,
-            timeout=LONG_POLL_READ_TIMEOUT if polling else None,
-        )
-        if self._method_of(obj, ref.method) == "konbini" or self._method_of(ref.raw, None) == (
-            "konbini"
-        ):
+        path = self.api.charge_path(ref.provider_ref)
+        if polling:
+            obj = yield from self.api.poll(path, step="charges.poll")
+        else:
+            obj = yield from self.api.get(path, step="charges.get")
+        if method_of(obj, ref.method) == "konbini" or method_of(ref.raw, None) == "konbini":
             facts = yield from self.konbini_facts(ref.provider_ref)
             known = ref.raw.get("metadata") if ref.raw else None
             if isinstance(known, Mapping):
@@ -605,11 +437,11 @@ class UnivapayProvider(Provider):
                     **facts,
                 }
             obj = with_facts(obj, facts)
-        kind = self._method_of(obj, ref.method)
+        kind = method_of(obj, ref.method)
         refunded = 0
         if kind == "card" and str(obj.get("status")) == "successful":
             refunded = yield from self._refunded(ref.provider_ref)
-        charge = self.to_charge(obj, ctx, method=kind, refunded=refunded)
+        charge = charge_from_wire(obj, ctx, method=kind, refunded=refunded)
         if kind == "card" and str(obj.get("status")) == "awaiting":
             step = yield from self._three_ds_step(ref.provider_ref)
             if step is not None:
@@ -625,8 +457,8 @@ class UnivapayProvider(Provider):
         UnivaPay has no step to show (the charge moved on meanwhile).
         """
         try:
-            token = yield from self._get(
-                f"{self._charge_path(charge_id)}/three_ds/issuer_token", step="three_ds.get"
+            token = yield from self.api.get(
+                f"{self.api.charge_path(charge_id)}/three_ds/issuer_token", step="three_ds.get"
             )
         except (NotFound, ProviderRejected):
             return None
@@ -641,25 +473,15 @@ class UnivapayProvider(Provider):
         return Redirect(url=url, method="POST" if post else "GET", form=form)
 
     def _refunded(self, charge_id: str) -> Flow[int]:
-        total = 0
-        cursor: str | None = None
-        for _ in range(_MAX_PAGES):
-            query = {"limit": str(_PAGE_LIMIT)}
-            if cursor:
-                query["cursor"] = cursor
-            page = yield from self._get(
-                f"{self._charge_path(charge_id)}/refunds", step="refunds.list", query=query
-            )
-            items = [i for i in page.get("items") or [] if isinstance(i, Mapping)]
-            total += sum(
-                _int(i.get("amount"), "refund amount")
-                for i in items
-                if str(i.get("status")) == "successful"
-            )
-            if not page.get("has_more") or not items:
-                break
-            cursor = str(items[-1].get("id"))
-        return total
+        """The sum of the charge's successful refunds."""
+        items = yield from self.api.paged(
+            f"{self.api.charge_path(charge_id)}/refunds", step="refunds.list"
+        )
+        return sum(
+            whole_number(i.get("amount"), "refund amount")
+            for i in items
+            if str(i.get("status")) == "successful"
+        )
 
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
         """``GET /stores/{storeId}/charges/{id}`` (plus the refunds of a paid card charge)."""
@@ -686,21 +508,16 @@ class UnivapayProvider(Provider):
         konbini charge answers ``CANCEL_NOT_ALLOWED``.
         """
         ref = req.charge
-        path = f"{self._charge_path(ref.provider_ref)}/cancels"
+        path = f"{self.api.charge_path(ref.provider_ref)}/cancels"
         body: dict[str, Any] = {}
         if ctx.charge_id:
             body["metadata"] = {META_CHARGE_ID: ctx.charge_id}
-        created = yield from self._post(
+        created = yield from self.api.post(
             path, body, key=ctx.provider_key("cancel"), step="cancels.create"
         )
         cancel = created if isinstance(created, Mapping) else {}
         if str(cancel.get("status")) == "pending" and isinstance(cancel.get("id"), str):
-            cancel = yield from self._get(
-                f"{path}/{cancel['id']}",
-                step="cancels.poll",
-                query={"polling": "true"},
-                timeout=LONG_POLL_READ_TIMEOUT,
-            )
+            cancel = yield from self.api.poll(f"{path}/{cancel['id']}", step="cancels.poll")
         if str(cancel.get("status")) in ("failed", "error"):
             failure = payment_failure(cancel)
             raise ProviderRejected(
@@ -713,62 +530,24 @@ class UnivapayProvider(Provider):
         return charge
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
-        """Refund (part of) a card charge. Konbini charges cannot be refunded.
+        """Refund (part of) a card charge (`validate_refund` refuses konbini charges).
 
-        The konbini refusal is raised as the flow starts, before any call.
+        Without an amount, what is left is measured once and remembered under the key.
         """
         ref = req.charge
-        if self._ref_method(ref) == "konbini":
-            raise NotSupported(
-                "refund",
-                provider=self.name,
-                reason="UnivaPay cannot refund konbini payments",
-                alternative="cancel the konbini charge while it is unpaid",
-            )
         amount = req.amount
-        if amount is not None:
-            if amount.amount < 1:
-                raise InvalidRequest("refund amount must be at least 1", param="amount")
-            if ref.amount is not None and amount.currency != ref.amount.currency:
-                raise InvalidRequest(
-                    "refund currency must be the charge's currency", param="currency"
-                )
-            if ref.amount is not None and amount.amount > ref.amount.amount:
-                raise InvalidRequest("refund exceeds the charged amount", param="amount")
         if amount is None:
-            # "Everything left", measured once and remembered under the key: a re-run
-            # after a lost answer must send what the first attempt sent (the key makes
-            # UnivaPay replay it), not what is left after the refund happened.
-            memo = f"univapay:refund-amount:{ctx.account}:{ctx.provider_key('refund')}"
-            remembered = yield CacheGet(memo)
-            if isinstance(remembered, dict) and isinstance(remembered.get("amount"), int):
-                amount = Money(amount=remembered["amount"], currency=str(remembered["currency"]))
-            else:
-                charge = yield from self._fetch_charge(ref, ctx)
-                amount = charge.refundable
-                if amount.amount < 1:
-                    raise InvalidRequest("nothing left to refund on this charge", param="amount")
-                yield CachePut(memo, {"amount": amount.amount, "currency": amount.currency})
-        body: dict[str, Any] = {"amount": amount.amount, "currency": amount.currency}
-        if req.reason:
-            mapped = _REFUND_REASONS.get(req.reason.strip().lower())
-            if mapped:
-                body["reason"] = mapped
-            else:
-                body["reason"] = "customer_request"
-                body["message"] = req.reason[:255]
-        path = f"{self._charge_path(ref.provider_ref)}/refunds"
-        created = yield from self._post(
-            path, body, key=ctx.provider_key("refund"), step="refunds.create"
+            amount = yield from self._refund_rest(ref, ctx)
+        path = f"{self.api.charge_path(ref.provider_ref)}/refunds"
+        created = yield from self.api.post(
+            path,
+            refund_body(amount, req.reason),
+            key=ctx.provider_key("refund"),
+            step="refunds.create",
         )
         obj: Mapping[str, Any] = created if isinstance(created, Mapping) else {}
         if str(obj.get("status")) == "pending" and isinstance(obj.get("id"), str):
-            obj = yield from self._get(
-                f"{path}/{obj['id']}",
-                step="refunds.poll",
-                query={"polling": "true"},
-                timeout=LONG_POLL_READ_TIMEOUT,
-            )
+            obj = yield from self.api.poll(f"{path}/{obj['id']}", step="refunds.poll")
         refund_id = obj.get("id")
         if not isinstance(refund_id, str) or not refund_id:
             raise MalformedResponse("UnivaPay sent a refund without id", provider=self.name)
@@ -778,7 +557,7 @@ class UnivapayProvider(Provider):
             account=ctx.account,
             provider=self.name,
             provider_ref=refund_id,
-            amount=_money(
+            amount=money(
                 obj.get("amount", amount.amount), obj.get("currency") or amount.currency, "refund"
             ),
             status=refund_status(obj),
@@ -787,10 +566,20 @@ class UnivapayProvider(Provider):
             raw=dict(obj),
         )
 
-    def _ref_method(self, ref: ChargeRef) -> str:
-        if ref.method in ("konbini", "card"):
-            return ref.method
-        return self._method_of(ref.raw, None)
+    def _refund_rest(self, ref: ChargeRef, ctx: OpContext) -> Flow[Money]:
+        """ "Everything left", measured once and remembered under the key: a re-run after
+        a lost answer must send what the first attempt sent (the key makes UnivaPay
+        replay it), not what is left after the refund happened."""
+        memo = f"univapay:refund-amount:{ctx.account}:{ctx.provider_key('refund')}"
+        remembered = yield CacheGet(memo)
+        if isinstance(remembered, dict) and isinstance(remembered.get("amount"), int):
+            return Money(amount=remembered["amount"], currency=str(remembered["currency"]))
+        charge = yield from self._fetch_charge(ref, ctx)
+        amount = charge.refundable
+        if amount.amount < 1:
+            raise InvalidRequest("nothing left to refund on this charge", param="amount")
+        yield CachePut(memo, {"amount": amount.amount, "currency": amount.currency})
+        return amount
 
     def capture(self, req: CaptureRequest, ctx: OpContext) -> Flow[Charge]:
         """``POST …/capture`` (200 ``{}``), then read the charge."""
@@ -809,8 +598,8 @@ class UnivapayProvider(Provider):
         elif ref.amount is not None:
             # The Node and Java SDKs always send amount and currency.
             body = {"amount": ref.amount.amount, "currency": ref.amount.currency}
-        yield from self._post(
-            f"{self._charge_path(ref.provider_ref)}/capture",
+        yield from self.api.post(
+            f"{self.api.charge_path(ref.provider_ref)}/capture",
             body,
             key=ctx.provider_key("capture"),
             step="charges.capture",
@@ -819,23 +608,6 @@ class UnivapayProvider(Provider):
         return charge
 
     # -- payouts -----------------------------------------------------------------------
-
-    def _list(
-        self, path: str, *, step: str, query: Mapping[str, str]
-    ) -> Flow[list[dict[str, Any]]]:
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(_MAX_PAGES):
-            params = {"limit": str(_PAGE_LIMIT), **query}
-            if cursor:
-                params["cursor"] = cursor
-            page = yield from self._get(path, step=step, query=params)
-            batch = [i for i in page.get("items") or [] if isinstance(i, dict)]
-            items.extend(batch)
-            if not page.get("has_more") or not batch:
-                break
-            cursor = str(batch[-1].get("id"))
-        return items
 
     def payout_balance(self, ctx: OpContext) -> Flow[PayoutBalance]:
         """Transfers not yet paid (``created``, ``approved``, ``processing``) and their ledgers.
@@ -846,7 +618,7 @@ class UnivapayProvider(Provider):
         is the creation date of the earliest open transfer (an assumption: UnivaPay
         creates a transfer when it starts paying it out).
         """
-        transfers = yield from self._list("/transfers", step="transfers.list", query={})
+        transfers = yield from self.api.paged("/transfers", step="transfers.list")
         currency = "JPY"
         open_transfers = [t for t in transfers if str(t.get("status")) in _SCHEDULED_TRANSFERS]
         open_transfers.sort(key=lambda t: str(t.get("created_on") or ""))
@@ -859,7 +631,7 @@ class UnivapayProvider(Provider):
             cur = str(transfer.get("currency") or currency).upper()
             if cur != currency:
                 continue
-            amount = _int(transfer.get("amount"), "transfer amount")
+            amount = whole_number(transfer.get("amount"), "transfer amount")
             created = parse_time(transfer.get("created_on"))
             if amount >= 0:
                 scheduled += amount
@@ -868,8 +640,8 @@ class UnivapayProvider(Provider):
             if next_date is None and created is not None:
                 next_date = created.date()
                 next_amount = Money(amount=amount, currency=currency)
-            ledgers = yield from self._list(
-                f"/transfers/{transfer['id']}/ledgers", step="ledgers.list", query={}
+            ledgers = yield from self.api.paged(
+                f"/transfers/{transfer['id']}/ledgers", step="ledgers.list"
             )
             for line in ledgers:
                 line_currency = str(line.get("currency") or currency).upper()
@@ -880,7 +652,8 @@ class UnivapayProvider(Provider):
                         kind=str(line.get("origin") or "ledger"),
                         description=str(line["note"]) if line.get("note") else None,
                         amount=Money(
-                            amount=_int(line.get("amount"), "ledger amount"), currency=currency
+                            amount=whole_number(line.get("amount"), "ledger amount"),
+                            currency=currency,
                         ),
                         state=str(transfer.get("status")),
                         reference=str(line.get("id")) if line.get("id") else None,
@@ -920,14 +693,7 @@ class UnivapayProvider(Provider):
         ``Authorization`` header. The header is accepted with or without a
         ``Bearer`` prefix, compared in constant time.
         """
-        check_webhook_token(
-            headers,
-            self.cfg.webhook_auth_token,
-            header="Authorization",
-            provider=self.name,
-            setting="webhook_auth_token",
-            prefixes=("Bearer ",),
-        )
+        verify_token(headers, self.cfg.webhook_auth_token)
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, ctx: OpContext
@@ -938,30 +704,8 @@ class UnivapayProvider(Provider):
         The event id is the body's ``id`` when present, otherwise ``sha256:`` + the hash
         of the body's canonical JSON, so a redelivery of the same content deduplicates.
         """
-        from ._webhooks import charge_id_of, parse_event
-
         charge_id = charge_id_of(body)
         facts: dict[str, str] = {}
         if charge_id is not None:
             facts = yield from self.konbini_facts(charge_id)
-        return parse_event(self, body, ctx, facts=facts)
-
-
-def with_facts(obj: Mapping[str, Any], facts: Mapping[str, str]) -> dict[str, Any]:
-    """``obj`` with paygate's own metadata keys filled in where the answer lacks them."""
-    out = dict(obj)
-    if not facts:
-        return out
-    metadata = obj.get("metadata")
-    merged = dict(metadata) if isinstance(metadata, Mapping) else {}
-    for key, value in facts.items():
-        if not merged.get(key) and value:
-            merged[key] = value
-    out["metadata"] = merged
-    return out
-
-
-def content_hash(data: Any) -> str:
-    """``sha256:<hex>`` of ``data``'s canonical JSON."""
-    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return parse_event(body, ctx, facts=facts)

@@ -17,19 +17,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import SecretStr
 
 from paygate._errors import MalformedResponse
 from paygate._models import Charge, ChargeStatus
 from paygate._money import Money
-from paygate.adapter import OpContext, ParsedEvent
+from paygate.adapter import OpContext, ParsedEvent, check_webhook_token
 
-from ._wire import charge_status, parse_time
+from ._charges import (
+    META_KONBINI_STORE,
+    charge_from_wire,
+    charge_status,
+    content_hash,
+    with_facts,
+)
+from ._wire import parse_time
 
-if TYPE_CHECKING:
-    from ._provider import UnivapayProvider
+__all__ = ["charge_id_of", "parse_event", "verify_token"]
 
-__all__ = ["charge_id_of", "parse_event"]
+PROVIDER = "univapay"
 
 _CHARGE_TYPES: dict[ChargeStatus, str] = {
     ChargeStatus.SUCCEEDED: "charge.succeeded",
@@ -46,6 +54,23 @@ def _amount(data: Mapping[str, Any], amount_key: str, currency_key: str) -> Mone
     return None
 
 
+def verify_token(headers: Mapping[str, str], expected: SecretStr | None) -> None:
+    """Raise `WebhookVerificationError` unless ``Authorization`` carries ``expected``.
+
+    UnivaPay signs nothing: it echoes the webhook's ``auth_token`` in the
+    ``Authorization`` header. The header is accepted with or without a ``Bearer``
+    prefix, compared in constant time.
+    """
+    check_webhook_token(
+        headers,
+        expected,
+        header="Authorization",
+        provider=PROVIDER,
+        setting="webhook_auth_token",
+        prefixes=("Bearer ",),
+    )
+
+
 def charge_id_of(body: bytes) -> str | None:
     """The charge id of a ``charge_*`` delivery (None for anything else)."""
     try:
@@ -60,7 +85,6 @@ def charge_id_of(body: bytes) -> str | None:
 
 
 def parse_event(
-    provider: UnivapayProvider,
     body: bytes,
     ctx: OpContext,
     *,
@@ -71,14 +95,12 @@ def parse_event(
     ``facts`` are the store and deadline paygate kept for the charge, used where the
     delivery's metadata lacks them.
     """
-    from ._provider import META_KONBINI_STORE, content_hash, with_facts
-
     try:
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedResponse("webhook body is not JSON", provider=provider.name) from exc
+        raise MalformedResponse("webhook body is not JSON", provider=PROVIDER) from exc
     if not isinstance(envelope, Mapping):
-        raise MalformedResponse("webhook body is not a JSON object", provider=provider.name)
+        raise MalformedResponse("webhook body is not a JSON object", provider=PROVIDER)
     trigger = str(envelope.get("event") or "")
     data = envelope.get("data")
     data = data if isinstance(data, Mapping) else {}
@@ -101,7 +123,7 @@ def parse_event(
         charge: Charge | None = None
         if konbini and data.get("id"):
             try:
-                charge = provider.to_charge(data, ctx, method="konbini")
+                charge = charge_from_wire(data, ctx, method="konbini")
             except MalformedResponse:
                 charge = None
         captured = None

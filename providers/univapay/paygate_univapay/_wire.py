@@ -1,27 +1,14 @@
-"""UnivaPay wire vocabulary: enums, status mapping and the charge/slip readers.
+"""UnivaPay wire vocabulary: store names, payment error names, slip keys, times.
 
-Everything here is pure. The status rules:
-
-* ``successful`` → succeeded; ``authorized`` → authorized; ``canceled`` → canceled.
-* ``failed`` / ``error`` → failed, except a konbini slip that ran past its deadline,
-  which UnivaPay reports as ``failed`` (its konbini guide: an expired application
-  becomes failed) with no documented error code; paygate calls that ``expired``. The
-  deadline decides (``capture_at``, or the deadline paygate sent and kept in the
-  metadata), or a 323 PAYMENT_CODE_EXPIRED error. 313 is a card authorisation expiry.
-* ``awaiting`` → requires_action: the customer has to act (pay the slip, finish 3-D
-  Secure). A konbini ``pending`` charge whose payment details are already visible is
-  requires_action too; a ``pending`` one without them is still pending (the slip is
-  not issued yet).
+Everything here is pure. The readers of charge objects (status, slip, failure) are in
+`paygate_univapay._charges`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any
-
-from paygate._models import ChargeStatus, Failure, KonbiniSlip, RefundStatus
 
 __all__ = [
     "CONVENIENCE_STORES",
@@ -31,15 +18,11 @@ __all__ = [
     "PAY_EASY_INSTITUTION_NUMBER",
     "SLIP_PAYMENT_NUMBER_KEY",
     "SLIP_URL_KEY",
-    "charge_status",
     "iso_duration",
     "konbini_deadline",
-    "konbini_slip",
     "normalize_store",
     "parse_duration",
     "parse_time",
-    "payment_failure",
-    "refund_status",
     "whole_days",
 ]
 
@@ -127,10 +110,6 @@ PAYMENT_ERROR_NAMES: dict[int, str] = {
     358: "THREE_DS_COULD_NOT_BE_COMPLETED",
     359: "CARD_REJECTED",
 }
-
-# 323 PAYMENT_CODE_EXPIRED: a payment code (barcode) ran out. 313 CHARGE_EXPIRED is a
-# card authorisation that expired before capture, not a konbini deadline.
-_EXPIRY_CODES = frozenset({323})
 
 # Where UnivaPay puts a konbini charge's payment details once it is ``awaiting``
 # (konbini guide, seed 001): the payment number, and for 7-Eleven only the slip URL.
@@ -239,146 +218,3 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _error_code(error: Mapping[str, Any]) -> int | None:
-    code = error.get("code")
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.isdigit():
-        return int(code)
-    return None
-
-
-def payment_failure(obj: Mapping[str, Any]) -> Failure | None:
-    """The charge/refund/cancel ``error`` object as a `Failure` (None when absent).
-
-    The detail field is spelt ``details`` by the Node SDK and ``detail`` by the Java
-    model; both are read.
-    """
-    error = obj.get("error")
-    if not isinstance(error, Mapping):
-        return None
-    number = _error_code(error)
-    name = PAYMENT_ERROR_NAMES.get(number) if number is not None else None
-    raw_code = error.get("code")
-    code = name or (str(raw_code) if raw_code is not None else None)
-    message = error.get("message")
-    detail = error.get("details", error.get("detail"))
-    text = " - ".join(str(x) for x in (message, detail) if x)
-    return Failure(code=code, message=text or None)
-
-
-def deadline_of(obj: Mapping[str, Any]) -> datetime | None:
-    """A konbini charge's payment deadline: ``capture_at`` when UnivaPay states one,
-    else the deadline paygate computed and kept in the metadata."""
-    stated = parse_time(obj.get("capture_at"))
-    if stated is not None:
-        return stated
-    metadata = obj.get("metadata")
-    if isinstance(metadata, Mapping):
-        return parse_time(metadata.get(META_KONBINI_DEADLINE))
-    return None
-
-
-def _is_expiry(obj: Mapping[str, Any], *, now: datetime | None) -> bool:
-    # UnivaPay turns an unpaid slip ``failed`` once its deadline passes and documents no
-    # error code for it (konbini guide), so ``error`` (null or any object) is not what
-    # decides: a slip that had been issued (it shows its payment number) can only fail
-    # by running out, and a failure at or after the deadline is one too.
-    error = obj.get("error")
-    if isinstance(error, Mapping) and _error_code(error) in _EXPIRY_CODES:
-        return True
-    if has_slip_details(obj):
-        return True
-    deadline = deadline_of(obj)
-    return deadline is not None and now is not None and deadline <= now
-
-
-def has_slip_details(obj: Mapping[str, Any]) -> bool:
-    """Whether the charge shows konbini payment details."""
-    return _meta_value(obj, SLIP_PAYMENT_NUMBER_KEY) is not None
-
-
-def charge_status(
-    obj: Mapping[str, Any], *, konbini: bool = False, now: datetime | None = None
-) -> ChargeStatus:
-    """paygate's status for a UnivaPay charge object (see the module notes).
-
-    >>> charge_status({"status": "awaiting"}, konbini=True)
-    <ChargeStatus.REQUIRES_ACTION: 'requires_action'>
-    >>> charge_status({"status": "failed", "capture_at": "2026-01-08T14:59:59Z"},
-    ...               konbini=True, now=datetime(2026, 1, 9, tzinfo=UTC))
-    <ChargeStatus.EXPIRED: 'expired'>
-    """
-    status = str(obj.get("status") or "").lower()
-    if status == "successful":
-        return ChargeStatus.SUCCEEDED
-    if status == "authorized":
-        return ChargeStatus.AUTHORIZED
-    if status == "canceled":
-        return ChargeStatus.CANCELED
-    if status in ("failed", "error"):
-        if konbini and _is_expiry(obj, now=now):
-            return ChargeStatus.EXPIRED
-        return ChargeStatus.FAILED
-    if status == "awaiting":
-        return ChargeStatus.REQUIRES_ACTION
-    if konbini and has_slip_details(obj):
-        return ChargeStatus.REQUIRES_ACTION
-    # "pending", or a status this adapter does not know: never guess a terminal one.
-    return ChargeStatus.PENDING
-
-
-def refund_status(obj: Mapping[str, Any]) -> RefundStatus:
-    """paygate's status for a UnivaPay refund object."""
-    status = str(obj.get("status") or "").lower()
-    if status == "successful":
-        return RefundStatus.SUCCEEDED
-    if status in ("failed", "error"):
-        return RefundStatus.FAILED
-    return RefundStatus.PENDING
-
-
-def _meta_value(obj: Mapping[str, Any], name: str) -> str | None:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return None
-    value = metadata.get(name)
-    if value is None or isinstance(value, Mapping | list) or not str(value).strip():
-        return None
-    return str(value).strip()
-
-
-def konbini_slip(obj: Mapping[str, Any], store: str) -> KonbiniSlip | None:
-    """The slip to show while the charge waits for the customer (None once settled).
-
-    The payment number and (7-Eleven) slip URL are the metadata keys UnivaPay's konbini
-    guide names, present from ``awaiting`` on; before that the slip says
-    ``issued=False``. A Pay-easy slip also needs the fixed institution number 58091
-    (the guide: it is not in the API answer): it is set as ``institution_number`` where
-    `KonbiniSlip` has that field. The deadline is ``capture_at`` or the one paygate sent
-    (see `deadline_of`).
-    """
-    status = str(obj.get("status") or "").lower()
-    if status not in ("pending", "awaiting"):
-        return None
-    number = _meta_value(obj, SLIP_PAYMENT_NUMBER_KEY)
-    deadline = deadline_of(obj)
-    if number is None:
-        # Awaiting without visible details: the details went out by mail only.
-        issued = status == "awaiting"
-        return KonbiniSlip(store=store, issued=issued, expires_at=deadline if issued else None)
-    extra: dict[str, Any] = {}
-    if store == "pay_easy":
-        extra["institution_number"] = PAY_EASY_INSTITUTION_NUMBER
-    return KonbiniSlip(
-        store=store,
-        issued=True,
-        payment_number=number,
-        url=_meta_value(obj, SLIP_URL_KEY),
-        expires_at=deadline,
-        **extra,
-    )

@@ -484,9 +484,8 @@ def test_konbini_refund_is_not_supported_before_any_call(prov: UnivapayProvider)
     ref = ChargeRef(
         charge_id="pgch_1", provider_ref="ch-1", method="konbini", amount=Money.jpy(1200)
     )
-    flow = prov.refund(RefundRequest(charge=ref, amount=Money.jpy(100)), ctx("r1"))
     with pytest.raises(NotSupported) as info:
-        next(flow)
+        prov.validate_refund(RefundRequest(charge=ref, amount=Money.jpy(100)))
     assert info.value.capability == "refund"
     assert info.value.alternative is not None
     assert "cancel" in info.value.alternative
@@ -500,7 +499,7 @@ def test_konbini_refund_detected_from_raw_metadata(prov: UnivapayProvider) -> No
         raw={"metadata": {"paygate_konbini_store": "lawson"}},
     )
     with pytest.raises(NotSupported):
-        next(prov.refund(RefundRequest(charge=ref), ctx("r1")))
+        prov.validate_refund(RefundRequest(charge=ref))
 
 
 def test_card_partial_refund(prov: UnivapayProvider) -> None:
@@ -605,7 +604,7 @@ def test_refund_amount_checked_before_sending(
 
     ref = ChargeRef(charge_id="pgch_1", provider_ref="ch-1", method="card", amount=Money.jpy(5000))
     with pytest.raises(InvalidRequest) as info:
-        next(prov.refund(RefundRequest(charge=ref, amount=amount), ctx("r")))
+        prov.validate_refund(RefundRequest(charge=ref, amount=amount))
     assert info.value.param == param
 
 
