@@ -22,9 +22,11 @@ method (個別アプリ専用支払方法), which the adapter creates on first u
 """
 
 from ._auth import AccessToken, TokenKeeper
-from ._provider import AppPaymentMethod, SmaregiProvider, terminal_tran_id, transaction_uuid
+from ._charges import terminal_tran_id, transaction_uuid
+from ._errors import ALREADY_REGISTERED
+from ._provider import SmaregiProvider
 from ._settings import DEFAULT_SCOPES, SmaregiSettings
-from ._wire import ALREADY_REGISTERED
+from ._wire import AppPaymentMethod
 
 __all__ = [
     "ALREADY_REGISTERED",

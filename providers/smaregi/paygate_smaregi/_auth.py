@@ -38,8 +38,9 @@ from typing import Any
 from paygate import MalformedResponse
 from paygate.adapter import CacheGet, CachePut, Call, Flow, OpContext, Retry, register_secret
 
+from ._errors import error_from_reply
 from ._settings import SmaregiSettings
-from ._wire import PROVIDER, error_from_reply, parse_datetime
+from ._wire import PROVIDER, parse_datetime
 
 __all__ = ["AccessToken", "TokenKeeper"]
 

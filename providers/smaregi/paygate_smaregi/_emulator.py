@@ -66,7 +66,8 @@ from starlette.routing import BaseRoute, Route
 
 from paygate.sandbox import ControlError, Emulator, EmulatorContext, LedgerEntry
 
-from ._wire import ALREADY_REGISTERED, JST, format_jst
+from ._errors import ALREADY_REGISTERED
+from ._wire import JST, format_jst
 
 __all__ = ["SmaregiEmulator"]
 

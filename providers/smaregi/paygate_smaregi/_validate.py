@@ -1,4 +1,8 @@
-"""Checks of a POS sale before anything is sent.
+"""Checks of a POS sale (and of a refund) before anything is sent.
+
+`check_sale` and `check_refund` are what `SmaregiProvider.validate_charge` and
+``validate_refund`` run, once, before any I/O; the flows read the request with
+`sale_of`, which checks nothing again.
 
 Field limits marked "assumed" are not in any readable official text; they are set where
 real Smaregi data stays well inside them, so a valid sale is never refused here.
@@ -12,12 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from paygate import InvalidRequest, NotSupported, PosLine, PosSale
-from paygate.adapter import ChargeRequest
+from paygate.adapter import ChargeRequest, RefundRequest
 
+from ._errors import partial_refund
 from ._settings import SmaregiSettings
 from ._wire import PROVIDER
 
-__all__ = ["MAX_LINES", "MAX_NUMBER", "Sale", "check_sale", "check_slip_number"]
+__all__ = [
+    "MAX_LINES",
+    "MAX_NUMBER",
+    "Sale",
+    "check_refund",
+    "check_sale",
+    "check_slip_number",
+    "sale_of",
+]
 
 #: Smaregi's integer fields range over -999999999..999999999 (official POST /transactions).
 MAX_NUMBER = 999_999_999
@@ -58,8 +71,7 @@ class Sale:
     card_company: str | None
 
 
-def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
-    """Validate ``req`` for Smaregi; raise `InvalidRequest` (with ``param``) if bad."""
+def _pos_sale(req: ChargeRequest) -> PosSale:
     method = req.method
     if not isinstance(method, PosSale):
         raise NotSupported(
@@ -68,6 +80,39 @@ def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
             reason="Smaregi registers POS sales only",
             alternative="PosSale",
         )
+    return method
+
+
+def sale_of(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
+    """The `Sale` of a request `check_sale` accepted (store and terminal from the
+    settings where the method leaves them empty; the description as memo); no checks.
+
+    >>> from paygate import Money, PosLine
+    >>> settings = SmaregiSettings(client_id="c", client_secret="s", contract_id="c1",
+    ...                            store_id="1", terminal_id="2")
+    >>> line = PosLine(product_id="8000001", unit_price=500, quantity=2)
+    >>> req = ChargeRequest(amount=Money.jpy(1000), description="table 4",
+    ...     method=PosSale(store_id="", terminal_id="", lines=(line,)))
+    >>> sale = sale_of(req, settings)
+    >>> sale.store_id, sale.terminal_id, sale.total, sale.memo
+    ('1', '2', 1000, 'table 4')
+    """
+    method = _pos_sale(req)
+    memo = method.memo if method.memo is not None else req.description
+    return Sale(
+        store_id=method.store_id or settings.store_id or "",
+        terminal_id=method.terminal_id or settings.terminal_id or "",
+        lines=method.lines,
+        total=sum(line.total for line in method.lines),
+        memo=memo or None,
+        slip_number=method.slip_number,
+        card_company=method.card_company,
+    )
+
+
+def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> None:
+    """Validate ``req`` for Smaregi; raise `InvalidRequest` (with ``param``) if bad."""
+    method = _pos_sale(req)
     amount = req.amount
     if amount.currency != "JPY":
         raise InvalidRequest("Smaregi takes JPY only", param="amount.currency")
@@ -78,18 +123,16 @@ def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidRequest("metadata must be flat string pairs", param="metadata")
 
-    store_id = method.store_id or settings.store_id or ""
-    if not _STORE.match(store_id):
+    sale = sale_of(req, settings)
+    if not _STORE.match(sale.store_id):
         raise InvalidRequest("store_id must be 1-9 digits", param="method.store_id")
-    terminal_id = method.terminal_id or settings.terminal_id or ""
-    if not _TERMINAL.match(terminal_id):
+    if not _TERMINAL.match(sale.terminal_id):
         raise InvalidRequest(
             "terminal_id must be 1-9 digits, not starting with 0", param="method.terminal_id"
         )
 
     if len(method.lines) > MAX_LINES:
         raise InvalidRequest(f"at most {MAX_LINES} lines", param="method.lines")
-    total = 0
     for i, line in enumerate(method.lines):
         param = f"method.lines[{i}]"
         if line.product_id is None and not line.name:
@@ -104,10 +147,10 @@ def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
             raise InvalidRequest("quantity must be positive", param=f"{param}.quantity")
         if abs(line.unit_price) > MAX_NUMBER or abs(line.total) > MAX_NUMBER:
             raise InvalidRequest("line amount out of range", param=f"{param}.unit_price")
-        total += line.total
-    if total != amount.amount:
+    if sale.total != amount.amount:
         raise InvalidRequest(
-            f"lines sum to {total} yen, the amount is {amount.amount} yen", param="method.lines"
+            f"lines sum to {sale.total} yen, the amount is {amount.amount} yen",
+            param="method.lines",
         )
 
     memo = method.memo if method.memo is not None else req.description
@@ -120,12 +163,17 @@ def check_sale(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
         raise InvalidRequest(
             f"card_company must be 1..{MAX_CARD_COMPANY} characters", param="method.card_company"
         )
-    return Sale(
-        store_id=store_id,
-        terminal_id=terminal_id,
-        lines=method.lines,
-        total=total,
-        memo=memo or None,
-        slip_number=method.slip_number,
-        card_company=method.card_company,
-    )
+
+
+def check_refund(req: RefundRequest) -> None:
+    """Refuse what Smaregi cannot do: a refund in another currency, or of part of a sale.
+
+    A sale is voided as a whole; where the reference does not carry the sale's amount,
+    the refund flow compares against the transaction it reads.
+    """
+    if req.amount is None:
+        return
+    if req.amount.currency != "JPY":
+        raise InvalidRequest("Smaregi takes JPY only", param="amount.currency")
+    if req.charge.amount is not None and req.amount != req.charge.amount:
+        raise partial_refund()

@@ -1,54 +1,32 @@
-"""Smaregi wire conventions: JST date-times, numbers as strings, problem-JSON errors.
+"""Smaregi wire conventions: JST date-times, numbers as strings, the objects paygate reads.
 
-Smaregi answers errors in an RFC 7807 style body::
-
-    {"type": "about:blank", "title": "Bad Request", "detail": "...", "status": 400}
-
-The token endpoint may add OAuth-style ``error`` / ``error_description``. paygate keeps
-``title`` (or ``error``) as ``provider_code`` and ``detail`` (or ``error_description``)
-as ``provider_message``.
+Smaregi sends numbers as JSON strings (a JSON integer is tolerated on reading) and
+date-times as ISO 8601 with the ``+09:00`` offset (a time without offset is JST). Lists
+come as a bare JSON array; `items` also reads a wrapping object.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any
 
-from paygate import (
-    AuthenticationError,
-    MalformedResponse,
-    NotFound,
-    PermissionDenied,
-    ProviderError,
-    ProviderUnavailable,
-    RateLimited,
-)
-from paygate.adapter import ErrorMap, Reply, status_error
+from paygate import MalformedResponse
 
 __all__ = [
-    "ALREADY_REGISTERED",
     "JST",
-    "Problem",
-    "error_from_reply",
+    "PROVIDER",
+    "AppPaymentMethod",
     "format_jst",
+    "items",
     "parse_datetime",
     "parse_int",
-    "problem_of",
 ]
 
 PROVIDER = "smaregi"
 
 JST = timezone(timedelta(hours=9), "JST")
-
-#: The 403 answer to a second app payment method for the same client id and contract
-#: (reported by a developer on the Smaregi forum, discussion 539).
-ALREADY_REGISTERED = (
-    "同一クライアントIDに紐づく個別アプリ専用支払方法の登録件数の上限をオーバーしたため、"
-    "登録できません。"
-)
-# Tolerate small wording changes: the distinctive part of the message.
-_ALREADY_REGISTERED_CORE = "個別アプリ専用支払方法の登録件数の上限"
 
 
 def format_jst(moment: datetime) -> str:
@@ -88,64 +66,85 @@ def parse_int(value: Any, *, field: str) -> int:
     raise MalformedResponse(f"{field} is not a number", provider=PROVIDER)
 
 
-class Problem:
-    """The parts of an error body paygate keeps."""
+def items(data: Any, *keys: str) -> list[Any]:
+    """A list from a bare JSON array (what Smaregi returns) or a wrapping object.
 
-    __slots__ = ("code", "message")
-
-    def __init__(self, code: str | None, message: str | None) -> None:
-        self.code = code
-        self.message = message
-
-
-def problem_of(reply: Reply) -> Problem:
-    """Read ``title``/``detail`` (or ``error``/``error_description``) from an error body."""
-    try:
-        data = json.loads(reply.content) if reply.content else None
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict):
-        return Problem(None, None)
-    code = data.get("error") or data.get("title")
-    message = data.get("detail") or data.get("error_description") or data.get("message")
-    return Problem(
-        str(code) if code not in (None, "") else None,
-        str(message) if message not in (None, "") else None,
-    )
-
-
-def is_already_registered(reply: Reply) -> bool:
-    """The 403 "one app payment method per client id" answer."""
-    if reply.status != 403:
-        return False
-    message = problem_of(reply).message or ""
-    return message == ALREADY_REGISTERED or _ALREADY_REGISTERED_CORE in message
-
-
-def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
-    """The typed paygate error for a non-2xx Smaregi answer.
-
-    ``action`` says what paygate was doing ("registering the sale"); it goes into the
-    message, the provider's own words into ``provider_message``.
+    >>> items([{"a": 1}]), items({"data": [1, 2]}, "data"), items({"a": 1}, "data")
+    ([{'a': 1}], [1, 2], [{'a': 1}])
     """
-    problem = problem_of(reply)
-    cls = status_error(reply.status)
-    error = _ERRORS.error(
-        reply,
-        _WORDING.get(cls, "Smaregi refused {action}").format(action=action),
-        code=problem.code,
-        provider_message=problem.message,
-        cls=cls,
-    )
-    return cast("ProviderError", error)
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, list):
+                return value
+        return [data]
+    return []
 
 
-_ERRORS = ErrorMap(PROVIDER)
+@dataclass(frozen=True, slots=True)
+class AppPaymentMethod:
+    """The app's own payment method (個別アプリ専用支払方法) on one contract.
 
-_WORDING: dict[type[ProviderError], str] = {
-    AuthenticationError: "Smaregi refused the credentials while {action}",
-    PermissionDenied: "Smaregi forbade {action}",
-    NotFound: "Smaregi does not know the object ({action})",
-    RateLimited: "Smaregi rate limit hit while {action}",
-    ProviderUnavailable: "Smaregi failed while {action}",
-}
+    ``payment_method_id`` is what sales reference in ``depositOthers``.
+
+    >>> AppPaymentMethod.from_wire({"paymentMethodId": 101, "paymentMethodName": "app"})
+    AppPaymentMethod(payment_method_id='101', name='app', app_payment_method_id=None, code=None)
+    """
+
+    payment_method_id: str
+    name: str | None = None
+    app_payment_method_id: str | None = None
+    code: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The ``paymentMethodId`` (what sales reference)."""
+        return self.payment_method_id
+
+    def to_cache(self) -> dict[str, str | None]:
+        """The entity-cache value."""
+        return {
+            "paymentMethodId": self.payment_method_id,
+            "paymentMethodName": self.name,
+            "appPaymentMethodId": self.app_payment_method_id,
+            "appPaymentCode": self.code,
+        }
+
+    @classmethod
+    def from_wire(cls, item: Any) -> AppPaymentMethod | None:
+        """Read a Smaregi (or cached) object; None when it carries no paymentMethodId."""
+        if not isinstance(item, Mapping):
+            return None
+        pm_id = item.get("paymentMethodId")
+        if isinstance(pm_id, bool) or not isinstance(pm_id, str | int) or pm_id == "":
+            return None
+
+        def text(key: str) -> str | None:
+            value = item.get(key)
+            return str(value) if isinstance(value, str | int) and value != "" else None
+
+        return cls(
+            payment_method_id=str(pm_id),
+            name=text("paymentMethodName"),
+            app_payment_method_id=text("appPaymentMethodId"),
+            code=text("appPaymentCode"),
+        )
+
+    @classmethod
+    def all_from_wire(cls, data: Any) -> list[AppPaymentMethod]:
+        """Every method in a GET answer (O-S1: an array, an object or a wrapper)."""
+        found = (cls.from_wire(item) for item in items(data, "appPaymentMethods", "data"))
+        return [pm for pm in found if pm is not None]
+
+    @staticmethod
+    def pick(found: list[AppPaymentMethod], *, code: str | None, name: str) -> AppPaymentMethod:
+        """Ours among several (one per client id is the rule): by code, then name."""
+        for pm in found:
+            if code is not None and pm.code == code:
+                return pm
+        for pm in found:
+            if pm.name == name:
+                return pm
+        return found[0]

@@ -930,9 +930,9 @@ def test_refund_with_full_amount(provider: SmaregiProvider, ctx: OpContext) -> N
     assert refund.amount == Money.jpy(1000)
 
 
-def test_partial_refund_not_supported_before_io(provider: SmaregiProvider, ctx: OpContext) -> None:
+def test_partial_refund_not_supported_before_io(provider: SmaregiProvider) -> None:
     with pytest.raises(NotSupported) as info:
-        provider.refund(RefundRequest(ref(), amount=Money.jpy(400)), ctx)
+        provider.validate_refund(RefundRequest(ref(), amount=Money.jpy(400)))
     assert info.value.capability == "partial refund"
     assert info.value.alternative
 
@@ -946,9 +946,9 @@ def test_partial_refund_of_unknown_amount_checks_first(
     assert [c.method for c in script.calls] == ["POST", "GET"]  # token, read; no cancel
 
 
-def test_refund_in_other_currency(provider: SmaregiProvider, ctx: OpContext) -> None:
+def test_refund_in_other_currency(provider: SmaregiProvider) -> None:
     with pytest.raises(InvalidRequest):
-        provider.refund(RefundRequest(ref(), amount=Money(1000, "USD")), ctx)
+        provider.validate_refund(RefundRequest(ref(), amount=Money(1000, "USD")))
 
 
 # ----------------------------------------------------------------------- declarations
