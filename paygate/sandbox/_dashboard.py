@@ -19,15 +19,16 @@ What it shows and drives:
   drawn, the konbini slip with its payment number and deadline, the 3-D Secure challenge.
 
 Objects are read from the emulators' `Emulator.ledger` and, for the providers shipped
-with paygate, from their in-memory tables (read only); an unknown emulator shows its
-ledger and the generic control form.
+with paygate, from their in-memory tables: instance attributes only (``codes``,
+``cashtrays``, ``charges``, Pokepay's ``scan_errors``), read only, never the emulator's
+module; an unknown emulator shows its ledger and the generic control form.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from ._host import SandboxHost
 
 __all__ = ["Dashboard", "parse_duration"]
+
+logger = logging.getLogger("paygate.sandbox")
 
 JST = timezone(timedelta(hours=9), "JST")
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -377,6 +380,7 @@ def _rows(name: str, emulator: Emulator, now: datetime) -> list[Row]:
         try:
             rows: list[Row] = reader(emulator, now)
         except Exception:  # an emulator whose tables changed shape: show its ledger
+            logger.warning("dashboard: cannot read %s's tables; showing its ledger", name)
             return _ledger_rows(emulator, None)
         return rows
     return _ledger_rows(emulator, None)
@@ -430,8 +434,8 @@ def _elepay(emulator: Any, now: datetime) -> list[Row]:
 
 
 def _pokepay(emulator: Any, now: datetime) -> list[Row]:
-    module = sys.modules.get(type(emulator).__module__)
-    from_scan_errors: tuple[str, ...] = tuple(getattr(module, "SCAN_ERRORS", ()))
+    # The failures a scan can be forced into: the emulator's own attribute, when it has one.
+    from_scan_errors: tuple[str, ...] = tuple(getattr(emulator, "scan_errors", ()))
     rows: list[Row] = []
     for tray in reversed(list(emulator.cashtrays.values())):
         if tray.transaction_id:

@@ -286,3 +286,30 @@ def test_payjp_three_d_secure_page(client: httpx.Client, gw: Gateway) -> None:
     )
     assert ok, message
     assert gw.status("payjp", charge.id).status is ChargeStatus.SUCCEEDED
+
+
+def test_every_reader_finds_the_tables_it_reads(caplog: pytest.LogCaptureFixture) -> None:
+    """The dashboard reads the shipped emulators' tables as instance attributes: an
+    emulator that moves them makes this fail instead of falling back to its ledger."""
+    from paygate.sandbox._dashboard import _READERS, _rows
+
+    with running(providers=list(_READERS)) as sb:
+        gateway = Gateway.from_config(
+            {"store": "memory://", "accounts": {"payjp": sb.account_settings("payjp")}},
+            retry=RetryPolicy.no_wait(),
+        )
+        with gateway:
+            gateway.charge(
+                "payjp",
+                amount=Money.jpy(1000),
+                method=Card(token="tok_success", three_d_secure=True),
+                idempotency_key="dash-read",
+            )
+        for name, emulator in sb.host.emulators.items():
+            reader = _READERS[name]
+            reader(emulator, emulator.now)  # raises if a table moved
+            with caplog.at_level("WARNING", logger="paygate.sandbox"):
+                _rows(name, emulator, emulator.now)
+            assert "cannot read" not in caplog.text
+        (row,) = _READERS["payjp"](sb.host.emulators["payjp"], sb.host.clock.now())
+        assert row.page.startswith("/customer/payjp/3ds/")
