@@ -553,7 +553,7 @@ def test_cancel_of_a_paid_code_revokes_when_enabled(emu, make_ctx, settings, mod
 def test_a_key_whose_order_numbers_are_all_used_starts_over_once_they_expired(
     provider, emu, make_ctx, clock
 ):
-    from paygate_elepay._provider import ORDER_ATTEMPTS
+    from paygate_elepay._orders import ORDER_ATTEMPTS
 
     orders = ["pg-code-order-1042"] + [
         f"pg-code{n}-order-1042" for n in range(2, ORDER_ATTEMPTS + 1)

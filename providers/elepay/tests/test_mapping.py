@@ -9,7 +9,7 @@ import pytest
 
 from paygate import ChargeStatus, Money, OutcomeUnknown, QRCode
 from paygate.adapter import CacheGet, CachePut, Call, ChargeRequest, Reply, drive
-from paygate_elepay._provider import charge_status, code_status, parse_ref
+from paygate_elepay._charges import charge_status, code_status, parse_ref
 from paygate_elepay._wire import from_millis
 
 CT = {"content-type": "application/json;charset=utf-8"}

@@ -19,6 +19,7 @@ from paygate import (
 )
 from paygate.adapter import ChargeRef, ChargeRequest, RefundRequest, drive
 from paygate_elepay import ElepayProvider, ElepaySettings
+from paygate_elepay._api import code_body
 
 YEN_1200 = Money.jpy(1200)
 
@@ -49,12 +50,21 @@ def req(amount=YEN_1200, method=None, **kw):
         (req(method=QRCode(return_url="javascript:alert(1)")), "method.return_url"),
     ],
 )
-def test_charge_input_is_refused_before_io(provider, make_ctx, no_io, request_, param):
+def test_charge_input_is_refused_before_io(provider, make_gateway, sandbox, request_, param):
     with pytest.raises(InvalidRequest) as info:
         provider.validate_charge(request_)
     assert info.value.param == param
+    # The gateway asks the hook before anything is sent: elepay sees no code.
     with pytest.raises(InvalidRequest):
-        drive(provider.charge(request_, make_ctx()), no_io)
+        make_gateway().charge(
+            "elepay",
+            amount=request_.amount,
+            method=request_.method,
+            description=request_.description,
+            metadata=dict(request_.metadata),
+            idempotency_key="order-refused",
+        )
+    assert not sandbox.host.emulators["elepay"].codes
 
 
 def test_limits_that_pass(provider):
@@ -80,9 +90,9 @@ def test_a_lower_configured_maximum_is_enforced(settings, make_ctx, no_io):
         Konbini(store="lawson", customer_name="テスト 太郎", phone="0364413400"),
     ],
 )
-def test_other_methods_are_not_supported(provider, make_ctx, no_io, method):
+def test_other_methods_are_not_supported(provider, method):
     with pytest.raises(NotSupported) as info:
-        drive(provider.charge(req(method=method), make_ctx()), no_io)
+        provider.validate_charge(req(method=method))
     assert info.value.alternative == "QRCode()"
     assert "テスト" not in str(info.value)
 
@@ -99,7 +109,7 @@ def test_items_from_products_are_checked(provider):
 
     good = WithProducts(products=(Product(name="Latte", unit_price=600, quantity=2),))
     provider.validate_charge(req(method=good))
-    body = provider._code_body(req(method=good), good, "order")
+    body = code_body(req(method=good), "order", provider.settings)
     assert body["items"] == [{"name": "Latte", "price": 600, "count": 2}]
     for bad in (
         Product(name="x" * 256, unit_price=1),
@@ -115,13 +125,10 @@ def test_items_from_products_are_checked(provider):
     ("amount", "reason"),
     [(Money(100, "USD"), None), (Money.jpy(0), None), (Money.jpy(100), "x" * 256)],
 )
-def test_refund_input_is_refused_before_io(provider, make_ctx, no_io, amount, reason):
+def test_refund_input_is_refused_before_io(provider, amount, reason):
     ref = ChargeRef(charge_id="c", provider_ref="code:cd_1", method="qr")
     with pytest.raises(InvalidRequest):
-        drive(
-            provider.refund(RefundRequest(charge=ref, amount=amount, reason=reason), make_ctx()),
-            no_io,
-        )
+        provider.validate_refund(RefundRequest(charge=ref, amount=amount, reason=reason))
 
 
 def test_settings_refuse_plain_http_and_bad_urls():
