@@ -91,14 +91,16 @@ class FailKey(StoreCall[None]):
 
 @dataclass(frozen=True, slots=True)
 class MarkUnknown(StoreCall[None]):
-    """The outcome is unknown; ``detail`` (no personal data) helps reconciliation."""
+    """The outcome is unknown: ``detail`` says why in words; ``lookup`` is what a later
+    lookup needs (no personal data)."""
 
     key: str
     owner: str
     detail: str
+    lookup: dict[str, Any] | None = None
 
     def apply(self, store: Store) -> None:
-        store.mark_unknown(self.key, self.owner, self.detail)
+        store.mark_unknown(self.key, self.owner, self.detail, lookup=self.lookup)
 
 
 @dataclass(frozen=True, slots=True)

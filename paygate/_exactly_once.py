@@ -16,7 +16,6 @@ exists once for sync and async.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -102,9 +101,8 @@ def replayed(started: Begin) -> dict[str, Any]:
 
 def unknown(env: Env, key: str, detail: str, hint: Hint = None) -> Flow[None]:
     """Keep the key as unknown, with what reconciliation needs to ask later."""
-    extra = hint() if callable(hint) else hint
-    text = json.dumps({"detail": detail, **(extra or {})}, ensure_ascii=False)
-    yield MarkUnknown(key, env.owner, text)
+    lookup = hint() if callable(hint) else hint
+    yield MarkUnknown(key, env.owner, detail, lookup=dict(lookup) if lookup else None)
 
 
 class _Settled(Exception):

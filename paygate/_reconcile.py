@@ -8,7 +8,6 @@ Stale non-terminal charges are refreshed with a status call.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,7 +122,7 @@ def reconcile(
                 ReconcileRow(acct, "unknown outcome", ref, record.state, record.state, action)
             )
             continue
-        hint = _hint(record.detail)
+        hint = record.lookup or {}
         method_cls = _METHODS.get(str(hint.get("method")))
         if method_cls is None or "amount" not in hint:
             rows.append(
@@ -244,13 +243,3 @@ def reconcile(
             )
         )
     return rows
-
-
-def _hint(detail: str | None) -> dict[str, Any]:
-    if not detail:
-        return {}
-    try:
-        data = json.loads(detail)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -51,6 +51,9 @@ class IdempotencyRecord:
     ``key`` is the store key (the gateway builds it from account, operation and the
     merchant's key). ``result`` holds the JSON of the stored result when ``completed``,
     or of the error when ``failed``. ``attempts`` counts how often the key was started.
+    ``detail`` says in words why an outcome is unknown; ``lookup`` keeps what a later
+    lookup needs to ask the provider about it (no personal data), as
+    `Store.mark_unknown` was given it.
     """
 
     key: str
@@ -67,6 +70,7 @@ class IdempotencyRecord:
     charge_id: str | None = None
     provider_ref: str | None = None
     detail: str | None = None
+    lookup: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +193,15 @@ class Store(ABC):
         """Store a definitive provider refusal; later `begin` calls replay the error."""
 
     @abstractmethod
-    def mark_unknown(self, key: str, owner: str, detail: str) -> None:
-        """The outcome is unknown: keep the record for recovery, release the lease."""
+    def mark_unknown(
+        self, key: str, owner: str, detail: str, *, lookup: dict[str, Any] | None = None
+    ) -> None:
+        """The outcome is unknown: keep the record for recovery, release the lease.
+
+        ``detail`` is why, in words; ``lookup`` (JSON-able, kept as it is) is what a
+        later lookup needs, read back as `IdempotencyRecord.lookup`. Only the owner
+        may mark its key.
+        """
 
     @abstractmethod
     def release(self, key: str, owner: str) -> None:

@@ -55,6 +55,7 @@ class _Row:
         "fingerprint",
         "key",
         "lease_until",
+        "lookup",
         "operation",
         "owner",
         "provider_ref",
@@ -89,6 +90,7 @@ class _Row:
         self.charge_id = charge_id
         self.provider_ref: str | None = None
         self.detail: str | None = None
+        self.lookup: dict[str, Any] | None = None
         self.record: IdempotencyRecord | None = None
 
     def snapshot(self) -> IdempotencyRecord:
@@ -109,6 +111,7 @@ class _Row:
                 self.charge_id,
                 self.provider_ref,
                 self.detail,
+                self.lookup,
             )
         return record
 
@@ -189,10 +192,11 @@ class MemoryStore(Store):
         result: dict[str, Any] | None,
         provider_ref: str | None,
         detail: str | None,
+        lookup: dict[str, Any] | None = None,
     ) -> None:
         now = self._clock()
         with self._lock:
-            self._finish_locked(key, owner, state, result, provider_ref, detail, now)
+            self._finish_locked(key, owner, state, result, provider_ref, detail, now, lookup)
 
     def _finish_locked(
         self,
@@ -203,6 +207,7 @@ class MemoryStore(Store):
         provider_ref: str | None,
         detail: str | None,
         now: datetime,
+        lookup: dict[str, Any] | None = None,
     ) -> None:
         row = self._idem.get(key)
         if row is None or row.owner != owner or row.state != "started":
@@ -215,6 +220,8 @@ class MemoryStore(Store):
             row.provider_ref = provider_ref
         if detail is not None:
             row.detail = detail
+        if lookup is not None:
+            row.lookup = lookup
         row.record = None
 
     def complete(
@@ -225,8 +232,10 @@ class MemoryStore(Store):
     def fail(self, key: str, owner: str, error: dict[str, Any]) -> None:
         self._finish(key, owner, "failed", error, None, None)
 
-    def mark_unknown(self, key: str, owner: str, detail: str) -> None:
-        self._finish(key, owner, "unknown", None, None, detail)
+    def mark_unknown(
+        self, key: str, owner: str, detail: str, *, lookup: dict[str, Any] | None = None
+    ) -> None:
+        self._finish(key, owner, "unknown", None, None, detail, lookup)
 
     def release(self, key: str, owner: str) -> None:
         now = self._clock()

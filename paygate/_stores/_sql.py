@@ -22,6 +22,7 @@ live owners need no lock), and again inside `_transaction` on the row read with
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -52,7 +53,8 @@ from ._common import (
 
 __all__ = ["SCHEMA_VERSION", "SQLStore"]
 
-SCHEMA_VERSION = 1
+#: 2 added ``lookup`` to the idempotency table (version 1 kept it in ``detail``'s text).
+SCHEMA_VERSION = 2
 
 TABLES = {
     "version": "paygate_schema_version",
@@ -65,7 +67,7 @@ TABLES = {
 
 _COLUMNS = {
     "idem_columns": "key, account, operation, fingerprint, state, owner, lease_until,"
-    " attempts, created_at, updated_at, result, charge_id, provider_ref, detail",
+    " attempts, created_at, updated_at, result, charge_id, provider_ref, detail, lookup",
     "charge_columns": "charge_id, account, provider, provider_ref, method, status, amount,"
     " currency, amount_refunded, created_at, updated_at, observed_at, charge_json",
 }
@@ -89,7 +91,8 @@ _SCHEMA = (
         result {json},
         charge_id {text},
         provider_ref {text},
-        detail {text}){rowid}""",
+        detail {text},
+        lookup {json}){rowid}""",
     """CREATE INDEX IF NOT EXISTS paygate_idempotency_state
         ON {idem} (state, updated_at)""",
     """CREATE TABLE IF NOT EXISTS {cache} (
@@ -167,6 +170,11 @@ class _Queries:
         self.schema = [render(statement) for statement in _SCHEMA]
         self.version = render("SELECT max(version) FROM {version}")
         self.set_version = render("INSERT INTO {version} (version) VALUES (?)")
+        self.add_lookup = render("ALTER TABLE {idem} ADD COLUMN lookup {json}")
+        self.unknown_details = render(
+            "SELECT key, detail FROM {idem} WHERE state = 'unknown' AND detail IS NOT NULL"
+        )
+        self.move_lookup = render("UPDATE {idem} SET detail = ?, lookup = ? WHERE key = ?")
         self.insert_started = render(
             "INSERT INTO {idem} (key, account, operation, fingerprint, state, owner,"
             " lease_until, attempts, created_at, updated_at, charge_id)"
@@ -180,8 +188,8 @@ class _Queries:
         )
         self.finish = render(
             "UPDATE {idem} SET state = ?, lease_until = NULL, updated_at = ?, result = ?,"
-            " provider_ref = COALESCE(?, provider_ref), detail = COALESCE(?, detail)"
-            " WHERE key = ? AND owner = ? AND state = 'started'"
+            " provider_ref = COALESCE(?, provider_ref), detail = COALESCE(?, detail),"
+            " lookup = COALESCE(?, lookup) WHERE key = ? AND owner = ? AND state = 'started'"
         )
         self.release_fresh = render(
             "DELETE FROM {idem} WHERE key = ? AND owner = ? AND state = 'started' AND attempts = 1"
@@ -329,12 +337,37 @@ class SQLStore(Store, Generic[C]):
             version = None if row is None else row[0]
             if version is None:
                 conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
+            elif version == 1:
+                self._upgrade_from_1(conn)
+                conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
             elif version > SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"{self._described} has schema version {version}; this paygate "
                     f"understands up to {SCHEMA_VERSION} (upgrade paygate)",
                     key="store",
                 )
+
+    def _upgrade_from_1(self, conn: C) -> None:
+        """Version 1 kept an unknown key's lookup data in ``detail``, as JSON text
+        (``{"detail": why, **lookup}``): move it to the ``lookup`` column."""
+        q = self._sql
+        conn.execute(q.add_lookup)
+        for key, text in conn.execute(q.unknown_details).fetchall():
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue  # words, not JSON: nothing to move
+            if not isinstance(data, dict):
+                continue
+            why = data.pop("detail", None)
+            conn.execute(
+                q.move_lookup,
+                (
+                    str(why) if why is not None else None,
+                    self._json_out(data) if data else None,
+                    key,
+                ),
+            )
 
     def _where(self, query: str, where: list[str], order: str) -> str:
         if where:
@@ -435,6 +468,7 @@ class SQLStore(Store, Generic[C]):
                     new_charge_id,
                     current.provider_ref,
                     current.detail,
+                    current.lookup,
                 )
                 return Begin(BeginOutcome.STARTED, record, recovering=True)
 
@@ -446,6 +480,7 @@ class SQLStore(Store, Generic[C]):
         result: dict[str, Any] | None,
         provider_ref: str | None,
         detail: str | None,
+        lookup: dict[str, Any] | None = None,
     ) -> None:
         with self._connection() as conn:
             conn.execute(
@@ -456,6 +491,7 @@ class SQLStore(Store, Generic[C]):
                     None if result is None else self._json_out(result),
                     provider_ref,
                     detail,
+                    None if lookup is None else self._json_out(lookup),
                     key,
                     owner,
                 ),
@@ -469,8 +505,10 @@ class SQLStore(Store, Generic[C]):
     def fail(self, key: str, owner: str, error: dict[str, Any]) -> None:
         self._finish(key, owner, "failed", error, None, None)
 
-    def mark_unknown(self, key: str, owner: str, detail: str) -> None:
-        self._finish(key, owner, "unknown", None, None, detail)
+    def mark_unknown(
+        self, key: str, owner: str, detail: str, *, lookup: dict[str, Any] | None = None
+    ) -> None:
+        self._finish(key, owner, "unknown", None, None, detail, lookup)
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as conn:
@@ -612,6 +650,7 @@ class SQLStore(Store, Generic[C]):
                     self._time_out(self._clock()),
                     kept,
                     provider_ref,
+                    None,
                     None,
                     key,
                     owner,
@@ -768,6 +807,7 @@ class SQLStore(Store, Generic[C]):
             row[11],
             row[12],
             row[13],
+            None if row[14] is None else self._json_in(row[14]),
         )
 
     def _charge(self, row: Sequence[Any]) -> ChargeRecord:

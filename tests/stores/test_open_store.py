@@ -57,7 +57,7 @@ def test_sqlite_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM paygate_schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM paygate_schema_version").fetchall() == [(2,)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {
             "paygate_idempotency",
