@@ -31,7 +31,7 @@ The calls are built in `._api`, the sale body and the mapping of transactions in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -170,6 +170,14 @@ class SmaregiProvider(Provider):
         from ._emulator import SmaregiEmulator
 
         return SmaregiEmulator
+
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None]:
+        """The ``paygate demo`` script: first sale (creating the app payment method),
+        status, and the void through a refund."""
+        from ._demo import demo
+
+        return demo
 
     def validate_charge(self, req: ChargeRequest) -> None:
         """Refuse a sale Smaregi would refuse (currency, sums, id formats, lengths)."""
