@@ -27,7 +27,7 @@ charge (to return the issued slip) and for `wait` while a charge is still pendin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -152,6 +152,13 @@ class UnivapayProvider(Provider):
         from ._emulator import UnivapayEmulator
 
         return UnivapayEmulator
+
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None]:
+        """The ``paygate demo`` script: a konbini slip paid, refused refund, cancel, payout."""
+        from ._demo import demo
+
+        return demo
 
     # -- description -------------------------------------------------------------------
 
