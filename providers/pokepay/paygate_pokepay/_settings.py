@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,7 +29,7 @@ from paygate.adapter import ProviderSettings, is_loopback
 
 from ._crypto import CryptoError, decode_client_secret
 
-__all__ = ["PokepaySettings"]
+__all__ = ["PokepaySettings", "client_certificate_context"]
 
 
 def _uuid(value: str, what: str) -> str:
@@ -129,3 +130,41 @@ class PokepaySettings(ProviderSettings):
     def zone(self) -> ZoneInfo:
         """The `ZoneInfo` of ``timezone``."""
         return ZoneInfo(self.timezone)
+
+
+def client_certificate_context(settings: PokepaySettings, verify: Any) -> ssl.SSLContext:
+    """The TLS context carrying the client certificate of ``settings`` (mutual TLS).
+
+    ``verify`` is what the common settings chose for the server's certificate
+    (`Provider.http_options`): absent or True (certifi's CA bundle), a context built
+    from ``ca_bundle``, or False. False is reached only through the explicit opt-in
+    ``tls_verify = false`` together with ``allow_insecure_tls = true`` (without the
+    second the common settings refuse the first); it is kept for the certificate's
+    context too: the server's certificate and host name are then not checked. The
+    certificate (and a password-protected key) is loaded here because httpx 0.28
+    deprecates ``cert=``; a file or password that does not load is a
+    `ConfigurationError` naming ``ssl_cert_file`` (the password is never shown).
+    """
+    assert settings.ssl_cert_file is not None
+    import certifi
+
+    if verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif settings.ca_bundle is not None:
+        context = ssl.create_default_context(cafile=str(settings.ca_bundle))
+    else:
+        context = ssl.create_default_context(cafile=certifi.where())
+    password = settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None
+    try:
+        context.load_cert_chain(
+            str(settings.ssl_cert_file),
+            str(settings.ssl_key_file) if settings.ssl_key_file else None,
+            password,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot load the client certificate ({type(exc).__name__})", key="ssl_cert_file"
+        ) from None
+    return context

@@ -1,30 +1,29 @@
-"""The Partner API envelope on the wire, and readers for Pokepay's objects.
+"""Readers for Pokepay's objects: amounts, times, required fields, a decrypted answer.
 
-Requests: one JSON object ``{partner_client_id, data, request_method}`` sent with POST,
-where ``data`` encrypts ``{request_data, timestamp, partner_call_id}``. Two official SDKs
-(Python and Java) send every operation this way, the logical method travelling in
-``request_method``; paygate does the same so that no GET or DELETE carries a body.
+Pokepay's answers are read as plain JSON objects (its SDKs define no stricter schema
+than the OpenAPI document, whose fields paygate reads one by one); these helpers turn
+a missing or malformed field into `MalformedResponse`.
 
-Responses: ``{response_data, timestamp, partner_call_id}`` with ``response_data``
-encrypted; errors come encrypted the same way or as a plain ``{type, message}``.
+>>> as_amount(1200.0, "amount")
+1200
+>>> as_time("2026-03-01T12:00:00+09:00").isoformat()
+'2026-03-01T12:00:00+09:00'
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from paygate import MalformedResponse, PaygateError
-from paygate.adapter import Call, OpContext, Reply, Retry
+from paygate import MalformedResponse
+from paygate.adapter import OpContext
 
-from ._crypto import CryptoError, EnvelopeCipher
-from ._errors import PROVIDER, error_from
+from ._errors import PROVIDER
 
-__all__ = ["Answer", "Wire", "as_amount", "as_time", "field"]
+__all__ = ["Answer", "as_amount", "as_time", "field", "malformed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +33,24 @@ class Answer:
     data: dict[str, Any]
     server_time: datetime | None
 
+    def now(self, ctx: OpContext) -> datetime:
+        """The server's time of the answer, else the operation's clock.
 
-def _malformed(message: str, status: int | None) -> MalformedResponse:
+        Pokepay's state machine compares ``expires_at`` with the server's now; the
+        answer's own timestamp is that clock (and keeps replays deterministic).
+        """
+        return self.server_time if self.server_time is not None else ctx.now()
+
+
+def malformed(message: str, status: int | None) -> MalformedResponse:
+    """A `MalformedResponse` of Pokepay's answer."""
     return MalformedResponse(f"pokepay: {message}", provider=PROVIDER, http_status=status)
 
 
 def as_amount(value: Any, what: str) -> int:
     """A whole-yen amount from a JSON number (Pokepay may write ``1200.0``)."""
     if isinstance(value, bool):
-        raise _malformed(f"{what} is not a number", None)
+        raise malformed(f"{what} is not a number", None)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -51,10 +59,10 @@ def as_amount(value: Any, what: str) -> int:
         try:
             number = float(value)
         except ValueError:
-            raise _malformed(f"{what} is not a number", None) from None
+            raise malformed(f"{what} is not a number", None) from None
         if number.is_integer():
             return int(number)
-    raise _malformed(f"{what} is not a whole amount", None)
+    raise malformed(f"{what} is not a whole amount", None)
 
 
 def as_time(value: Any) -> datetime | None:
@@ -74,99 +82,5 @@ def as_time(value: Any) -> datetime | None:
 def field(data: Mapping[str, Any], name: str) -> Any:
     """``data[name]`` or `MalformedResponse`."""
     if name not in data or data[name] is None:
-        raise _malformed(f"answer lacks {name!r}", None)
+        raise malformed(f"answer lacks {name!r}", None)
     return data[name]
-
-
-class Wire:
-    """Builds envelope `Call`s and opens replies for one account."""
-
-    def __init__(
-        self,
-        *,
-        cipher: EnvelopeCipher,
-        client_id: str,
-        base_url: str,
-        zone: ZoneInfo,
-        accept_language: str | None = None,
-    ) -> None:
-        self.cipher = cipher
-        self.client_id = client_id
-        self.base_url = base_url.rstrip("/")
-        self.zone = zone
-        self.accept_language = accept_language
-
-    def call(
-        self,
-        ctx: OpContext,
-        method: str,
-        path: str,
-        params: Mapping[str, Any],
-        *,
-        step: str,
-        retry: Retry,
-    ) -> Call:
-        """The `Call` for one operation: ``params`` become the encrypted ``request_data``."""
-        inner = {
-            "request_data": dict(params),
-            "timestamp": ctx.now().astimezone(self.zone).isoformat(),
-            "partner_call_id": str(ctx.new_uuid()),
-        }
-        plaintext = json.dumps(inner, ensure_ascii=False, separators=(",", ":")).encode()
-        outer = {
-            "partner_client_id": self.client_id,
-            "data": self.cipher.encrypt(plaintext),
-            "request_method": method,
-        }
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if self.accept_language:
-            headers["accept-language"] = self.accept_language
-        return Call(
-            "POST",
-            self.base_url + path,
-            headers=headers,
-            content=json.dumps(outer, separators=(",", ":")).encode(),
-            retry=retry,
-            step=step,
-        )
-
-    def decrypt_object(self, text: Any, status: int | None) -> dict[str, Any]:
-        """Decrypt ``response_data`` into a JSON object, or `MalformedResponse`."""
-        if not isinstance(text, str):
-            raise _malformed("response_data is not a string", status)
-        try:
-            plain = self.cipher.decrypt(text)
-        except CryptoError as exc:
-            raise _malformed(f"response_data cannot be decrypted ({exc})", status) from None
-        try:
-            data = json.loads(plain.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise _malformed("response_data does not decrypt to JSON", status) from None
-        if not isinstance(data, dict):
-            raise _malformed("response_data is not a JSON object", status)
-        return data
-
-    def open(self, reply: Reply) -> Answer:
-        """The decrypted object of a 2xx reply; raise the mapped error otherwise."""
-        if not reply.ok:
-            raise self.error(reply)
-        outer = reply.json_object()
-        server_time = as_time(outer.get("timestamp"))
-        if "response_data" in outer:
-            return Answer(self.decrypt_object(outer["response_data"], reply.status), server_time)
-        # Only /ping answers in clear; tolerate a plain object rather than fail on it.
-        return Answer(outer, server_time)
-
-    def error(self, reply: Reply) -> PaygateError:
-        """The paygate error of a non-2xx reply (encrypted or plain body)."""
-        try:
-            outer = json.loads(reply.content) if reply.content else None
-        except (ValueError, UnicodeDecodeError):
-            outer = None
-        body: Mapping[str, Any] | None = None
-        if isinstance(outer, dict):
-            if "response_data" in outer:
-                body = self.decrypt_object(outer["response_data"], reply.status)
-            else:
-                body = outer
-        return error_from(body, status=reply.status, reply=reply)

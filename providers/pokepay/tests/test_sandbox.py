@@ -123,6 +123,8 @@ def test_bad_input_and_unsupported_never_reach_the_provider(gw: Any, sandbox: An
         qr(gw, 800, expires_in=timedelta(0))
     with pytest.raises(NotSupported):
         gw.refund("pokepay", charge.id, amount=Money.jpy(300), idempotency_key="partial")
+    with pytest.raises(InvalidRequest):
+        gw.refund("pokepay", charge.id, idempotency_key="long-reason", reason="x" * 201)
     with pytest.raises(NotSupported):
         gw.cancel("pokepay", charge.id)
     assert sandbox.host.request_count == before
