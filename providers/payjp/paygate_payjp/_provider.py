@@ -22,7 +22,7 @@ read from ``/v1/balances`` (never the retired Transfer objects).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -164,6 +164,13 @@ class PayjpProvider(Provider):
 
         return PayjpEmulator
 
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None]:
+        """The ``paygate demo`` script (`paygate_payjp._demo.demo`)."""
+        from ._demo import demo
+
+        return demo
+
     # -- description -----------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
@@ -240,8 +247,11 @@ class PayjpProvider(Provider):
                     param=f"metadata.{key}",
                 )
 
-    @staticmethod
-    def _validate_refund(req: RefundRequest) -> None:
+    def validate_refund(self, req: RefundRequest) -> None:
+        """Refuse a refund PAY.JP would refuse, before any request is sent.
+
+        Amount (when given) 1..9,999,999 JPY; JPY only; reason at most 255 characters.
+        """
         if req.amount is not None:
             _check_jpy(req.amount, "amount", minimum=1, maximum=MAX_AMOUNT)
         if req.reason is not None and len(req.reason) > MAX_REFUND_REASON:
@@ -265,7 +275,6 @@ class PayjpProvider(Provider):
         ``expired_card``, ``processing_error``, ...). With 3-D Secure the charge comes
         back ``requires_action`` with a `Redirect` to PAY.JP's start page.
         """
-        self.validate_charge(req)
         key = idempotency_key(ctx, "charge")
         return self._charge_flow(req, ctx, key)
 
@@ -522,7 +531,6 @@ class PayjpProvider(Provider):
         more than is refundable before anything is sent. The rest is refunded by
         sending no ``amount``.
         """
-        self._validate_refund(req)
         key = idempotency_key(ctx, "refund")
         return self._refund_flow(req, ctx, key)
 

@@ -723,3 +723,28 @@ def test_the_current_term_is_found_whatever_the_list_order(emu: Any, order: str)
     current = balance.raw["current_term"]
     assert current is not None
     assert current["id"] == open_term["id"]
+
+
+def test_control_actions_are_listed_and_an_unknown_one_names_them(emu: Any) -> None:
+    from paygate_payjp import PayjpProvider
+    from paygate_payjp._demo import demo
+    from paygate_payjp._emulator import PayjpEmulator
+
+    actions = PayjpEmulator.actions()
+    assert sorted(actions) == [
+        "close_term",
+        "configure",
+        "payout",
+        "reading",
+        "settle_claim",
+        "tds",
+        "tenant",
+        "token",
+        "webhook",
+    ]
+    assert all(actions.values())
+    with pytest.raises(ControlError) as unknown:
+        emu.control("refund_everything")
+    assert unknown.value.status == 404
+    assert "close_term" in str(unknown.value)
+    assert PayjpProvider.demo_script() is demo

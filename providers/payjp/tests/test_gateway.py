@@ -18,6 +18,7 @@ from paygate import (
     Card,
     ChargeStatus,
     Gateway,
+    InvalidRequest,
     Money,
     OutcomeUnknown,
     PaymentDeclined,
@@ -202,6 +203,17 @@ def test_decline_and_provider_rejection(gw: Any) -> None:
     with pytest.raises(ProviderRejected) as rejected:
         gw.capture("card", charge.id, idempotency_key="cap")
     assert rejected.value.provider_code == "already_captured"
+
+
+def test_refund_limits_are_checked_once_before_any_request(gw: Any, sandbox: Any) -> None:
+    charge = gw.charge(
+        "card", amount=Money.jpy(1200), method=Card(token="tok_success"), idempotency_key="k3"
+    )
+    before = sandbox.host.request_count
+    with pytest.raises(InvalidRequest) as info:
+        gw.refund("card", charge.id, reason="x" * 256, idempotency_key="r-long")
+    assert info.value.param == "reason"
+    assert sandbox.host.request_count == before
 
 
 def test_three_d_secure(gw: Any, sandbox: Any) -> None:

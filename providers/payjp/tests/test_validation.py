@@ -38,10 +38,10 @@ REF = ChargeRef(charge_id="pg_1", provider_ref="ch_1", method="card", amount=Mon
     ],
 )
 def test_charge_is_refused_before_io(
-    provider: PayjpProvider, make_ctx: Any, request_: ChargeRequest, param: str
+    provider: PayjpProvider, request_: ChargeRequest, param: str
 ) -> None:
     with pytest.raises(InvalidRequest) as info:
-        provider.charge(request_, make_ctx())
+        provider.validate_charge(request_)
     assert info.value.param == param
 
 
@@ -52,16 +52,16 @@ def test_limits_are_inclusive(provider: PayjpProvider) -> None:
     provider.validate_charge(charge(description="x" * 255))
 
 
-def test_other_methods_are_not_supported(provider: PayjpProvider, make_ctx: Any) -> None:
+def test_other_methods_are_not_supported(provider: PayjpProvider) -> None:
     with pytest.raises(NotSupported):
-        provider.charge(charge(method=QRCode()), make_ctx())
+        provider.validate_charge(charge(method=QRCode()))
 
 
-def test_three_d_secure_needs_the_public_key(settings_factory: Any, make_ctx: Any) -> None:
+def test_three_d_secure_needs_the_public_key(settings_factory: Any) -> None:
     provider = PayjpProvider(settings_factory(public_key=None), account="card")
     req = charge(method=Card(token="tok_success", three_d_secure=True))
     with pytest.raises(InvalidRequest) as info:
-        provider.charge(req, make_ctx())
+        provider.validate_charge(req)
     assert info.value.param == "method.three_d_secure"
 
 
@@ -81,10 +81,10 @@ def test_charge_needs_an_idempotency_key(provider: PayjpProvider, make_ctx: Any)
     ],
 )
 def test_refund_is_refused_before_io(
-    provider: PayjpProvider, make_ctx: Any, amount: Money, reason: str | None, param: str
+    provider: PayjpProvider, amount: Money, reason: str | None, param: str
 ) -> None:
     with pytest.raises(InvalidRequest) as info:
-        provider.refund(RefundRequest(charge=REF, amount=amount, reason=reason), make_ctx())
+        provider.validate_refund(RefundRequest(charge=REF, amount=amount, reason=reason))
     assert info.value.param == param
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ._wire import JST
+from .._wire import JST
 
 __all__ = ["BookConfig", "Books"]
 
