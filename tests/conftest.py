@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from fakepay import FakeEmulator, FakeProvider
 
-from paygate import AsyncGateway, Gateway
 from paygate._redact import forget_secrets
 from paygate._registry import register_provider
 from paygate._retry import RetryPolicy
 from paygate.sandbox import running
-from paygate.testing import BlockingAsyncGateway
+from paygate.testing import DRIVERS, Gateways
 
 register_provider(FakeProvider)
 
@@ -38,7 +37,7 @@ def fake_emulator(fake_sandbox: Any) -> FakeEmulator:
     return emulator
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -57,25 +56,14 @@ def gateway_factory(
     fake_config: Callable[..., dict[str, Any]], driver: str
 ) -> Iterator[Callable[..., Any]]:
     """``gateway_factory(store=..., mode=...)``: a fakepay gateway on the chosen driver."""
-    made: list[Any] = []
+    with Gateways(driver) as gateways:
 
-    def make(
-        store: Any = "memory://", mode: str = "keyed", retry: RetryPolicy | None = None
-    ) -> Any:
-        policy = retry or RetryPolicy.no_wait()
-        gw: Any
-        if driver == "async":
-            gw = BlockingAsyncGateway(
-                AsyncGateway.from_config(fake_config(mode), store=store, retry=policy)
-            )
-        else:
-            gw = Gateway.from_config(fake_config(mode), store=store, retry=policy)
-        made.append(gw)
-        return gw
+        def make(
+            store: Any = "memory://", mode: str = "keyed", retry: RetryPolicy | None = None
+        ) -> Any:
+            return gateways(fake_config(mode), store=store, retry=retry or RetryPolicy.no_wait())
 
-    yield make
-    for gw in made:
-        gw.close()
+        yield make
 
 
 @pytest.fixture(autouse=True)

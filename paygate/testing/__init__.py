@@ -1,7 +1,10 @@
-"""Test support: the pytest plugin, the provider conformance suite, cassette settings and a
-throwaway PostgreSQL server (`embedded_postgres`, with ``paygate-jp[postgres-embedded]``).
+"""Test support: the pytest plugin, the provider conformance suite, cassette settings, a
+throwaway PostgreSQL server (`embedded_postgres`, with ``paygate-jp[postgres-embedded]``)
+and the test kit: gateways on both drivers (`gateway_on`, `Gateways`), scripted answers
+(`ScriptedResponder`) and emulators reached without a server (`EmulatorClient`,
+`EmulatorResponder`).
 
->>> from paygate.testing import ProviderContract
+>>> from paygate.testing import ProviderContract, Gateways, ScriptedResponder
 """
 
 from .._embedded_pg import (
@@ -29,23 +32,45 @@ from ._documented import (
     load_cases,
     request_body,
 )
+from ._kit import (
+    DRIVERS,
+    Answer,
+    AnyGateway,
+    Driver,
+    EmulatorClient,
+    EmulatorResponder,
+    Gateways,
+    ScriptedResponder,
+    emulator_app,
+    gateway_on,
+)
 from ._runner import BlockingAsyncGateway
 from ._time import VirtualTime
 
 __all__ = [
+    "DRIVERS",
+    "Answer",
+    "AnyGateway",
     "BlockingAsyncGateway",
     "CassetteLeak",
     "DocumentedCase",
+    "Driver",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "EmbeddedPostgresUnavailable",
+    "EmulatorClient",
+    "EmulatorResponder",
     "Exchange",
+    "Gateways",
     "ProviderContract",
+    "ScriptedResponder",
     "ScriptedTransport",
     "VirtualTime",
     "assert_shape",
     "cassette_secrets",
     "embedded_postgres",
+    "emulator_app",
+    "gateway_on",
     "load_cases",
     "path_matcher",
     "protect",

@@ -35,6 +35,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from .._flow import Call
+from ._kit import ScriptedResponder
+
 __all__ = [
     "DocumentedCase",
     "Exchange",
@@ -179,30 +182,31 @@ def _subset(expected: Any, actual: Any, where: str) -> None:
         raise AssertionError(f"{where}: paygate sent {actual!r}, the document says {expected!r}")
 
 
-class ScriptedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+class ScriptedTransport(ScriptedResponder):
     """Answers requests with a documented case's exchanges, in order, checking each.
 
-    Usable by `Gateway` and `AsyncGateway` (``transport=``). ``requests`` keeps what
-    was sent; `assert_done` fails when an exchange was never asked for.
+    Usable by `Gateway` and `AsyncGateway` (``transport=``) and by `drive` (a
+    `ScriptedResponder` whose script is the exchanges). ``requests`` keeps what was
+    sent; `assert_done` fails when an exchange was never asked for.
 
     >>> from paygate.testing import ScriptedTransport  # doctest: +SKIP
     >>> gw = Gateway(config, transport=ScriptedTransport(case.exchanges))  # doctest: +SKIP
     """
 
-    def __init__(self, exchanges: Sequence[Exchange]) -> None:
-        self._pending = list(exchanges)
-        self.requests: list[httpx.Request] = []
+    def __init__(self, exchanges: Sequence[Exchange], *, provider: str | None = None) -> None:
+        super().__init__(*exchanges, provider=provider)
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        if not self._pending:
-            raise AssertionError(
-                f"unexpected request {request.method} {request.url.path}: "
-                "the documented case has no more exchanges"
+    def unscripted(self, where: str) -> AssertionError:
+        return AssertionError(
+            f"unexpected request {where}: the documented case has no more exchanges"
+        )
+
+    def next_answer(self, request: httpx.Request | Call, where: str) -> Any:
+        ex = super().next_answer(request, where)
+        if isinstance(request, Call):
+            request = httpx.Request(
+                request.method, request.url, headers=request.headers, content=request.content
             )
-        ex = self._pending.pop(0)
-        where = f"{request.method} {request.url.path}"
         if request.method != ex.method or not request.url.path.endswith(ex.path):
             raise AssertionError(
                 f"paygate sent {where}; the documented case expects {ex.method} ...{ex.path}"
@@ -213,16 +217,10 @@ class ScriptedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             _subset(ex.query, dict(request.url.params), f"{where} query")
         return ex.reply()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._answer(request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return self._answer(request)
-
     def assert_done(self) -> None:
         """Fail if a documented exchange was not used."""
-        if self._pending:
-            left = ", ".join(f"{ex.method} {ex.path}" for ex in self._pending)
+        if self.answers:
+            left = ", ".join(f"{ex.method} {ex.path}" for ex in self.answers)
             raise AssertionError(f"documented exchanges never requested: {left}")
 
 

@@ -150,11 +150,10 @@ def make_gateway(
     """Factory: ``make_gateway(driver="sync"|"async", store="memory://", accounts=None,
     retry=None, clock=None)``; ``clock`` (e.g. ``sandbox.now``) dates paygate's records
     and judges time-dependent states (expiry) on the sandbox's time."""
-    from .._gateway import AsyncGateway, Gateway
     from .._retry import RetryPolicy
-    from ._runner import BlockingAsyncGateway
+    from ._kit import Gateways
 
-    made: list[Gateway | BlockingAsyncGateway] = []
+    made: dict[str, Gateways] = {}
 
     def make(
         driver: str = "sync",
@@ -164,35 +163,22 @@ def make_gateway(
         clock: Callable[[], datetime] | None = None,
     ) -> Gateway | BlockingAsyncGateway:
         config = {"store": "memory://", "accounts": accounts or paygate_accounts}
-        policy = retry or RetryPolicy.no_wait()
-        gw: Gateway | BlockingAsyncGateway
-        if driver == "async":
-            gw = BlockingAsyncGateway(
-                AsyncGateway.from_config(
-                    config,
-                    store=store,
-                    retry=policy,
-                    sleep=paygate_time.asleep,
-                    monotonic=paygate_time.monotonic,
-                    clock=clock,
-                )
-            )
-        else:
-            gw = Gateway.from_config(
-                config,
-                store=store,
-                retry=policy,
-                sleep=paygate_time.sleep,
-                monotonic=paygate_time.monotonic,
-                clock=clock,
-            )
-        made.append(gw)
+        gateways = made.setdefault(driver, Gateways(driver))
+        gw = gateways(
+            config,
+            store=store,
+            retry=retry or RetryPolicy.no_wait(),
+            sleep=paygate_time.sleep,
+            asleep=paygate_time.asleep,
+            monotonic=paygate_time.monotonic,
+            clock=clock,
+        )
         paygate_time.attach(gw)
         return gw
 
     yield cast("MakeGateway", make)
-    for gw in made:
-        gw.close()
+    for gateways in made.values():
+        gateways.close()
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ import pytest
 from fakepay.scripted import Classy, Script, ok
 
 from paygate import (
-    AsyncGateway,
     Card,
     ChargeStatus,
-    Gateway,
     InvalidRequest,
     Money,
     RetryPolicy,
 )
-from paygate.testing import BlockingAsyncGateway
+from paygate.testing import Gateways
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -51,13 +49,8 @@ def gw(driver: str, store_url: str) -> Iterator[Any]:
 
     kw: dict[str, Any] = {"store": store_url, "retry": RetryPolicy.no_wait(1), "clock": clock}
     script = Answering()
-    gateway: Any
-    if driver == "async":
-        gateway = BlockingAsyncGateway(AsyncGateway({"acct": Classy()}, transport=script, **kw))
-    else:
-        gateway = Gateway({"acct": Classy()}, transport=script, **kw)
-    yield gateway
-    gateway.close()
+    with Gateways(driver) as gateways:
+        yield gateways(providers={"acct": Classy()}, transport=script, **kw)
 
 
 def _charge(gw: Any, key: str, amount: int = 1200) -> Any:

@@ -140,8 +140,7 @@ def test_each_attempt_is_capped_by_what_is_left() -> None:
 
 
 def test_a_delaying_transport_is_given_the_remaining_time(fake_config: Any, driver: str) -> None:
-    from paygate import AsyncGateway, Gateway
-    from paygate.testing import BlockingAsyncGateway
+    from paygate.testing import gateway_on
 
     seen: list[float] = []
 
@@ -149,7 +148,7 @@ def test_a_delaying_transport_is_given_the_remaining_time(fake_config: Any, driv
         seen.append(request.extensions["timeout"]["read"])
         return httpx.Response(503)
 
-    gw: Any
+    transport: httpx.MockTransport
     policy = RetryPolicy(attempts=50, wait_initial=0.1, wait_max=0.1, wait_jitter=0.0)
     if driver == "async":
 
@@ -159,20 +158,15 @@ def test_a_delaying_transport_is_given_the_remaining_time(fake_config: Any, driv
             await asyncio.sleep(0.1)
             return answer(request)
 
-        gw = BlockingAsyncGateway(
-            AsyncGateway.from_config(
-                fake_config(), retry=policy, transport=httpx.MockTransport(slow)
-            )
-        )
+        transport = httpx.MockTransport(slow)
     else:
 
         def slow_sync(request: httpx.Request) -> httpx.Response:
             time.sleep(0.1)
             return answer(request)
 
-        gw = Gateway.from_config(
-            fake_config(), retry=policy, transport=httpx.MockTransport(slow_sync)
-        )
+        transport = httpx.MockTransport(slow_sync)
+    gw = gateway_on(driver, fake_config(), retry=policy, transport=transport)
     try:
         started = time.monotonic()
         with pytest.raises(PaygateError):  # the last 503, as the provider's error

@@ -16,11 +16,9 @@ import pytest
 from fakepay.scripted import LOST, NOT_FOUND, Classy, Script, err, ok
 
 from paygate import (
-    AsyncGateway,
     Card,
     Charge,
     ChargeStatus,
-    Gateway,
     MethodCapabilities,
     Money,
     OutcomeUnknown,
@@ -37,7 +35,7 @@ from paygate.adapter import (
     Outcome,
     default_outcome,
 )
-from paygate.testing import BlockingAsyncGateway
+from paygate.testing import gateway_on
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -76,12 +74,9 @@ class World:
             "clock": self.clock,
             "lease": timedelta(seconds=30),
         }
-        if self._driver == "async":
-            self.gw = BlockingAsyncGateway(
-                AsyncGateway({"acct": self.provider}, transport=self.script, **kw)
-            )
-        else:
-            self.gw = Gateway({"acct": self.provider}, transport=self.script, **kw)
+        self.gw = gateway_on(
+            self._driver, providers={"acct": self.provider}, transport=self.script, **kw
+        )
 
     def charge(self, key: str = "order-1") -> Charge:
         result: Charge = self.gw.charge(

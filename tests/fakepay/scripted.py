@@ -43,6 +43,7 @@ from paygate.adapter import (
     Reply,
     Retry,
 )
+from paygate.testing import ScriptedResponder
 
 BASE = "https://classy.invalid"
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -197,34 +198,9 @@ class Classy(Provider):
 
 # ----------------------------------------------------------------------------- the script
 
-Answer = httpx.Response | type[Exception]
 
-
-class Script(httpx.BaseTransport, httpx.AsyncBaseTransport):
+class Script(ScriptedResponder):
     """Answers each request with the next scripted answer (an exception is raised)."""
-
-    def __init__(self) -> None:
-        self.answers: list[Answer] = []
-        self.seen: list[str] = []
-
-    def then(self, *answers: Answer) -> Script:
-        self.answers.extend(answers)
-        return self
-
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(f"{request.method} {request.url.path}")
-        if not self.answers:
-            raise AssertionError(f"unscripted request {request.method} {request.url.path}")
-        answer = self.answers.pop(0)
-        if isinstance(answer, type):
-            raise answer("scripted", request=request)  # type: ignore[call-arg]
-        return answer
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._answer(request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return self._answer(request)
 
 
 def ok(**data: Any) -> httpx.Response:

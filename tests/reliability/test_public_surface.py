@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paygate import (
-    AsyncGateway,
     Card,
     Gateway,
     Konbini,
@@ -35,7 +34,7 @@ from paygate import (
     RetryPolicy,
     Wallet,
 )
-from paygate.testing import BlockingAsyncGateway
+from paygate.testing import DRIVERS, Gateways
 
 # PAYGATE_FUZZ_EXAMPLES=2000 for a long run (docs/reliability.md).
 SURFACE = settings(
@@ -72,18 +71,12 @@ class Answering(Script):
         return ok(id=f"ch_{len(self.seen)}")
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def surface(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Answering]]:
     script = Answering()
     kw: dict[str, Any] = {"store": "memory://", "retry": RetryPolicy.no_wait(attempts=1)}
-    provider = Classy()
-    gw: Any
-    if request.param == "async":
-        gw = BlockingAsyncGateway(AsyncGateway({"acct": provider}, transport=script, **kw))
-    else:
-        gw = Gateway({"acct": provider}, transport=script, **kw)
-    yield gw, script
-    gw.close()
+    with Gateways(request.param) as gateways:
+        yield gateways(providers={"acct": Classy()}, transport=script, **kw), script
 
 
 def _pending(gw: Any) -> list[str]:
