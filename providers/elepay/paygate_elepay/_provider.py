@@ -35,7 +35,7 @@ status, amounts from the charge): a forged or replayed body costs one extra fetc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -158,6 +158,13 @@ class ElepayProvider(Provider):
         from ._emulator import ElepayEmulator
 
         return ElepayEmulator
+
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None]:
+        """The ``paygate demo`` script (`paygate_elepay._demo.demo`)."""
+        from ._demo import demo
+
+        return demo
 
     def capabilities(self) -> Capabilities:
         """QR charges with partial and multiple refunds; no payout API."""
