@@ -6,17 +6,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import anyio
-import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from paygate._redact import forget_secrets
 from paygate.adapter import Call, OpContext, Reply
 from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.testing import EmulatorClient, EmulatorResponder
 from paygate_elepay import ElepayProvider, ElepaySettings
 from paygate_elepay._emulator import SECRET_KEY, ElepayEmulator
 
@@ -24,59 +20,29 @@ BASE = "http://127.0.0.1/elepay"
 START = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
 
 
-class AsgiClient:
-    """A small synchronous client for an ASGI app (httpx's ASGI transport is async)."""
-
-    def __init__(self, app: Starlette, base_url: str = "http://127.0.0.1") -> None:
-        self.app = app
-        self.base_url = base_url
-
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url=self.base_url) as c:
-                response = await c.request(method, path, **kw)
-                await response.aread()
-                return response
-
-        return anyio.run(run)
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("POST", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kw)
-
-
 @dataclass
 class Local:
-    """The emulator behind an in-process ASGI client, plus what it delivered."""
+    """The emulator behind an in-process client, plus what it delivered."""
 
     emulator: ElepayEmulator
-    client: AsgiClient
+    client: EmulatorClient
     clock: SandboxClock
     deliveries: list[WebhookDelivery]
-    calls: list[Call] = field(default_factory=list)
+    wire: EmulatorResponder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.wire = EmulatorResponder(self.client)
+
+    @property
+    def calls(self) -> list[Call]:
+        return self.wire.calls
 
     def respond(self, call: Call) -> Reply:
         """Answer a flow's call through the emulator (a `drive` responder)."""
-        self.calls.append(call)
-        parts = urlsplit(call.url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        resp = self.client.request(
-            call.method, path, headers=dict(call.headers), content=call.content
-        )
-        headers = {k.lower(): v for k, v in resp.headers.items()}
-        return Reply(resp.status_code, headers, resp.content, provider="elepay")
+        return self.wire.respond(call)
 
     def control(self, action: str, **params: Any) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            return await self.emulator.control(action, params)
-
-        return anyio.run(run)
+        return self.client.control(action, **params)
 
     def pay(self, charge_ref: str, method: str = "paypay") -> dict[str, Any]:
         code_id = charge_ref.partition(":")[2] or charge_ref
@@ -89,13 +55,13 @@ def clock() -> SandboxClock:
 
 
 @pytest.fixture
-def emu(clock: SandboxClock) -> Local:
+def emu(clock: SandboxClock) -> Iterator[Local]:
     deliveries: list[WebhookDelivery] = []
     emulator = ElepayEmulator(
         EmulatorContext(clock=clock, base_url=lambda: BASE, deliver=deliveries.append)
     )
-    app = Starlette(routes=[Mount("/elepay", routes=list(emulator.routes()))])
-    return Local(emulator, AsgiClient(app), clock, deliveries)
+    with EmulatorClient(emulator) as client:
+        yield Local(emulator, client, clock, deliveries)
 
 
 @pytest.fixture
