@@ -1,11 +1,9 @@
-"""Fixtures for the PAY.JP adapter tests: a frozen sandbox clock, the emulator behind a
-Starlette test client, flows driven against it, and a uvicorn server for SDK tests."""
+"""Fixtures for the PAY.JP adapter tests: a frozen sandbox clock, the emulator reached in
+process (`paygate.testing.EmulatorClient`), flows driven against it, and a uvicorn server
+for SDK tests."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,12 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from paygate.adapter import Call, Flow, OpContext, Reply, drive
-from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.adapter import Call, Flow, OpContext, Reply
+from paygate.sandbox import EmulatorContext, SandboxClock, ServerThread, WebhookDelivery
+from paygate.testing import EmulatorClient, EmulatorResponder, emulator_app
 from paygate_payjp import PayjpProvider, PayjpSettings
 from paygate_payjp._emulator import PUBLIC_KEY, SECRET_KEY, WEBHOOK_TOKEN, PayjpEmulator
 
@@ -33,26 +29,32 @@ class Harness:
 
     clock: SandboxClock
     emulator: PayjpEmulator
-    client: httpx.AsyncClient
-    loop: asyncio.AbstractEventLoop
+    client: EmulatorClient
     deliveries: list[WebhookDelivery]
     provider: PayjpProvider
-    calls: list[Call] = field(default_factory=list)
-    # The adapter's entity cache (capture and refund memos), kept across flows.
-    cache: dict[str, Any] = field(default_factory=dict)
+    wire: EmulatorResponder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.wire = EmulatorResponder(self.client)
+
+    @property
+    def calls(self) -> list[Call]:
+        return self.wire.calls
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The adapter's entity cache (capture and refund memos), kept across flows."""
+        return self.wire.cache
 
     def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """A raw request to the emulator (``url`` relative to the host)."""
-        return self.loop.run_until_complete(self.client.request(method, url, **kw))
+        return self.client.request(method, url, **kw)
 
     def respond(self, call: Call) -> Reply:
-        self.calls.append(call)
-        resp = self.request(call.method, call.url, headers=dict(call.headers), content=call.content)
-        headers = {k.lower(): v for k, v in resp.headers.items()}
-        return Reply(resp.status_code, headers, resp.content, provider="payjp")
+        return self.wire.respond(call)
 
     def run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self.respond, self.cache)
+        return self.wire.run(flow)
 
     def ctx(self, key: str | None = None, charge_id: str | None = None) -> OpContext:
         return OpContext(
@@ -67,7 +69,7 @@ class Harness:
         self.clock.advance(timedelta(**kw))
 
     def control(self, action: str, **params: Any) -> dict[str, Any]:
-        return self.loop.run_until_complete(self.emulator.control(action, params))
+        return self.client.control(action, **params)
 
     def with_settings(self, **changes: Any) -> PayjpProvider:
         data = {**self.provider.config.model_dump(), **changes}
@@ -97,21 +99,14 @@ def emu() -> Iterator[Harness]:
     clock = SandboxClock(start=START)
     deliveries: list[WebhookDelivery] = []
     emulator = make_emulator(clock, deliveries)
-    app = Starlette(routes=[Mount("/payjp", routes=list(emulator.routes()))])
-    loop = asyncio.new_event_loop()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
-    try:
+    with EmulatorClient(emulator) as client:
         yield Harness(
             clock=clock,
             emulator=emulator,
             client=client,
-            loop=loop,
             deliveries=deliveries,
             provider=PayjpProvider(make_settings(), account="card"),
         )
-    finally:
-        loop.run_until_complete(client.aclose())
-        loop.close()
 
 
 @pytest.fixture
@@ -157,28 +152,13 @@ class LiveServer:
 
 @pytest.fixture
 def live_server() -> Iterator[LiveServer]:
-    """The emulator served by uvicorn on an ephemeral loopback port, in a thread.
-
-    The socket listens before the server thread starts, so clients may connect at
-    once: the kernel queues them until uvicorn accepts.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    """The emulator served by uvicorn on an ephemeral loopback port, in a thread."""
     clock = SandboxClock(start=START)
     deliveries: list[WebhookDelivery] = []
+    url = ""
     ctx_ = EmulatorContext(clock=clock, base_url=lambda: f"{url}/payjp", deliver=deliveries.append)
     emulator = PayjpEmulator(ctx_)
     clock.on_advance(emulator.on_clock_advanced)
-    app = Starlette(routes=[Mount("/payjp", routes=list(emulator.routes()))])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
+    with ServerThread(emulator_app(emulator)) as server:
+        url = server.url
         yield LiveServer(url=url, emulator=emulator, clock=clock, deliveries=deliveries)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
