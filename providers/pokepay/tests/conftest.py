@@ -1,8 +1,7 @@
-"""Shared fixtures: a deterministic provider, an emulator behind Starlette, wire helpers."""
+"""Shared fixtures: a deterministic provider, the emulator reached in process, wire helpers."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import uuid
@@ -13,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from paygate._redact import forget_secrets
 from paygate.adapter import Call, OpContext, Reply, TransportFailure
 from paygate.sandbox import EmulatorContext, SandboxClock
+from paygate.testing import EmulatorClient, EmulatorResponder, ScriptedResponder, emulator_app
 from paygate_pokepay import (
     SANDBOX,
     EnvelopeCipher,
@@ -67,14 +66,16 @@ def server_cipher() -> EnvelopeCipher:
     return EnvelopeCipher(decode_client_secret(SANDBOX.client_secret), iv_source=lambda: bytes(16))
 
 
-class FakePokepay:
-    """Answers `Call`s from scripted replies, recording the decrypted requests."""
+class FakePokepay(ScriptedResponder):
+    """Answers `Call`s from scripted replies, recording the decrypted requests.
+
+    A scripted reply is a `Reply` or ``reply(call, request)`` given the opened request.
+    """
 
     def __init__(self) -> None:
+        super().__init__(provider="pokepay")
         self.cipher = server_cipher()
-        self.calls: list[Call] = []
-        self.requests: list[dict[str, Any]] = []
-        self.replies: list[Callable[[Call, dict[str, Any]], Reply] | Reply] = []
+        self.requests: list[dict[str, Any]] = []  # type: ignore[assignment]
 
     def open(self, call: Call) -> dict[str, Any]:
         outer = json.loads(call.content or b"{}")
@@ -82,13 +83,15 @@ class FakePokepay:
         return {"outer": outer, "inner": inner, "path": call.url.removeprefix(BASE)}
 
     def __call__(self, call: Call) -> Reply:
-        self.calls.append(call)
-        request = self.open(call)
-        self.requests.append(request)
-        if not self.replies:
-            raise AssertionError(f"unexpected call {call!r}")
-        reply = self.replies.pop(0)
-        return reply(call, request) if callable(reply) else reply
+        self.requests.append(self.open(call))
+        return super().__call__(call)
+
+    def unscripted(self, where: str) -> AssertionError:
+        return AssertionError(f"unexpected call {where}")
+
+    def next_answer(self, request: httpx.Request | Call, where: str) -> Any:
+        reply = super().next_answer(request, where)
+        return reply(request, self.requests[-1]) if callable(reply) else reply
 
     def sealed(self, status: int, body: Any, *, timestamp: str | None = None) -> Reply:
         outer = {
@@ -103,7 +106,7 @@ class FakePokepay:
         return Reply(status, {"content-type": "application/json"}, json.dumps(body).encode())
 
     def then(self, *replies: Callable[[Call, dict[str, Any]], Reply] | Reply) -> FakePokepay:
-        self.replies.extend(replies)
+        super().then(*replies)
         return self
 
 
@@ -164,29 +167,8 @@ def emulator(sandbox_clock: SandboxClock) -> PokepayEmulator:
     return emu
 
 
-class AsgiClient:
-    """A blocking client for an ASGI app (httpx's ASGITransport, one event loop per call)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-                return await c.request(method, url, **kwargs)
-
-        return asyncio.run(send())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-
-def emulator_app(emulator: PokepayEmulator) -> Starlette:
-    return Starlette(routes=[Mount("/pokepay", routes=list(emulator.routes()))])
+# The names the test modules import: the kit's in-process client and app.
+AsgiClient = EmulatorClient
 
 
 @pytest.fixture
@@ -195,36 +177,28 @@ def app(emulator: PokepayEmulator) -> Starlette:
 
 
 @pytest.fixture
-def client(app: Starlette) -> AsgiClient:
-    return AsgiClient(app)
+def client(app: Starlette) -> Iterator[EmulatorClient]:
+    with EmulatorClient(app) as made:
+        yield made
 
 
-class Bridge:
+class Bridge(EmulatorResponder):
     """Answers flow `Call`s with the emulator; can lose answers after the fact."""
 
-    def __init__(self, client: AsgiClient) -> None:
-        self.client = client
-        self.calls: list[Call] = []
+    def __init__(self, client: EmulatorClient) -> None:
+        super().__init__(client, provider="pokepay")
         self.lose_next = False
 
-    def __call__(self, call: Call) -> Reply:
-        self.calls.append(call)
-        response = self.client.request(
-            call.method, call.url, headers=dict(call.headers), content=call.content
-        )
+    def respond(self, call: Call) -> Reply:
+        reply = super().respond(call)
         if self.lose_next:
             self.lose_next = False
             raise TransportFailure("read timeout", sent=True, step=call.step)
-        return Reply(
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            response.content,
-            provider="pokepay",
-        )
+        return reply
 
 
 @pytest.fixture
-def bridge(client: AsgiClient) -> Bridge:
+def bridge(client: EmulatorClient) -> Bridge:
     return Bridge(client)
 
 
