@@ -1,5 +1,6 @@
-"""Shared fixtures: the Smaregi emulator mounted in a bare Starlette app, served to
-httpx through ASGITransport (no sockets), and a tiny runner for adapter flows."""
+"""Shared fixtures: the Smaregi emulator reached in process (`paygate.testing.
+EmulatorClient`: a bare Starlette app behind httpx's ASGI transport, no sockets) and a
+runner for adapter flows."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from paygate.adapter import Call, Flow, OpContext, Reply, drive
+from paygate.adapter import OpContext
 from paygate.sandbox import EmulatorContext, SandboxClock
+from paygate.testing import EmulatorClient, EmulatorResponder
 from paygate_smaregi import SmaregiProvider, SmaregiSettings
 from paygate_smaregi._emulator import SmaregiEmulator
 
@@ -33,35 +31,16 @@ def emulator(clock: SandboxClock) -> SmaregiEmulator:
     return SmaregiEmulator(ctx)
 
 
-class Client:
-    """A synchronous face of an ``httpx.AsyncClient`` on the emulator app."""
-
-    def __init__(self, portal: BlockingPortal, app: Starlette) -> None:
-        self._portal = portal
-        self._app = app
-
-    async def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        transport = httpx.ASGITransport(app=self._app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            response = await http.request(method, url, **kw)
-            await response.aread()
-            return response
-
-    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        return self._portal.call(lambda: self._request(method, url, **kw))
-
-    def get(self, url: str, **kw: Any) -> httpx.Response:
-        return self.request("GET", url, **kw)
-
-    def post(self, url: str, **kw: Any) -> httpx.Response:
-        return self.request("POST", url, **kw)
+# The names the test modules import: the kit's in-process client and flow runner
+# (``Wire(client)``: calls recorded, one entity cache per object, i.e. one "store").
+Client = EmulatorClient
+Wire = EmulatorResponder
 
 
 @pytest.fixture
-def client(emulator: SmaregiEmulator) -> Iterator[Client]:
-    app = Starlette(routes=[Mount("/smaregi", routes=list(emulator.routes()))])
-    with start_blocking_portal() as portal:
-        yield Client(portal, app)
+def client(emulator: SmaregiEmulator) -> Iterator[EmulatorClient]:
+    with EmulatorClient(emulator, base_url=BASE) as made:
+        yield made
 
 
 def account(emulator: SmaregiEmulator, **overrides: Any) -> SmaregiSettings:
@@ -91,33 +70,6 @@ def make_ctx(clock: SandboxClock) -> Callable[..., OpContext]:
     return make
 
 
-class Wire:
-    """Runs flows against the emulator through the Starlette test client.
-
-    ``calls`` records every call (step, method, url) for assertions; ``cache`` is the
-    entity cache shared by all flows run through this object (one "store").
-    """
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.calls: list[Call] = []
-        self.cache: dict[str, Any] = {}
-
-    def respond(self, call: Call) -> Reply:
-        self.calls.append(call)
-        response = self.client.request(
-            call.method, call.url, headers=dict(call.headers), content=call.content
-        )
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return Reply(response.status_code, headers, response.content, provider="smaregi")
-
-    def run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self.respond, self.cache)
-
-    def steps(self) -> list[str]:
-        return [c.step for c in self.calls]
-
-
 @pytest.fixture
-def wire(client: Client) -> Wire:
-    return Wire(client)
+def wire(client: EmulatorClient) -> EmulatorResponder:
+    return EmulatorResponder(client)
