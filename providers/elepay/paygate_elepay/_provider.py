@@ -70,6 +70,7 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    retry_after,
 )
 
 from ._api import Api, code_body, seg
@@ -561,12 +562,7 @@ class ElepayProvider(Provider):
     def classify(self, reply: Reply) -> RetryDecision | None:
         """``M005000`` (too many requests) comes as HTTP 400: retry it."""
         if reply.status == 400 and read_error(reply)[0] == "M005000":
-            after = reply.header("retry-after")
-            try:
-                delay = float(after) if after is not None else None
-            except ValueError:
-                delay = None
-            return RetryDecision(retry=True, after=delay)
+            return RetryDecision(retry=True, after=retry_after(reply))
         return None
 
     # -- webhooks ------------------------------------------------------------------------
