@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-import anyio.from_thread
-import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
 
-from paygate.adapter import Call, Flow, OpContext, Reply, drive
-from paygate.sandbox import ControlError, EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.adapter import Flow, OpContext, drive
+from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.testing import EmulatorClient, EmulatorResponder
 from paygate_univapay import UnivapayProvider, UnivapaySettings
 from paygate_univapay._emulator import UnivapayEmulator
 
@@ -44,51 +38,11 @@ def emulator(clock: SandboxClock, deliveries: list[WebhookDelivery]) -> Univapay
     return emu
 
 
-def build_app(emulator: UnivapayEmulator) -> Starlette:
-    """The emulator mounted as the sandbox host would, plus a control route."""
-
-    async def control(request: Request) -> Response:
-        params = await request.json() if (await request.body()) else {}
-        try:
-            result = await emulator.control(request.path_params["action"], params)
-        except ControlError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        return JSONResponse(result)
-
-    return Starlette(
-        routes=[
-            Route("/_sandbox/univapay/{action}", control, methods=["POST"]),
-            Mount("/univapay", routes=list(emulator.routes())),
-        ]
-    )
-
-
-class SyncClient:
-    """A blocking httpx client over an ASGI app, run on a portal event loop thread."""
-
-    def __init__(self, app: Starlette, portal: anyio.from_thread.BlockingPortal) -> None:
-        self.portal = portal
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-
-    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        return self.portal.call(partial(self.client.request, method, url, **kw))
-
-    def get(self, url: str, **kw: Any) -> httpx.Response:
-        return self.request("GET", url, **kw)
-
-    def post(self, url: str, **kw: Any) -> httpx.Response:
-        return self.request("POST", url, **kw)
-
-    def patch(self, url: str, **kw: Any) -> httpx.Response:
-        return self.request("PATCH", url, **kw)
-
-
 @pytest.fixture
-def client(emulator: UnivapayEmulator) -> Iterator[SyncClient]:
-    with anyio.from_thread.start_blocking_portal() as portal:
-        sync = SyncClient(build_app(emulator), portal)
-        yield sync
-        portal.call(sync.client.aclose)
+def client(emulator: UnivapayEmulator) -> Iterator[EmulatorClient]:
+    """The emulator mounted as the sandbox host would, plus its control route."""
+    with EmulatorClient(emulator, base_url=BASE, control=True) as made:
+        yield made
 
 
 @pytest.fixture
@@ -117,24 +71,9 @@ def make_ctx(
     )
 
 
-class Wire:
-    """Answers flow calls through the emulator and records them."""
-
-    def __init__(self, client: SyncClient) -> None:
-        self.client = client
-        self.calls: list[Call] = []
-
-    def __call__(self, call: Call) -> Reply:
-        self.calls.append(call)
-        response = self.client.request(
-            call.method, call.url, headers=dict(call.headers), content=call.content
-        )
-        return Reply(
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            response.content,
-            provider="univapay",
-        )
+class Wire(EmulatorResponder):
+    """Answers flow calls through the emulator and records them; each run starts with
+    an empty entity cache, and control actions go through the control route."""
 
     def run(self, flow: Flow[Any]) -> Any:
         return drive(flow, self)
@@ -144,12 +83,9 @@ class Wire:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def steps(self) -> list[str]:
-        return [c.step for c in self.calls]
-
 
 @pytest.fixture
-def wire(client: SyncClient) -> Wire:
+def wire(client: EmulatorClient) -> Wire:
     return Wire(client)
 
 
