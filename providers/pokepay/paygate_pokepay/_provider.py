@@ -198,6 +198,14 @@ class PokepayProvider(Provider):
 
         return PokepayEmulator
 
+    @classmethod
+    def demo_script(cls) -> Callable[[Any], None]:
+        """The ``paygate demo`` script: a wallet payment refunded, a Cashtray scanned and
+        another cancelled, the shop wallet's balance."""
+        from ._demo import demo
+
+        return demo
+
     # -- validation ------------------------------------------------------------------
 
     def validate_charge(self, req: ChargeRequest) -> None:
