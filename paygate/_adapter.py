@@ -12,6 +12,7 @@ import base64
 import enum
 import hashlib
 import ipaddress
+import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -225,6 +226,14 @@ class ProviderSettings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 register_secret(value.get_secret_value())
+        if not self.tls_verify and self.allow_insecure_tls:
+            # Never silently: every load of such settings says so.
+            logging.getLogger("paygate").warning(
+                "TLS verification is switched off for %s (tls_verify=false, "
+                "allow_insecure_tls=true): anyone on the network path can read and change "
+                "this account's requests",
+                type(self).__name__,
+            )
         return self
 
 
