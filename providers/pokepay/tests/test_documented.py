@@ -1,7 +1,7 @@
 """Documented-response tests: Pokepay's published answers, fed to the adapter.
 
-Each case in ``documented/`` is written from the Partner API's own documents (the seed
-copy of the Node SDK's ``docs/index.md``, the ``partner.yaml`` OpenAPI file and the
+Each case in ``documented/`` is written from the Partner API's own documents (the Node
+SDK's ``docs/index.md``, the ``partner.yaml`` OpenAPI file and the
 ``docs/error-response.csv`` error table every official SDK ships; each case names its
 ``source``), never from the emulator. Pokepay encrypts every request and answer in an
 envelope (``{partner_client_id, data, request_method}`` and ``{response_data, timestamp,
@@ -157,7 +157,7 @@ def test_documented_case(case: DocumentedCase) -> None:
 
 def test_cases_name_their_sources() -> None:
     for case in CASES:
-        assert "pokepay" in case.source or "seeds" in case.source, case
+        assert "pokepay" in case.source, case
 
 
 # ------------------------------------------------------------------ the emulator's shape

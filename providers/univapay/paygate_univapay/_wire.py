@@ -112,14 +112,15 @@ PAYMENT_ERROR_NAMES: dict[int, str] = {
 }
 
 # Where UnivaPay puts a konbini charge's payment details once it is ``awaiting``
-# (konbini guide, seed 001): the payment number, and for 7-Eleven only the slip URL.
+# (the konbini guide, https://docs.univapay.com/?p=11560): the payment number, and for
+# 7-Eleven only the slip URL.
 SLIP_PAYMENT_NUMBER_KEY = "internal_convenience_payment_number"
 SLIP_URL_KEY = "internal_convenience_payment_url"
 # The deadline paygate computed and sent as ``capture_at``, kept in the charge's own
-# metadata because UnivaPay answers ``capture_at: null`` on konbini charges (seed 001).
+# metadata because UnivaPay answers ``capture_at: null`` on konbini charges (konbini guide).
 META_KONBINI_DEADLINE = "paygate_konbini_deadline"
 # Pay-easy needs the collecting institution number (収納機関番号) as well; UnivaPay
-# says it is always 58091 and puts it in the mail only, not in the API (seed 001).
+# says it is always 58091 and puts it in the mail only, not in the API (konbini guide).
 PAY_EASY_INSTITUTION_NUMBER = "58091"
 JST = timezone(timedelta(hours=9), "JST")
 # UnivaPay's default ``expiration_period`` of a konbini token (PYSDK token model).

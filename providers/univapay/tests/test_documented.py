@@ -1,8 +1,8 @@
 """Documented-response tests: UnivaPay's published answers fed to the adapter.
 
-Each case in ``documented/`` is written from UnivaPay's own sources (the konbini guide
-of seed 001, the reference pages, the official Ruby/Python/Node SDKs; the ``source``
-field says which) and runs through a `Gateway` on a `ScriptedTransport`, which also
+Each case in ``documented/`` is written from UnivaPay's own sources (the konbini
+guide, the reference pages, the official Ruby/Python/Node SDKs; the ``source`` field
+says which) and runs through a `Gateway` on a `ScriptedTransport`, which also
 checks what paygate sends. The same documented bodies are then compared with what the
 emulator answers in the same state (`assert_shape`), so the sandbox cannot drift from
 the documents unnoticed.
