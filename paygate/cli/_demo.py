@@ -204,29 +204,20 @@ def _run(console: Console, providers: list[str] | None, store: str, description:
                     rows.append(Row(name, "—", "no sandbox emulator", "", None, True))
                     continue
                 demo = Demo(gateway=gw, sandbox=sandbox, provider=name)
-                script = _script(installed[name], sandbox.host.emulators[name])
-                try:
-                    if script is None:
-                        raise NotImplementedError
-                    script(demo)
-                except NotImplementedError:
-                    demo.rows.append(Row(name, "—", "no demo script yet", "", None, True))
-                except Exception:
-                    failures += 1
+                script = installed[name].demo_script()
+                if script is None:
+                    demo.rows.append(Row(name, "—", "no demo script", "", None, True))
                 else:
-                    failures += sum(1 for r in demo.rows if not r.ok)
+                    try:
+                        script(demo)
+                    except Exception:
+                        failures += 1
+                    else:
+                        failures += sum(1 for r in demo.rows if not r.ok)
                 rows.extend(demo.rows)
                 _print_table(console, name, demo.rows)
     _summary(console, rows, failures)
     return 1 if failures else 0
-
-
-def _script(provider: Any, emulator: Any) -> Callable[[Demo], None] | None:
-    """The provider's demo script (`Provider.demo_script`), else the emulator's own
-    ``demo`` method while an emulator still carries one (the base one raises
-    `NotImplementedError`: no demo)."""
-    script: Callable[[Demo], None] | None = provider.demo_script()
-    return script if script is not None else getattr(emulator, "demo", None)
 
 
 def _print_table(console: Console, provider: str, rows: list[Row]) -> None:

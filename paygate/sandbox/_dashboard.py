@@ -20,7 +20,7 @@ What it shows and drives:
 
 Objects are read from the emulators' `Emulator.ledger` and, for the providers shipped
 with paygate, from their in-memory tables: instance attributes only (``codes``,
-``cashtrays``, ``charges``, Pokepay's ``scan_errors``), read only, never the emulator's
+``cashtrays``, ``charges``, Pokepay's ``SCAN_ERRORS``), read only, never the emulator's
 module; an unknown emulator shows its ledger and the generic control form.
 """
 
@@ -434,8 +434,8 @@ def _elepay(emulator: Any, now: datetime) -> list[Row]:
 
 
 def _pokepay(emulator: Any, now: datetime) -> list[Row]:
-    # The failures a scan can be forced into: the emulator's own attribute, when it has one.
-    from_scan_errors: tuple[str, ...] = tuple(getattr(emulator, "scan_errors", ()))
+    # The failures a scan can be forced into, as the emulator lists them.
+    from_scan_errors: tuple[str, ...] = tuple(emulator.SCAN_ERRORS)
     rows: list[Row] = []
     for tray in reversed(list(emulator.cashtrays.values())):
         if tray.transaction_id:

@@ -215,12 +215,3 @@ class Emulator(ABC):
     def ledger(self) -> list[LedgerEntry]:
         """Every money-moving object this emulator holds."""
         return []
-
-    def demo(self, demo: Any) -> None:
-        """The ``paygate demo`` script of this provider (a `paygate.cli.Demo` drives it).
-
-        Call ``demo.step(operation, fn)`` for each step; ``demo.gateway`` is a `Gateway`
-        whose account named after the provider points at this emulator, and
-        ``demo.sandbox`` drives the customer's side. Default: no demo.
-        """
-        raise NotImplementedError

@@ -152,3 +152,30 @@ def test_actions_of_the_installed_emulators_have_descriptions() -> None:
     for name, emulator in found.items():
         for action, description in emulator.actions().items():
             assert description, f"{name}: control_{action} has no docstring"
+
+
+def test_demo_runs_each_provider_s_demo_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``paygate demo`` takes each provider's script from `Provider.demo_script`."""
+    import io
+
+    from rich.console import Console
+
+    from paygate.cli._demo import run_demo
+    from paygate_payjp import PayjpProvider
+
+    ran: list[str] = []
+
+    def script(d: Any) -> None:
+        ran.append(d.provider)
+        d.step("a step", lambda: None)
+
+    monkeypatch.setattr(PayjpProvider, "demo_script", classmethod(lambda cls: script))
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=120), providers=["payjp"], store="memory") == 0
+    assert ran == ["payjp"]
+    assert "a step" in out.getvalue()
+
+    monkeypatch.setattr(PayjpProvider, "demo_script", classmethod(lambda cls: None))
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=120), providers=["payjp"], store="memory") == 0
+    assert "no demo script" in out.getvalue()
