@@ -469,7 +469,7 @@ class Provider(ABC):
     def demo_script(cls) -> Callable[[Any], None] | None:
         """This provider's ``paygate demo`` script, if it ships one.
 
-        The script gets a `paygate.cli.Demo`: ``demo.gateway`` (an account named after
+        The script gets the ``paygate demo`` driver: ``demo.gateway`` (an account named after
         the provider points at the sandbox), ``demo.sandbox`` (the customer's side) and
         ``demo.step(operation, fn)`` for each step::
 
