@@ -460,26 +460,39 @@ class Provider(ABC):
             opts["verify"] = False
         return opts
 
+    #: Where this provider's sandbox emulator class is, as ``"module:Name"`` (a module
+    #: starting with ``.`` is relative to the provider's package); imported on first use,
+    #: so loading an adapter never loads Starlette. None: no emulator.
+    emulator_at: ClassVar[str | None] = None
+    #: Where its ``paygate demo`` script is, the same way. None: no demo.
+    demo_at: ClassVar[str | None] = None
+
     @classmethod
     def emulator(cls) -> type[Emulator] | None:
-        """The sandbox emulator class of this provider, if it ships one."""
-        return None
+        """The sandbox emulator class of this provider, if it ships one.
+
+        Declared by path::
+
+            class PayjpProvider(Provider):
+                emulator_at = "._emulator:PayjpEmulator"
+        """
+        found: type[Emulator] | None = _load(cls, cls.emulator_at)
+        return found
 
     @classmethod
     def demo_script(cls) -> Callable[[Any], None] | None:
         """This provider's ``paygate demo`` script, if it ships one.
 
         The script gets the ``paygate demo`` driver: ``demo.gateway`` (an account named after
-        the provider points at the sandbox), ``demo.sandbox`` (the customer's side) and
-        ``demo.step(operation, fn)`` for each step::
+        the provider points at the sandbox), ``demo.sandbox`` (the customer's side),
+        ``demo.step(operation, fn)`` for each step and shorthands for the usual ones
+        (``demo.charge``, ``demo.status``, ``demo.refund``, ...). Declared by path::
 
-            @classmethod
-            def demo_script(cls):
-                from ._demo import demo
-
-                return demo
+            class PayjpProvider(Provider):
+                demo_at = "._demo:demo"
         """
-        return None
+        found: Callable[[Any], None] | None = _load(cls, cls.demo_at)
+        return found
 
     # -- validation (pure, before any I/O) --------------------------------------------
 
@@ -572,3 +585,14 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.account!r}>"
+
+
+def _load(owner: type, where: str | None) -> Any:
+    """The object ``where`` (``"module:Name"``) names, importing its module now."""
+    if where is None:
+        return None
+    import importlib
+
+    module, _, name = where.partition(":")
+    package = owner.__module__.rpartition(".")[0] or None
+    return getattr(importlib.import_module(module, package=package), name)

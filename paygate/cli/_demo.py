@@ -20,6 +20,9 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from .._models import ChargeStatus
+from .._money import Money
+
 T = TypeVar("T")
 
 BUILT_IN = ("pokepay", "univapay", "elepay", "payjp", "smaregi")
@@ -74,6 +77,103 @@ class Demo:
         if not ok:
             raise AssertionError(f"{operation}: unexpected result")
         return result
+
+    # -- the usual steps -------------------------------------------------------------
+    # Each is one `step` around one `Gateway` call on this provider's account.
+    # Idempotency keys are ``demo-<provider>-<key>``; ``expect`` is the status the
+    # result must have (None: any).
+
+    def charge(
+        self,
+        operation: str,
+        method: Any,
+        *,
+        amount: int,
+        key: str,
+        expect: ChargeStatus | None = None,
+        **options: Any,
+    ) -> Any:
+        """Charge ``amount`` JPY with ``method``::
+
+        paid = d.charge("charge (wallet)", Wallet(customer_id=c), amount=1200, key="order-1",
+                        expect=ChargeStatus.SUCCEEDED)
+        """
+        return self.step(
+            operation,
+            lambda: self.gateway.charge(
+                self.account,
+                amount=Money.jpy(amount),
+                method=method,
+                idempotency_key=self.key(key),
+                **options,
+            ),
+            expect=_has(expect),
+        )
+
+    def status(
+        self, charge: Any, expect: ChargeStatus | None = None, *, operation: str = "status"
+    ) -> Any:
+        """The charge's status from the provider: ``d.status(paid, ChargeStatus.REFUNDED)``."""
+        return self.step(
+            operation, lambda: self.gateway.status(self.account, charge.id), expect=_has(expect)
+        )
+
+    def refund(self, operation: str, charge: Any, *, key: str, amount: int | None = None) -> Any:
+        """Refund ``amount`` JPY (None: the rest): ``d.refund("refund", paid, key="r1")``."""
+        return self.step(
+            operation,
+            lambda: self.gateway.refund(
+                self.account,
+                charge.id,
+                amount=None if amount is None else Money.jpy(amount),
+                idempotency_key=self.key(key),
+            ),
+        )
+
+    def cancel(self, operation: str, charge: Any, *, key: str | None = None) -> Any:
+        """Cancel ``charge``; the step passes when it is canceled."""
+        return self.step(
+            operation,
+            lambda: self.gateway.cancel(
+                self.account, charge.id, idempotency_key=None if key is None else self.key(key)
+            ),
+            expect=_has(ChargeStatus.CANCELED),
+        )
+
+    def capture(self, operation: str, charge: Any, *, key: str, amount: int | None = None) -> Any:
+        """Capture ``amount`` JPY of an authorisation (None: all of it)."""
+        return self.step(
+            operation,
+            lambda: self.gateway.capture(
+                self.account,
+                charge.id,
+                amount=None if amount is None else Money.jpy(amount),
+                idempotency_key=self.key(key),
+            ),
+            expect=_has(ChargeStatus.SUCCEEDED),
+        )
+
+    def act(self, operation: str, action: str, **params: Any) -> Any:
+        """A customer's or operator's action on the sandbox (``control_<action>``)."""
+        return self.step(operation, lambda: self.sandbox.control(self.provider, action, **params))
+
+    def payout_balance(
+        self, operation: str = "payout balance", *, expect: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """What the provider will pay out: ``d.payout_balance(expect=lambda b: ...)``."""
+        return self.step(
+            operation, lambda: self.gateway.payout_balance(self.account), expect=expect
+        )
+
+    def key(self, key: str) -> str:
+        """The idempotency key ``demo-<provider>-<key>``."""
+        return f"demo-{self.provider}-{key}"
+
+
+def _has(status: ChargeStatus | None) -> Callable[[Any], bool] | None:
+    if status is None:
+        return None
+    return lambda result: bool(result.status is status)
 
 
 def _status(result: Any) -> str:

@@ -35,9 +35,9 @@ status, amounts from the charge): a forged or replayed body costs one extra fetc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from paygate import (
     Capabilities,
@@ -99,9 +99,6 @@ from ._validate import check_charge, check_refund
 from ._webhooks import charge_event, charge_id_of, other_event, read_event
 from ._wire import REFUND_KEY_FIELD, to_millis
 
-if TYPE_CHECKING:
-    from paygate.sandbox import Emulator
-
 __all__ = ["ORDER_ATTEMPTS", "ElepayProvider"]
 
 _UNSURE = (
@@ -124,6 +121,8 @@ class ElepayProvider(Provider):
     """
 
     name: ClassVar[str] = NAME
+    emulator_at = "._emulator:ElepayEmulator"
+    demo_at = "._demo:demo"
     display_name: ClassVar[str] = "elepay"
     settings_model: ClassVar[type[ElepaySettings]] = ElepaySettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
@@ -152,20 +151,6 @@ class ElepayProvider(Provider):
         # The key itself is registered by the settings, its encoded form by the Api.
         self.api = Api(settings.base_url, settings.secret_key.get_secret_value())
         self.orders = OrderBook(account)
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        """The elepay sandbox emulator."""
-        from ._emulator import ElepayEmulator
-
-        return ElepayEmulator
-
-    @classmethod
-    def demo_script(cls) -> Callable[[Any], None]:
-        """The ``paygate demo`` script (`paygate_elepay._demo.demo`)."""
-        from ._demo import demo
-
-        return demo
 
     def capabilities(self) -> Capabilities:
         """QR charges with partial and multiple refunds; no payout API."""

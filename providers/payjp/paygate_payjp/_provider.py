@@ -22,9 +22,9 @@ read from ``/v1/balances`` (never the retired Transfer objects).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from paygate import (
@@ -77,9 +77,6 @@ from ._settings import PayjpSettings
 from ._webhooks import charge_id_of, parse_event, verify_token
 from ._wire import Balance, Statement, StatementUrl, Term, from_ts, to_ts
 
-if TYPE_CHECKING:
-    from paygate.sandbox import Emulator
-
 __all__ = ["KEY_WINDOW", "PayjpProvider"]
 
 KEY_WINDOW = timedelta(hours=1)
@@ -130,6 +127,8 @@ class PayjpProvider(Provider):
     """
 
     name: ClassVar[str] = "payjp"
+    emulator_at = "._emulator:PayjpEmulator"
+    demo_at = "._demo:demo"
     display_name: ClassVar[str] = "PAY.JP"
     settings_model: ClassVar[type[ProviderSettings]] = PayjpSettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
@@ -156,20 +155,6 @@ class PayjpProvider(Provider):
         super().__init__(settings, account=account)
         self.config = settings
         self.api = Api(settings.base_url, secret, provider=self.name)
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        """The sandbox emulator (`paygate_payjp.PayjpEmulator`)."""
-        from ._emulator import PayjpEmulator
-
-        return PayjpEmulator
-
-    @classmethod
-    def demo_script(cls) -> Callable[[Any], None]:
-        """The ``paygate demo`` script (`paygate_payjp._demo.demo`)."""
-        from ._demo import demo
-
-        return demo
 
     # -- description -----------------------------------------------------------------
 

@@ -26,7 +26,7 @@ request are in ``_validate``.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from paygate import (
     Capabilities,
@@ -85,9 +85,6 @@ from ._settings import PokepaySettings, client_certificate_context
 from ._validate import MAX_AMOUNT, MIN_AMOUNT, partial_refund, validate_charge, validate_refund
 from ._wire import as_amount, field
 
-if TYPE_CHECKING:
-    from paygate.sandbox import Emulator
-
 __all__ = ["PokepayProvider", "payment_request_id"]
 
 
@@ -109,6 +106,8 @@ class PokepayProvider(Provider):
     """
 
     name: ClassVar[str] = PROVIDER
+    emulator_at = "._emulator:PokepayEmulator"
+    demo_at = "._demo:demo"
     display_name: ClassVar[str] = "Pokepay"
     settings_model: ClassVar[type[ProviderSettings]] = PokepaySettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
@@ -190,21 +189,6 @@ class PokepayProvider(Provider):
         if self.config.ssl_cert_file is not None:
             opts["verify"] = client_certificate_context(self.config, opts.get("verify"))
         return opts
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        """The sandbox emulator of the Partner API."""
-        from ._emulator import PokepayEmulator
-
-        return PokepayEmulator
-
-    @classmethod
-    def demo_script(cls) -> Callable[[Any], None]:
-        """The ``paygate demo`` script: a wallet payment refunded, a Cashtray scanned and
-        another cancelled, the shop wallet's balance."""
-        from ._demo import demo
-
-        return demo
 
     # -- validation ------------------------------------------------------------------
 

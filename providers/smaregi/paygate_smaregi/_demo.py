@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from paygate import ChargeStatus, Money, PosLine, PosSale
+from paygate import ChargeStatus, PosLine, PosSale
 
 __all__ = ["demo"]
 
 
 def demo(d: Any) -> None:
-    """Register a sale in the sandbox's store, read it, void it (a `paygate.cli.Demo`
-    drives it: ``d.gateway``, ``d.account``, ``d.step``).
+    """Register a sale in the sandbox's store, read it, void it.
 
-    Offered by `SmaregiProvider.demo_script`; run with ``paygate demo``.
+    ``d`` is the ``paygate demo`` driver (`paygate.cli._demo.Demo`)::
+
+        paygate demo --provider smaregi
     """
     from ._emulator import SmaregiEmulator
 
@@ -32,24 +33,11 @@ def demo(d: Any) -> None:
         ),
         slip_number="DEMO-0001",
     )
-    charge = d.step(
-        "register sale",
-        lambda: gateway.charge(
-            account, amount=Money.jpy(1005), method=sale, idempotency_key="demo-smaregi-1"
-        ),
-        expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
-    )
+    charge = d.charge("register sale", sale, amount=1005, key="1", expect=ChargeStatus.SUCCEEDED)
     d.step(
         "app payment method again (cached: no request)",
         lambda: gateway.extension(account, "ensure_payment_method"),
     )
-    d.step("status", lambda: gateway.status(account, charge.id))
-    d.step(
-        "refund (voids the sale)",
-        lambda: gateway.refund(account, charge.id, idempotency_key="demo-smaregi-1-refund"),
-    )
-    d.step(
-        "status after the void",
-        lambda: gateway.status(account, charge.id),
-        expect=lambda c: c.status is ChargeStatus.REFUNDED,
-    )
+    d.status(charge)
+    d.refund("refund (voids the sale)", charge, key="1-refund")
+    d.status(charge, ChargeStatus.REFUNDED, operation="status after the void")

@@ -31,9 +31,9 @@ The calls are built in `._api`, the sale body and the mapping of transactions in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from paygate import (
     Capabilities,
@@ -81,9 +81,6 @@ from ._settings import SmaregiSettings
 from ._validate import Sale, check_refund, check_sale, check_slip_number, sale_of
 from ._wire import PROVIDER, AppPaymentMethod, format_jst, items, parse_datetime, parse_int
 
-if TYPE_CHECKING:
-    from paygate.sandbox import Emulator
-
 __all__ = ["AppPaymentMethod", "SmaregiProvider", "terminal_tran_id", "transaction_uuid"]
 
 #: The lookup reads at most this many pages of the search window.
@@ -115,6 +112,8 @@ class SmaregiProvider(Provider):
     """
 
     name: ClassVar[str] = PROVIDER
+    emulator_at = "._emulator:SmaregiEmulator"
+    demo_at = "._demo:demo"
     display_name: ClassVar[str] = "Smaregi"
     settings_model: ClassVar[type[SmaregiSettings]] = SmaregiSettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
@@ -163,21 +162,6 @@ class SmaregiProvider(Provider):
             payout_balance=False,
             webhooks=False,
         )
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        """The local sandbox's Smaregi emulator."""
-        from ._emulator import SmaregiEmulator
-
-        return SmaregiEmulator
-
-    @classmethod
-    def demo_script(cls) -> Callable[[Any], None]:
-        """The ``paygate demo`` script: first sale (creating the app payment method),
-        status, and the void through a refund."""
-        from ._demo import demo
-
-        return demo
 
     def validate_charge(self, req: ChargeRequest) -> None:
         """Refuse a sale Smaregi would refuse (currency, sums, id formats, lengths)."""

@@ -11,62 +11,39 @@ from paygate import ChargeStatus, Konbini, Money, NotSupported
 __all__ = ["demo"]
 
 
-def demo(demo: Any) -> None:
+def demo(d: Any) -> None:
     """``paygate demo``: a FamilyMart slip paid by the customer, the refund UnivaPay
     cannot do, a second slip cancelled unpaid, and the payout that follows.
 
-    ``demo`` is a `paygate.cli.Demo`: ``demo.gateway`` has an account named after the
-    provider on the sandbox, ``demo.sandbox`` drives the customer's side::
+    ``d`` is the ``paygate demo`` driver (`paygate.cli._demo.Demo`)::
 
-        paygate demo univapay
+        paygate demo --provider univapay
     """
-    gw, account = demo.gateway, demo.account
-
-    def slip(key: str, amount: int) -> Any:
-        method = Konbini(
-            store="family_mart",
-            customer_name="テスト 太郎",
-            phone="03-6441-3400",
-            email="demo@example.com",
-            expires_in=timedelta(days=7),
-        )
-        return gw.charge(account, amount=Money.jpy(amount), method=method, idempotency_key=key)
+    s = ChargeStatus
+    slip = Konbini(
+        store="family_mart",
+        customer_name="テスト 太郎",
+        phone="03-6441-3400",
+        email="demo@example.com",
+        expires_in=timedelta(days=7),
+    )
 
     def refund_refused() -> Any:
         try:
-            gw.refund(account, charge.id, idempotency_key="demo-univapay-r1")
+            d.gateway.refund(d.account, charge.id, idempotency_key=d.key("r1"))
         except NotSupported as exc:
             return SimpleNamespace(status=f"not supported; {exc.alternative}")
         raise AssertionError("a konbini refund must be refused")
 
-    charge = demo.step(
-        "charge (konbini slip)",
-        lambda: slip("demo-univapay-order-1", 1200),
-        expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
+    charge = d.charge(
+        "charge (konbini slip)", slip, amount=1200, key="order-1", expect=s.REQUIRES_ACTION
     )
-    demo.step(
-        "customer pays at FamilyMart",
-        lambda: demo.sandbox.control("univapay", "pay_konbini", charge_id=charge.provider_ref),
+    d.act("customer pays at FamilyMart", "pay_konbini", charge_id=charge.provider_ref)
+    d.status(charge, s.SUCCEEDED)
+    d.step("refund (konbini)", refund_refused)
+    other = d.charge(
+        "charge (second slip)", slip, amount=800, key="order-2", expect=s.REQUIRES_ACTION
     )
-    demo.step(
-        "status",
-        lambda: gw.status(account, charge.id),
-        expect=lambda c: c.status is ChargeStatus.SUCCEEDED,
-    )
-    demo.step("refund (konbini)", refund_refused)
-    other = demo.step(
-        "charge (second slip)",
-        lambda: slip("demo-univapay-order-2", 800),
-        expect=lambda c: c.status is ChargeStatus.REQUIRES_ACTION,
-    )
-    demo.step(
-        "cancel the unpaid slip",
-        lambda: gw.cancel(account, other.id),
-        expect=lambda c: c.status is ChargeStatus.CANCELED,
-    )
-    demo.step("transfer created", lambda: demo.sandbox.control("univapay", "run_transfer"))
-    demo.step(
-        "payout balance",
-        lambda: gw.payout_balance(account),
-        expect=lambda b: b.scheduled == Money.jpy(1200),
-    )
+    d.cancel("cancel the unpaid slip", other)
+    d.act("transfer created", "run_transfer")
+    d.payout_balance(expect=lambda b: b.scheduled == Money.jpy(1200))

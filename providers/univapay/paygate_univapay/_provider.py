@@ -27,9 +27,9 @@ charge (to return the issued slip) and for `wait` while a charge is still pendin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from paygate._errors import (
     InvalidRequest,
@@ -97,9 +97,6 @@ from ._validate import validate_charge_request
 from ._webhooks import charge_id_of, parse_event, verify_token
 from ._wire import DEFAULT_KONBINI_PERIOD, konbini_deadline, normalize_store, parse_time
 
-if TYPE_CHECKING:
-    from paygate.sandbox import Emulator
-
 __all__ = ["LONG_POLL_READ_TIMEOUT", "UnivapayProvider"]
 
 _SCHEDULED_TRANSFERS = ("created", "approved", "processing")
@@ -121,6 +118,8 @@ class UnivapayProvider(Provider):
     """
 
     name: ClassVar[str] = "univapay"
+    emulator_at = "._emulator:UnivapayEmulator"
+    demo_at = "._demo:demo"
     display_name: ClassVar[str] = "UnivaPay"
     settings_model: ClassVar[type[ProviderSettings]] = UnivapaySettings
     policies: ClassVar[Mapping[Operation, OperationPolicy]] = {
@@ -145,20 +144,6 @@ class UnivapayProvider(Provider):
         # The settings register each secret; the header joins two of them.
         register_secret(settings.authorization.removeprefix("Bearer "))
         self.api = Api(settings.base_url, settings.authorization, store_id=settings.store_id)
-
-    @classmethod
-    def emulator(cls) -> type[Emulator] | None:
-        """The sandbox emulator of UnivaPay."""
-        from ._emulator import UnivapayEmulator
-
-        return UnivapayEmulator
-
-    @classmethod
-    def demo_script(cls) -> Callable[[Any], None]:
-        """The ``paygate demo`` script: a konbini slip paid, refused refund, cancel, payout."""
-        from ._demo import demo
-
-        return demo
 
     # -- description -------------------------------------------------------------------
 
