@@ -1,5 +1,6 @@
 """Shared parts for provider adapters: the error map, the webhook token check, a flow
-that makes no call.
+that makes no call, the usual refusals (`only_method`, `whole_refunds_only`) and
+`capabilities` keyed by method.
 
 What stays with each provider: its code tables, where a code sits in a body and how the
 body is read (form, JSON, an encrypted envelope). What is shared: the fallbacks by HTTP
@@ -12,11 +13,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import (
     AuthenticationError,
     NotFound,
+    NotSupported,
     PaygateError,
     PermissionDenied,
     ProviderError,
@@ -26,23 +28,30 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._flow import Reply
+from ._models import Capabilities, MethodCapabilities
 from ._retry import retry_after
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from ._adapter import ChargeRequest
     from ._flow import Flow
 
 __all__ = [
     "REQUEST_ID_HEADERS",
     "ErrorMap",
+    "capabilities",
     "check_webhook_token",
     "no_call",
+    "only_method",
     "retry_after",
     "status_error",
+    "whole_refunds_only",
 ]
 
 T = TypeVar("T")
+M = TypeVar("M")
+N = TypeVar("N")
 
 #: Response headers that commonly carry the server's id of a request, read (first one
 #: present wins) when a provider does not name its own.
@@ -202,3 +211,88 @@ def no_call(value: T) -> Flow[T]:
     """
     yield from ()
     return value
+
+
+@overload
+def only_method(
+    req: ChargeRequest,
+    kind: type[M],
+    /,
+    *,
+    provider: str,
+    reason: str | None = None,
+    alternative: str | None = None,
+) -> M: ...
+
+
+@overload
+def only_method(
+    req: ChargeRequest,
+    kind: type[M],
+    other: type[N],
+    /,
+    *,
+    provider: str,
+    reason: str | None = None,
+    alternative: str | None = None,
+) -> M | N: ...
+
+
+def only_method(
+    req: ChargeRequest,
+    *kinds: type[Any],
+    provider: str,
+    reason: str | None = None,
+    alternative: str | None = None,
+) -> Any:
+    """The charge's payment method when it is one of ``kinds``; else `NotSupported`.
+
+    For a provider that takes only some kinds of payment method: the refusal names the
+    method asked for (``method 'card'``), the ``reason`` and the ``alternative``.
+
+    >>> from paygate import Card, Money, QRCode
+    >>> from paygate.adapter import ChargeRequest
+    >>> req = ChargeRequest(amount=Money.jpy(500), method=Card(token="tok_1"))
+    >>> only_method(req, Card, provider="toypay").type
+    'card'
+    >>> try:
+    ...     only_method(req, QRCode, provider="toypay", alternative="QRCode()")
+    ... except NotSupported as error:
+    ...     print(error.capability, "|", error.alternative)
+    method 'card' | QRCode()
+    """
+    method = req.method
+    if not isinstance(method, kinds):
+        raise NotSupported(
+            f"method {method.type!r}",
+            provider=provider,
+            reason=reason,
+            alternative=alternative,
+        )
+    return method
+
+
+def whole_refunds_only(*, provider: str, reason: str, alternative: str) -> NotSupported:
+    """The refusal of a partial refund by a provider that refunds whole charges only.
+
+    Returned, not raised, so that the caller's ``raise`` shows where it refuses.
+
+    >>> error = whole_refunds_only(provider="toypay", reason="toypay refunds whole charges",
+    ...                            alternative="refund the whole charge (amount=None)")
+    >>> error.capability, error.provider
+    ('partial refund', 'toypay')
+    """
+    return NotSupported("partial refund", provider=provider, reason=reason, alternative=alternative)
+
+
+def capabilities(provider: str, *methods: MethodCapabilities, **fields: Any) -> Capabilities:
+    """A provider's `Capabilities` with ``methods`` keyed by their own ``method`` name.
+
+    ``fields`` are the other fields of `Capabilities` (currencies, amounts, webhooks...).
+
+    >>> caps = capabilities("toypay", MethodCapabilities(method="card", refund="partial"),
+    ...                     currencies=("JPY",))
+    >>> list(caps.methods), caps.methods["card"].refund
+    (['card'], 'partial')
+    """
+    return Capabilities(provider=provider, methods={m.method: m for m in methods}, **fields)

@@ -39,10 +39,13 @@ from ._flow import (
 from ._kit import (
     REQUEST_ID_HEADERS,
     ErrorMap,
+    capabilities,
     check_webhook_token,
     no_call,
+    only_method,
     retry_after,
     status_error,
+    whole_refunds_only,
 )
 from ._redact import register_secret
 from ._registry import register_provider
@@ -74,6 +77,7 @@ __all__ = [
     "Sleep",
     "TransportFailure",
     "cache_claim",
+    "capabilities",
     "check_base_url",
     "check_webhook_token",
     "default_outcome",
@@ -81,8 +85,10 @@ __all__ = [
     "drive",
     "is_loopback",
     "no_call",
+    "only_method",
     "register_provider",
     "register_secret",
     "retry_after",
     "status_error",
+    "whole_refunds_only",
 ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from paygate import InvalidRequest, Money, NotSupported, QRCode
-from paygate.adapter import ChargeRequest, RefundRequest
+from paygate import InvalidRequest, Money, QRCode
+from paygate.adapter import ChargeRequest, RefundRequest, only_method
 
 from ._charges import NAME
 from ._settings import ElepaySettings
@@ -43,14 +43,9 @@ def check_charge(req: ChargeRequest, settings: ElepaySettings) -> None:
     ...     exc.param
     'amount'
     """
-    method = req.method
-    if not isinstance(method, QRCode):
-        raise NotSupported(
-            f"method {method.type!r}",
-            provider=NAME,
-            reason="elepay serves EasyQR codes only",
-            alternative="QRCode()",
-        )
+    method = only_method(
+        req, QRCode, provider=NAME, reason="elepay serves EasyQR codes only", alternative="QRCode()"
+    )
     _check_amount(req.amount, settings.max_amount)
     if req.description is not None:
         _check_text(req.description, "description")

@@ -43,7 +43,6 @@ from paygate import (
 from paygate._errors import (
     ConfigurationError,
     InvalidRequest,
-    NotSupported,
     OutcomeUnknown,
     PaymentDeclined,
 )
@@ -66,6 +65,7 @@ from paygate.adapter import (
     Reply,
     Retry,
     RetryDecision,
+    only_method,
     register_secret,
     retry_after,
 )
@@ -189,13 +189,9 @@ class PayjpProvider(Provider):
         characters; metadata flat strings, at most 20 keys of at most 40 characters with
         values of at most 500 characters; 3-D Secure needs the public key configured.
         """
-        method = req.method
-        if not isinstance(method, Card):
-            raise NotSupported(
-                f"method {method.type}",
-                provider=self.name,
-                reason="PAY.JP accounts take card payments only",
-            )
+        method = only_method(
+            req, Card, provider=self.name, reason="PAY.JP accounts take card payments only"
+        )
         _check_jpy(req.amount, "amount", minimum=MIN_AMOUNT, maximum=MAX_AMOUNT)
         if method.three_d_secure and not self.config.public_key:
             raise InvalidRequest(

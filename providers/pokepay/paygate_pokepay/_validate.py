@@ -16,13 +16,14 @@ amount
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from paygate import InvalidRequest, NotSupported, QRCode, Wallet
-from paygate.adapter import ChargeRequest, RefundRequest
+from paygate import InvalidRequest, QRCode, Wallet
+from paygate.adapter import ChargeRequest, RefundRequest, only_method, whole_refunds_only
 
 from ._errors import PROVIDER
 
@@ -66,14 +67,13 @@ def invalid(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, provider=PROVIDER)
 
 
-def partial_refund() -> NotSupported:
-    """The refusal of a refund of less than the whole transaction."""
-    return NotSupported(
-        "partial refund",
-        provider=PROVIDER,
-        reason="Pokepay refunds whole transactions only",
-        alternative="refund the whole charge (amount=None), then charge the remainder",
-    )
+#: The refusal of a refund of less than the whole transaction.
+partial_refund = functools.partial(
+    whole_refunds_only,
+    provider=PROVIDER,
+    reason="Pokepay refunds whole transactions only",
+    alternative="refund the whole charge (amount=None), then charge the remainder",
+)
 
 
 def validate_charge(req: ChargeRequest) -> None:
@@ -84,13 +84,13 @@ def validate_charge(req: ChargeRequest) -> None:
     `QRCode` (a Cashtray): no metadata, no product lines, and an ``expires_in`` of a
     second or more.
     """
-    method = req.method
-    if not isinstance(method, Wallet | QRCode):
-        raise NotSupported(
-            f"method {method.type}",
-            provider=PROVIDER,
-            alternative="Wallet (a customer's wallet) or QRCode (a Cashtray)",
-        )
+    method = only_method(
+        req,
+        Wallet,
+        QRCode,
+        provider=PROVIDER,
+        alternative="Wallet (a customer's wallet) or QRCode (a Cashtray)",
+    )
     if req.amount.currency != "JPY":
         raise invalid("Pokepay charges JPY only", "amount")
     if not MIN_AMOUNT <= req.amount.amount <= MAX_AMOUNT:

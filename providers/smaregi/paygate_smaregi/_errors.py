@@ -12,19 +12,19 @@ catalogue).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import cast
 
 from paygate import (
     AuthenticationError,
     NotFound,
-    NotSupported,
     PermissionDenied,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
 )
-from paygate.adapter import ErrorMap, Reply, status_error
+from paygate.adapter import ErrorMap, Reply, status_error, whole_refunds_only
 
 from ._wire import PROVIDER
 
@@ -108,14 +108,13 @@ def error_from_reply(reply: Reply, *, action: str) -> ProviderError:
     return cast("ProviderError", error)
 
 
-def partial_refund() -> NotSupported:
-    """The refusal of a partial refund: Smaregi voids a sale as a whole."""
-    return NotSupported(
-        "partial refund",
-        provider=PROVIDER,
-        reason="Smaregi voids a sale as a whole",
-        alternative="refund the whole sale (amount=None), or enter a return at the POS",
-    )
+#: The refusal of a partial refund: Smaregi voids a sale as a whole.
+partial_refund = functools.partial(
+    whole_refunds_only,
+    provider=PROVIDER,
+    reason="Smaregi voids a sale as a whole",
+    alternative="refund the whole sale (amount=None), or enter a return at the POS",
+)
 
 
 _ERRORS = ErrorMap(PROVIDER)

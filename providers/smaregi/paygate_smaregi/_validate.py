@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paygate import InvalidRequest, NotSupported, PosLine, PosSale
-from paygate.adapter import ChargeRequest, RefundRequest
+from paygate import InvalidRequest, PosLine, PosSale
+from paygate.adapter import ChargeRequest, RefundRequest, only_method
 
 from ._errors import partial_refund
 from ._settings import SmaregiSettings
@@ -72,15 +72,13 @@ class Sale:
 
 
 def _pos_sale(req: ChargeRequest) -> PosSale:
-    method = req.method
-    if not isinstance(method, PosSale):
-        raise NotSupported(
-            f"payment method {method.type!r}",
-            provider=PROVIDER,
-            reason="Smaregi registers POS sales only",
-            alternative="PosSale",
-        )
-    return method
+    return only_method(
+        req,
+        PosSale,
+        provider=PROVIDER,
+        reason="Smaregi registers POS sales only",
+        alternative="PosSale",
+    )
 
 
 def sale_of(req: ChargeRequest, settings: SmaregiSettings) -> Sale:
