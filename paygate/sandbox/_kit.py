@@ -24,13 +24,14 @@ from typing import Any, Generic, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ._emulator import SandboxClock
+from ._emulator import Emulator, SandboxClock
 
 __all__ = [
     "EmulatorError",
     "KeptReply",
     "KeyedReplies",
     "Slice",
+    "account_table",
     "endpoint",
     "json_response",
     "paginate",
@@ -83,8 +84,27 @@ class KeyedReplies:
 
     @property
     def window(self) -> timedelta | None:
-        """How long a key is remembered (None: for ever)."""
+        """How long a key is remembered (None: for ever).
+
+        Settable, for emulators whose provider's memory is a control setting: every key
+        is judged against the window in force when it is read, so a longer window keeps
+        keys a shorter one would have dropped, unless a read dropped them first (a
+        forgotten key stays forgotten).
+
+        >>> from datetime import timedelta
+        >>> clock = SandboxClock()
+        >>> replies = KeyedReplies(clock, timedelta(hours=1))
+        >>> _ = replies.keep("k", fingerprint=None, status=200, body={})
+        >>> _ = clock.advance(timedelta(hours=2))
+        >>> replies.window = None
+        >>> replies.get("k") is not None
+        True
+        """
         return self._window
+
+    @window.setter
+    def window(self, window: timedelta | None) -> None:
+        self._window = window
 
     def get(self, key: str) -> KeptReply | None:
         """The reply kept for ``key``; None when unknown or past the window."""
@@ -96,6 +116,18 @@ class KeyedReplies:
         kept = KeptReply(fingerprint, status, body, self._clock.now())
         self._replies[key] = kept
         return kept
+
+    def forget(self, key: str) -> None:
+        """Forget ``key`` now (unknown keys are ignored): the next request with it acts
+        again, as after its window.
+
+        >>> replies = KeyedReplies(SandboxClock(), None)
+        >>> _ = replies.keep("k", fingerprint=None, status=200, body={})
+        >>> replies.forget("k")
+        >>> replies.get("k") is None
+        True
+        """
+        self._replies.pop(key, None)
 
     def clear(self) -> None:
         """Forget every key (an emulator's reset)."""
@@ -246,3 +278,26 @@ def endpoint(handler: Handler, *, media_type: str = "application/json") -> Handl
     run.__name__ = getattr(handler, "__name__", "endpoint")
     run.__doc__ = handler.__doc__
     return run
+
+
+# -- account tables ----------------------------------------------------------------------
+
+
+def account_table(emulator: Emulator, *keys: str, **extra: Any) -> dict[str, Any]:
+    """A paygate account table pointing at ``emulator``, for its `account_settings`.
+
+    ``provider`` is the emulator's name; then come the ``keys`` of its `credentials`
+    that are account settings, in that order, and last the ``extra`` settings that are
+    not among its credentials.
+
+    >>> class Toy:
+    ...     name = "toypay"
+    ...     def credentials(self):
+    ...         return {"base_url": "http://127.0.0.1:1/toypay", "secret_key": "sk_test",
+    ...                 "test_cards": ["4242"]}
+    >>> account_table(Toy(), "base_url", "secret_key", store_id="st_1")
+    {'provider': 'toypay', 'base_url': 'http://127.0.0.1:1/toypay', 'secret_key': 'sk_test', \
+'store_id': 'st_1'}
+    """
+    credentials = emulator.credentials()
+    return {"provider": emulator.name, **{key: credentials[key] for key in keys}, **extra}

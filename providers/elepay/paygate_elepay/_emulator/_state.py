@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from paygate.sandbox import ControlError, Emulator, EmulatorContext, LedgerEntry, WebhookDelivery
+from paygate.sandbox import (
+    ControlError,
+    Emulator,
+    EmulatorContext,
+    LedgerEntry,
+    WebhookDelivery,
+    account_table,
+)
 
 from .._wire import CONTENT_TYPE, PAYMENT_METHODS, REFUND_KEY_FIELD, dumps, to_millis
 
@@ -209,7 +216,7 @@ class ElepayState(Emulator):
 
     def account_settings(self) -> dict[str, Any]:
         """A paygate account pointing at this emulator."""
-        return {"provider": self.name, "base_url": self.base_url, "secret_key": SECRET_KEY}
+        return account_table(self, "base_url", "secret_key")
 
     def on_clock_advanced(self, now: datetime) -> None:
         """Close codes whose expiry has passed."""

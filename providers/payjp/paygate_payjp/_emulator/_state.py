@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from paygate.sandbox import Emulator, EmulatorContext, KeyedReplies, LedgerEntry, WebhookDelivery
+from paygate.sandbox import (
+    Emulator,
+    EmulatorContext,
+    KeyedReplies,
+    LedgerEntry,
+    WebhookDelivery,
+    account_table,
+)
 
 from .._webhooks import TOKEN_HEADER
 from ._books import Books
@@ -215,13 +222,7 @@ class PayjpState(Emulator):
 
     def account_settings(self) -> dict[str, Any]:
         """A paygate account table pointing at this emulator."""
-        return {
-            "provider": self.name,
-            "base_url": self.base_url,
-            "secret_key": SECRET_KEY,
-            "public_key": PUBLIC_KEY,
-            "webhook_token": WEBHOOK_TOKEN,
-        }
+        return account_table(self, "base_url", "secret_key", "public_key", "webhook_token")
 
     def ledger(self) -> list[LedgerEntry]:
         """Every charge (captured or authorised amount) and every balance (net)."""

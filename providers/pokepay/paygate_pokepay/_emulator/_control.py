@@ -95,7 +95,7 @@ class PokepayControl(PokepayState):
     def control_set_request_id_retention(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """How many seconds request ids are kept (null: for ever; default one day)."""
         seconds = params.get("seconds")
-        self.request_id_retention = (
+        self.request_ids.window = (
             None if seconds is None else timedelta(seconds=self._control_int(params, "seconds"))
         )
         return {"seconds": seconds}

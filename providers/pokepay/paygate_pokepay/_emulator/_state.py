@@ -14,7 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from paygate.sandbox import Emulator, EmulatorContext, EmulatorError, KeyedReplies, LedgerEntry
+from paygate.sandbox import (
+    Emulator,
+    EmulatorContext,
+    EmulatorError,
+    KeyedReplies,
+    LedgerEntry,
+    account_table,
+)
 
 from .._crypto import EnvelopeCipher, decode_client_secret
 
@@ -308,16 +315,15 @@ class PokepayState(Emulator):
                     wallet_id, user_id, name, False, money, points, status
                 )
         self.transactions: dict[str, Transaction] = {}
-        # request_id -> the transaction's id, with the customer as fingerprint; the
-        # retention is applied on reading (it can change while ids are kept).
-        self.request_ids = KeyedReplies(self.ctx.clock, None)
+        # request_id -> the transaction's id, with the customer as fingerprint, kept
+        # for the retention (its window; the set_request_id_retention control sets it).
+        self.request_ids = KeyedReplies(self.ctx.clock, REQUEST_ID_RETENTION)
         self.cashtrays: dict[str, Cashtray] = {}
         self.calls: dict[str, datetime] = {}
         # Settings a control action changes (see the control actions).
         self.campaign_percent = 0
         self.campaign_fixed = 0
         self.coupons: dict[str, int] = {}
-        self.request_id_retention: timedelta | None = REQUEST_ID_RETENTION
         self.request_id_v4_only = True
         self.envelope_freshness: timedelta | None = FRESHNESS
         self.expire_next = 0
@@ -337,15 +343,9 @@ class PokepayState(Emulator):
 
     def account_settings(self) -> dict[str, Any]:
         """A paygate account table pointing at this emulator."""
-        s = self.seed
-        return {
-            "provider": "pokepay",
-            "base_url": self.base_url,
-            "client_id": s.client_id,
-            "client_secret": s.client_secret,
-            "shop_id": s.shop_id,
-            "private_money_id": s.private_money_id,
-        }
+        return account_table(
+            self, "base_url", "client_id", "client_secret", "shop_id", "private_money_id"
+        )
 
     def ledger(self) -> list[LedgerEntry]:
         """Every transaction, refunded ones with their refunded amount."""
@@ -633,14 +633,7 @@ class PokepayState(Emulator):
         """The transaction of a request id Pokepay still keeps (purged after the
         retention period)."""
         kept = self.request_ids.get(request_id) if request_id is not None else None
-        if request_id is None or kept is None or kept.body is None:
-            return None
-        retention = self.request_id_retention
-        if retention is not None and kept.at + retention < self.now:
-            # Purged for good: a longer retention set later does not bring it back.
-            self.request_ids.keep(request_id, fingerprint=None, status=410, body=None)
-            return None
-        return self.transactions[kept.body]
+        return None if kept is None else self.transactions[kept.body]
 
     def _customer_of(self, txn: Transaction) -> str:
         wallet = self.wallets[txn.receiver if txn.type == "topup" else txn.sender]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from paygate.sandbox import Emulator, EmulatorContext, LedgerEntry
+from paygate.sandbox import Emulator, EmulatorContext, LedgerEntry, account_table
 
 from .._wire import format_jst
 
@@ -147,18 +147,18 @@ class SmaregiState(Emulator):
 
     def account_settings(self) -> dict[str, Any]:
         """A paygate account pointing at this emulator."""
-        return {
-            "provider": "smaregi",
-            "client_id": self.CLIENT_ID,
-            "client_secret": self.CLIENT_SECRET,
-            "contract_id": self.CONTRACT_ID,
-            "base_url": f"{self.base_url}/api",
-            "id_base_url": f"{self.base_url}/id",
-            "store_id": self.STORE_ID,
-            "terminal_id": self.TERMINAL_ID,
+        return account_table(
+            self,
+            "client_id",
+            "client_secret",
+            "contract_id",
+            "base_url",
+            "id_base_url",
+            "store_id",
+            "terminal_id",
             # The app names its payment method after itself (forum 539, staff).
-            "payment_method_name": self.APP_NAME,
-        }
+            payment_method_name=self.APP_NAME,
+        )
 
     def ledger(self) -> list[LedgerEntry]:
         """Every registered sale, keyed by its terminalTranId."""

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any, ClassVar
 
-from paygate.sandbox import Emulator, EmulatorContext, KeyedReplies, LedgerEntry, WebhookDelivery
+from paygate.sandbox import (
+    Emulator,
+    EmulatorContext,
+    KeyedReplies,
+    LedgerEntry,
+    WebhookDelivery,
+    account_table,
+)
 
 __all__ = [
     "BANK_ACCOUNT_ID",
@@ -199,14 +206,7 @@ class UnivapayState(Emulator):
 
     def account_settings(self) -> dict[str, Any]:
         """A paygate account pointing at this emulator."""
-        return {
-            "provider": self.name,
-            "base_url": self.base_url,
-            "store_id": STORE_ID,
-            "secret": SECRET,
-            "jwt": JWT,
-            "webhook_auth_token": WEBHOOK_AUTH_TOKEN,
-        }
+        return account_table(self, "base_url", "store_id", "secret", "jwt", "webhook_auth_token")
 
     def ledger(self) -> list[LedgerEntry]:
         """Charges and refunds, with the idempotency key that created them."""
