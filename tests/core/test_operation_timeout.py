@@ -1,7 +1,14 @@
-"""``timeout=`` on every operation: a bound on the whole operation, retries included."""
+"""``timeout=`` on every operation: a bound on the whole operation, retries included.
+
+No test here reads the wall clock to judge the result: that the client gave up before
+the (delayed) provider answered is seen in the order of events (the sandbox has not
+served the request when the call returns), and how many attempts were made is counted
+from the ``paygate`` logger's per-attempt records.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -31,6 +38,15 @@ def card_charge(gw: Any, key: str, **kw: Any) -> Any:
 
 def posts(emulator: Any, path: str = "/charges") -> int:
     return sum(1 for method, p in emulator.requests if method == "POST" and p == path)
+
+
+@pytest.fixture
+def attempts(caplog: pytest.LogCaptureFixture) -> Any:
+    """How many HTTP attempts the gateway made so far (one DEBUG record each)."""
+    caplog.set_level(logging.DEBUG, logger="paygate")
+    return lambda: sum(
+        1 for r in caplog.records if r.name == "paygate" and r.levelno == logging.DEBUG
+    )
 
 
 def settle(emulator: Any, count: int) -> None:
@@ -84,15 +100,19 @@ def test_spent_before_sending_sends_nothing_and_releases_the_key(
 
 
 def test_slow_read_is_cut_at_the_timeout(
-    gateway_factory: Any, fake_sandbox: Any, fake_emulator: Any
+    gateway_factory: Any, fake_sandbox: Any, fake_emulator: Any, attempts: Any
 ) -> None:
     gw = gateway_factory()
     charge = card_charge(gw, "t-read")
     fake_sandbox.fault("fakepay", "latency", path="^/charges/", method="GET", latency_ms=1500)
-    started = time.monotonic()
+    served = len(fake_emulator.requests)
+    before = attempts()
     with pytest.raises(ProviderUnavailable):
         gw.status("fake", charge.id, timeout=0.3)
-    assert time.monotonic() - started < 1.2
+    # The call returned before the provider answered: it was cut, not waited out, and
+    # no time was left for another attempt.
+    assert len(fake_emulator.requests) == served
+    assert attempts() - before == 1
 
 
 def test_slow_mutation_after_sending_is_an_unknown_outcome(
@@ -100,27 +120,27 @@ def test_slow_mutation_after_sending_is_an_unknown_outcome(
 ) -> None:
     gw = gateway_factory()
     fake_sandbox.fault("fakepay", "latency", path="^/charges$", method="POST", latency_ms=1500)
-    started = time.monotonic()
     with pytest.raises(OutcomeUnknown):
         card_charge(gw, "t-sent", timeout=0.3)
-    # The lookup and the re-send found no time left: nothing more waited for an answer.
-    assert time.monotonic() - started < 1.2
+    # Given up before the provider answered; the lookup and the re-send found no time
+    # left, so nothing else was sent.
+    assert posts(fake_emulator) == 0
     settle(fake_emulator, 1)
     assert posts(fake_emulator) == 1
 
 
 def test_retries_stop_when_the_timeout_is_spent(
-    gateway_factory: Any, fake_sandbox: Any, fake_emulator: Any
+    gateway_factory: Any, fake_sandbox: Any, fake_emulator: Any, attempts: Any
 ) -> None:
     policy = RetryPolicy(attempts=50, wait_initial=0.05, wait_max=0.05, wait_jitter=0.0)
     gw = gateway_factory(retry=policy)
     charge = card_charge(gw, "t-retry")
     fake_sandbox.fault("fakepay", "status", path="^/charges/", method="GET", status=503, count=50)
-    started = time.monotonic()
+    before = attempts()
     with pytest.raises(ProviderUnavailable):
         gw.status("fake", charge.id, timeout=0.4)
-    # 50 attempts 0.05 s apart would take 2.5 s: the retries stopped at the timeout.
-    assert time.monotonic() - started < 1.5
+    # The policy allows 50 attempts 0.05 s apart (2.5 s): the timeout stopped them.
+    assert 2 <= attempts() - before < 50
 
 
 def test_each_attempt_is_capped_by_what_is_left() -> None:
@@ -168,25 +188,24 @@ def test_a_delaying_transport_is_given_the_remaining_time(fake_config: Any, driv
         transport = httpx.MockTransport(slow_sync)
     gw = gateway_on(driver, fake_config(), retry=policy, transport=transport)
     try:
-        started = time.monotonic()
         with pytest.raises(PaygateError):  # the last 503, as the provider's error
             gw.payout_balance("fake", timeout=0.7)
-        elapsed = time.monotonic() - started
     finally:
         gw.close()
     assert 2 <= len(seen) < 50
     assert all(0 < left <= 0.7 for left in seen)
     assert seen == sorted(seen, reverse=True)  # each attempt gets what is left, less each time
-    assert elapsed < 1.2
 
 
-def test_no_retry_is_scheduled_past_the_timeout(gateway_factory: Any, fake_sandbox: Any) -> None:
+def test_no_retry_is_scheduled_past_the_timeout(
+    gateway_factory: Any, fake_sandbox: Any, attempts: Any
+) -> None:
     gw = gateway_factory(retry=RetryPolicy())
     charge = card_charge(gw, "t-after")
     fake_sandbox.fault(
         "fakepay", "rate_limit", path="^/charges/", method="GET", retry_after=10, count=5
     )
-    started = time.monotonic()
+    before = attempts()
     with pytest.raises(PaygateError):  # the 429 stands: waiting 10 s would outlast 1 s
         gw.status("fake", charge.id, timeout=1.0)
-    assert time.monotonic() - started < 0.9
+    assert attempts() - before == 1  # no retry was scheduled
