@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -30,11 +29,9 @@ def test_wait_on_a_30_day_slip_ends_at_its_expiry_quickly(
 ) -> None:
     gw = make_gateway()
     charge = slip(gw, "vt-1", days=30)
-    started = time.perf_counter()
     done = gw.wait("konbini", charge.id, timeout=40 * 86400)
     assert done.status is ChargeStatus.EXPIRED
-    assert time.perf_counter() - started < 10
-    assert len(virtual_time.sleeps) < 20
+    assert len(virtual_time.sleeps) < 20  # quick: a few jumps of virtual time, no real waits
     assert virtual_time.jumps
     assert 30 * 86400 <= virtual_time.elapsed < 32 * 86400
 
