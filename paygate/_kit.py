@@ -1,6 +1,6 @@
 """Shared parts for provider adapters: the error map, the webhook token check, a flow
-that makes no call, the usual refusals (`only_method`, `whole_refunds_only`) and
-`capabilities` keyed by method.
+that makes no call, the usual refusals (`only_method`, `whole_refunds_only`),
+`capabilities_of` (methods keyed by name) and `matching` (a settings field's pattern).
 
 What stays with each provider: its code tables, where a code sits in a body and how the
 body is read (form, JSON, an encrypted envelope). What is shared: the fallbacks by HTTP
@@ -11,7 +11,8 @@ fields every mapped error keeps (the provider's code, message, HTTP status and r
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
 __all__ = [
     "REQUEST_ID_HEADERS",
     "ErrorMap",
-    "capabilities",
+    "capabilities_of",
     "check_webhook_token",
+    "matching",
     "no_call",
     "only_method",
     "retry_after",
@@ -285,14 +287,42 @@ def whole_refunds_only(*, provider: str, reason: str, alternative: str) -> NotSu
     return NotSupported("partial refund", provider=provider, reason=reason, alternative=alternative)
 
 
-def capabilities(provider: str, *methods: MethodCapabilities, **fields: Any) -> Capabilities:
+def capabilities_of(provider: str, *methods: MethodCapabilities, **fields: Any) -> Capabilities:
     """A provider's `Capabilities` with ``methods`` keyed by their own ``method`` name.
 
     ``fields`` are the other fields of `Capabilities` (currencies, amounts, webhooks...).
 
-    >>> caps = capabilities("toypay", MethodCapabilities(method="card", refund="partial"),
+    >>> caps = capabilities_of("toypay", MethodCapabilities(method="card", refund="partial"),
     ...                     currencies=("JPY",))
     >>> list(caps.methods), caps.methods["card"].refund
     (['card'], 'partial')
     """
     return Capabilities(provider=provider, methods={m.method: m for m in methods}, **fields)
+
+
+def matching(pattern: re.Pattern[str], message: str) -> Callable[[str | None], str | None]:
+    """A settings field validator: a value must match ``pattern`` as a whole, else
+    ``ValueError(message)``; None (an optional field left out) passes.
+
+    Give it to pydantic's ``field_validator`` in the settings class body.
+
+    >>> from pydantic import BaseModel, ValidationError, field_validator
+    >>> class ToySettings(BaseModel):
+    ...     store_id: str | None = None
+    ...     _store = field_validator("store_id")(
+    ...         matching(re.compile(r"[0-9]{1,9}"), "a store id is 1-9 digits"))
+    >>> ToySettings(store_id="42").store_id
+    '42'
+    >>> try:
+    ...     ToySettings(store_id="42a")
+    ... except ValidationError as error:
+    ...     print(error.errors()[0]["msg"])
+    Value error, a store id is 1-9 digits
+    """
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return check

@@ -70,6 +70,7 @@ from paygate.adapter import (
     Retry,
     RetryDecision,
     TransportFailure,
+    capabilities_of,
     retry_after,
 )
 
@@ -154,20 +155,18 @@ class ElepayProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         """QR charges with partial and multiple refunds; no payout API."""
-        return Capabilities(
-            provider=NAME,
-            methods={
-                METHOD: MethodCapabilities(
-                    method=METHOD,
-                    refund="partial",
-                    multiple_refunds=True,
-                    cancel=True,
-                    capture=False,
-                    cancel_alternative=(
-                        "revoke (settings.revoke_paid) or refund once the code is paid"
-                    ),
-                )
-            },
+        return capabilities_of(
+            NAME,
+            MethodCapabilities(
+                method=METHOD,
+                refund="partial",
+                multiple_refunds=True,
+                cancel=True,
+                capture=False,
+                cancel_alternative=(
+                    "revoke (settings.revoke_paid) or refund once the code is paid"
+                ),
+            ),
             currencies=("JPY",),
             min_amount=1,
             max_amount=self.settings.max_amount,

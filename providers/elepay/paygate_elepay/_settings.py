@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from paygate.adapter import ProviderSettings
+from paygate.adapter import ProviderSettings, matching
 
 from ._wire import (
     DEFAULT_BASE_URL,
@@ -73,9 +73,6 @@ class ElepaySettings(ProviderSettings):
             )
         return value
 
-    @field_validator("front_url")
-    @classmethod
-    def _front_url(cls, value: str | None) -> str | None:
-        if value is not None and not FRONT_URL_PATTERN.fullmatch(value):
-            raise ValueError("front_url must be an http(s) URL")
-        return value
+    _front_url = field_validator("front_url")(
+        matching(FRONT_URL_PATTERN, "front_url must be an http(s) URL")
+    )

@@ -65,6 +65,7 @@ from paygate.adapter import (
     Reply,
     Retry,
     RetryDecision,
+    capabilities_of,
     only_method,
     register_secret,
     retry_after,
@@ -160,18 +161,16 @@ class PayjpProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         """Card charges with capture, void (cancel) and partial, repeated refunds."""
-        return Capabilities(
-            provider=self.name,
-            methods={
-                "card": MethodCapabilities(
-                    method="card",
-                    refund="partial",
-                    multiple_refunds=True,
-                    cancel=True,
-                    capture=True,
-                    cancel_alternative="refund (cancel voids an uncaptured authorisation)",
-                )
-            },
+        return capabilities_of(
+            self.name,
+            MethodCapabilities(
+                method="card",
+                refund="partial",
+                multiple_refunds=True,
+                cancel=True,
+                capture=True,
+                cancel_alternative="refund (cancel voids an uncaptured authorisation)",
+            ),
             currencies=("JPY",),
             min_amount=MIN_AMOUNT,
             max_amount=MAX_AMOUNT,

@@ -57,6 +57,7 @@ from paygate.adapter import (
     ProviderSettings,
     RefundRequest,
     Retry,
+    capabilities_of,
 )
 
 from ._api import (
@@ -155,22 +156,20 @@ class PokepayProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         """Wallet and Cashtray QR; whole refunds; Cashtray cancel; shop wallet balance."""
-        return Capabilities(
-            provider=self.name,
-            methods={
-                "wallet": MethodCapabilities(
-                    method="wallet",
-                    refund="full",
-                    cancel=False,
-                    cancel_alternative="refund (a wallet payment completes at once)",
-                    updates="polling",
-                ),
-                # A Cashtray has no metadata field (Partner API CreateCashtray): paygate
-                # keeps the merchant's metadata in its own store instead.
-                "qr": MethodCapabilities(
-                    method="qr", refund="full", cancel=True, metadata=False, updates="polling"
-                ),
-            },
+        return capabilities_of(
+            self.name,
+            MethodCapabilities(
+                method="wallet",
+                refund="full",
+                cancel=False,
+                cancel_alternative="refund (a wallet payment completes at once)",
+                updates="polling",
+            ),
+            # A Cashtray has no metadata field (Partner API CreateCashtray): paygate
+            # keeps the merchant's metadata in its own store instead.
+            MethodCapabilities(
+                method="qr", refund="full", cancel=True, metadata=False, updates="polling"
+            ),
             currencies=("JPY",),
             min_amount=MIN_AMOUNT,
             max_amount=MAX_AMOUNT,

@@ -61,6 +61,7 @@ from paygate.adapter import (
     Retry,
     Sleep,
     cache_claim,
+    capabilities_of,
 )
 
 from ._api import LOOKUP_PAGE_SIZE, Api
@@ -139,23 +140,21 @@ class SmaregiProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         """A sale can be cancelled (voided) or refunded, both only as a whole."""
-        return Capabilities(
-            provider=PROVIDER,
-            methods={
-                "pos": MethodCapabilities(
-                    method="pos",
-                    refund="full",
-                    multiple_refunds=False,
-                    cancel=True,
-                    # A Smaregi cancel voids the record; no money goes back to anyone.
-                    refund_moves_money=False,
-                    refund_alternative=(
-                        "void the whole sale, and refund the customer through the payment "
-                        "provider that took the money; a partial return is a return "
-                        "transaction entered at the POS"
-                    ),
-                )
-            },
+        return capabilities_of(
+            PROVIDER,
+            MethodCapabilities(
+                method="pos",
+                refund="full",
+                multiple_refunds=False,
+                cancel=True,
+                # A Smaregi cancel voids the record; no money goes back to anyone.
+                refund_moves_money=False,
+                refund_alternative=(
+                    "void the whole sale, and refund the customer through the payment "
+                    "provider that took the money; a partial return is a return "
+                    "transaction entered at the POS"
+                ),
+            ),
             currencies=("JPY",),
             min_amount=1,
             max_amount=999_999_999,

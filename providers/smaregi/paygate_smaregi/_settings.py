@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, SecretStr, field_validator
 
-from paygate.adapter import ProviderSettings
+from paygate.adapter import ProviderSettings, matching
 
 __all__ = ["DEFAULT_SCOPES", "SmaregiSettings"]
 
@@ -71,12 +71,9 @@ class SmaregiSettings(ProviderSettings):
     virtual_terminal: bool = True
     denomination_code: str | None = Field(default=None, min_length=1, max_length=20)
 
-    @field_validator("client_id", "contract_id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
-        return value
+    _plain_id = field_validator("client_id", "contract_id")(
+        matching(_ID, "must be 1-64 characters of letters, digits, '_' or '-'")
+    )
 
     @field_validator("scopes")
     @classmethod
@@ -88,26 +85,13 @@ class SmaregiSettings(ProviderSettings):
                 raise ValueError(f"not a Smaregi scope: {scope!r}")
         return value
 
-    @field_validator("store_id")
-    @classmethod
-    def _store(cls, value: str | None) -> str | None:
-        if value is not None and not _STORE.match(value):
-            raise ValueError("a Smaregi store id is 1-9 digits")
-        return value
-
-    @field_validator("terminal_id")
-    @classmethod
-    def _terminal(cls, value: str | None) -> str | None:
-        if value is not None and not _TERMINAL.match(value):
-            raise ValueError("a Smaregi terminal id is 1-9 digits, not starting with 0")
-        return value
-
-    @field_validator("app_payment_method_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not _PATH.match(value):
-            raise ValueError("a path segment of lower-case letters and '_'")
-        return value
+    _store = field_validator("store_id")(matching(_STORE, "a Smaregi store id is 1-9 digits"))
+    _terminal = field_validator("terminal_id")(
+        matching(_TERMINAL, "a Smaregi terminal id is 1-9 digits, not starting with 0")
+    )
+    _path = field_validator("app_payment_method_path")(
+        matching(_PATH, "a path segment of lower-case letters and '_'")
+    )
 
     @property
     def scope(self) -> str:

@@ -73,6 +73,7 @@ from paygate.adapter import (
     Reply,
     RetryDecision,
     TransportFailure,
+    capabilities_of,
     register_secret,
     retry_after,
 )
@@ -149,23 +150,21 @@ class UnivapayProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         """Konbini (cancel, no refund) and card (capture, partial refunds)."""
-        return Capabilities(
-            provider=self.name,
-            methods={
-                "konbini": MethodCapabilities(
-                    method="konbini",
-                    refund="none",
-                    cancel=True,
-                    refund_alternative="cancel an unpaid slip",
-                ),
-                "card": MethodCapabilities(
-                    method="card",
-                    refund="partial",
-                    multiple_refunds=True,
-                    cancel=True,
-                    capture=True,
-                ),
-            },
+        return capabilities_of(
+            self.name,
+            MethodCapabilities(
+                method="konbini",
+                refund="none",
+                cancel=True,
+                refund_alternative="cancel an unpaid slip",
+            ),
+            MethodCapabilities(
+                method="card",
+                refund="partial",
+                multiple_refunds=True,
+                cancel=True,
+                capture=True,
+            ),
             currencies=("JPY",),
             min_amount=1,
             payout_balance=True,
