@@ -12,9 +12,12 @@ from paygate._redact import forget_secrets
 from paygate._registry import register_provider
 from paygate._retry import RetryPolicy
 from paygate.sandbox import running
-from paygate.testing import DRIVERS, Gateways
+from paygate.testing import DRIVERS, Gateways, share_tls_contexts
 
 register_provider(FakeProvider)
+# Every gateway account builds a TLS context: one shared default context instead of a CA
+# bundle loaded per account (most of the suite's time otherwise).
+share_tls_contexts()
 
 
 @pytest.fixture(scope="session")
@@ -122,9 +125,9 @@ def paygate_sandbox() -> Iterator[Any]:
 
 
 # The default run (README's test command) leaves these to CI, which runs them with
-# `pytest -m slow`: process-spawning and crash runs, live-sandbox state machines and
-# chaos, the install-like plugin-order runs, the browser and the embedded server's own
-# lifecycle tests.
+# `pytest -m slow`: process-spawning and crash runs (two interpreters racing on one
+# store included), live-sandbox state machines and chaos, the install-like plugin-order
+# runs, the browser and the embedded server's own lifecycle tests.
 _SLOW_FILES = frozenset(
     {
         "tests/reliability/test_state_machine.py",
@@ -140,6 +143,7 @@ _SLOW_FILES = frozenset(
         "tests/dashboard/test_browser.py",
         "tests/test_bench_smoke.py",
         "tests/stores/test_open_store.py::test_processes_opening_a_new_sqlite_file_at_once_all_succeed",
+        "providers/smaregi/tests/test_sandbox.py::test_processes_racing_ensure_end_with_one_method",
     }
 )
 

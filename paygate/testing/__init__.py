@@ -43,6 +43,7 @@ from ._kit import (
     ScriptedResponder,
     emulator_app,
     gateway_on,
+    share_tls_contexts,
 )
 from ._runner import BlockingAsyncGateway
 from ._time import VirtualTime
@@ -77,6 +78,7 @@ __all__ = [
     "request_body",
     "scrub_request",
     "scrub_response",
+    "share_tls_contexts",
     "start_embedded_postgres",
     "vcr_config",
 ]

@@ -35,6 +35,8 @@ Three parts, each usable on its own and none of them needing pytest:
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -64,6 +66,7 @@ __all__ = [
     "ScriptedResponder",
     "emulator_app",
     "gateway_on",
+    "share_tls_contexts",
 ]
 
 # ------------------------------------------------------------------------ gateways
@@ -462,3 +465,66 @@ class EmulatorResponder:
 
     def __repr__(self) -> str:
         return f"EmulatorResponder({self.provider!r}, calls={len(self.calls)})"
+
+
+# ------------------------------------------------------------------------ TLS contexts
+
+_CREATE = "create_ssl_context"
+_shared_tls: dict[tuple[Any, ...], Any] = {}
+_shared_lock = threading.Lock()
+_unpatched: list[Callable[..., Any]] = []
+
+
+def share_tls_contexts() -> Callable[[], None]:
+    """Let httpx build the default-verification TLS context once per process.
+
+    Every gateway account and every httpx client builds a TLS context, and building the
+    default one (``verify=True``, no client certificate) loads the whole CA bundle: tens
+    of milliseconds each, which in a test suite that makes gateways per test adds up to
+    most of its time. After this call those contexts are one shared, identical context
+    (per ``SSL_CERT_FILE``/``SSL_CERT_DIR``), as httpx recommends for many clients;
+    contexts with other settings (``verify=False``, a CA file or context, a client
+    certificate) are built each time as before. Calling it again is harmless; the
+    returned function undoes it. Meant for test suites, e.g. in a ``conftest.py``:
+
+    >>> from paygate.testing import share_tls_contexts
+    >>> undo = share_tls_contexts()
+    >>> import httpx
+    >>> httpx.create_ssl_context() is httpx.create_ssl_context()
+    True
+    >>> undo()
+    """
+    with _shared_lock:
+        if not _unpatched:
+            original = httpx.create_ssl_context
+            _unpatched.append(original)
+
+            def create_ssl_context(
+                verify: Any = True, cert: Any = None, trust_env: bool = True
+            ) -> Any:
+                if verify is not True or cert is not None:
+                    return original(verify=verify, cert=cert, trust_env=trust_env)
+                env = os.environ if trust_env else {}
+                key = (trust_env, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
+                context = _shared_tls.get(key)
+                if context is None:
+                    context = _shared_tls[key] = original(verify=True, trust_env=trust_env)
+                return context
+
+            _install(create_ssl_context)
+    return _unshare_tls_contexts
+
+
+def _install(create_ssl_context: Callable[..., Any]) -> None:
+    # httpx's own transports call the name imported into their module.
+    import httpx._transports.default as transports
+
+    for module in (httpx, transports):
+        setattr(module, _CREATE, create_ssl_context)
+
+
+def _unshare_tls_contexts() -> None:
+    with _shared_lock:
+        if _unpatched:
+            _install(_unpatched.pop())
+            _shared_tls.clear()

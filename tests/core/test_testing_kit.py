@@ -3,12 +3,13 @@ reached without a server."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import gc
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from paygate.testing import (
     ScriptedResponder,
     emulator_app,
     gateway_on,
+    share_tls_contexts,
 )
 
 AUTH = {"authorization": f"Bearer {SECRET}"}
@@ -229,25 +231,36 @@ def test_emulator_app_mounts_under_a_prefix(emulator: FakeEmulator) -> None:
             raw.control("pay")
 
 
-def test_the_kit_starts_nothing_and_an_unclosed_client_leaves_nothing_behind() -> None:
-    script = """
-import gc, sys, threading, warnings
-warnings.simplefilter("error")
-from paygate.testing import EmulatorClient
-assert "paygate.sandbox._host" not in sys.modules, "importing the kit started the sandbox"
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+def test_an_unclosed_emulator_client_closes_its_loop_when_collected() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
 
-app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("hi"))])
-client = EmulatorClient(app)
-assert client.get("/").text == "hi"
-del client
-gc.collect()
-assert threading.active_count() == 1
-print("ok")
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.stdout.strip() == "ok", done.stderr
+    app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("hi"))])
+    client = EmulatorClient(app)
+    assert client.get("/").text == "hi"
+    runner = client._loop.runner
+    assert runner is not None
+    loop = runner.get_loop()
+    del client, runner
+    gc.collect()
+    assert loop.is_closed()
+
+
+def test_the_kit_imports_no_sandbox_at_import_time() -> None:
+    import paygate.testing._kit as kit
+
+    tree = ast.parse(Path(kit.__file__).read_text(encoding="utf-8"))
+    imported = [node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert not [m for m in imported if "sandbox" in m or m == "pytest"], imported
+
+
+def test_share_tls_contexts_shares_only_the_default_context() -> None:
+    undo = share_tls_contexts()  # already done by the conftest: calling again is harmless
+    try:
+        assert httpx.create_ssl_context() is httpx.create_ssl_context()
+        assert httpx.create_ssl_context(verify=False) is not httpx.create_ssl_context(verify=False)
+        undo()
+        assert httpx.create_ssl_context() is not httpx.create_ssl_context()
+    finally:
+        share_tls_contexts()

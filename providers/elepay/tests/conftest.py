@@ -12,9 +12,11 @@ import pytest
 from paygate._redact import forget_secrets
 from paygate.adapter import Call, OpContext, Reply
 from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
-from paygate.testing import EmulatorClient, EmulatorResponder
+from paygate.testing import EmulatorClient, EmulatorResponder, share_tls_contexts
 from paygate_elepay import ElepayProvider, ElepaySettings
 from paygate_elepay._emulator import SECRET_KEY, ElepayEmulator
+
+share_tls_contexts()  # one default TLS context for the many gateways and clients
 
 BASE = "http://127.0.0.1/elepay"
 START = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)

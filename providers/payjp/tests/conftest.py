@@ -14,9 +14,11 @@ import pytest
 
 from paygate.adapter import Call, Flow, OpContext, Reply
 from paygate.sandbox import EmulatorContext, SandboxClock, ServerThread, WebhookDelivery
-from paygate.testing import EmulatorClient, EmulatorResponder, emulator_app
+from paygate.testing import EmulatorClient, EmulatorResponder, emulator_app, share_tls_contexts
 from paygate_payjp import PayjpProvider, PayjpSettings
 from paygate_payjp._emulator import PUBLIC_KEY, SECRET_KEY, WEBHOOK_TOKEN, PayjpEmulator
+
+share_tls_contexts()  # one default TLS context for the many gateways and clients
 
 # 2026-01-10 12:00 JST: the first Term is January 2026 (JST).
 START = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)

@@ -16,7 +16,13 @@ from starlette.applications import Starlette
 from paygate._redact import forget_secrets
 from paygate.adapter import Call, OpContext, Reply, TransportFailure
 from paygate.sandbox import EmulatorContext, SandboxClock
-from paygate.testing import EmulatorClient, EmulatorResponder, ScriptedResponder, emulator_app
+from paygate.testing import (
+    EmulatorClient,
+    EmulatorResponder,
+    ScriptedResponder,
+    emulator_app,
+    share_tls_contexts,
+)
 from paygate_pokepay import (
     SANDBOX,
     EnvelopeCipher,
@@ -25,6 +31,8 @@ from paygate_pokepay import (
     PokepaySettings,
 )
 from paygate_pokepay._crypto import decode_client_secret
+
+share_tls_contexts()  # one default TLS context for the many gateways and clients
 
 BASE = "http://127.0.0.1/pokepay"
 START = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)

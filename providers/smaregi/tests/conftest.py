@@ -12,9 +12,11 @@ import pytest
 
 from paygate.adapter import OpContext
 from paygate.sandbox import EmulatorContext, SandboxClock
-from paygate.testing import EmulatorClient, EmulatorResponder
+from paygate.testing import EmulatorClient, EmulatorResponder, share_tls_contexts
 from paygate_smaregi import SmaregiProvider, SmaregiSettings
 from paygate_smaregi._emulator import SmaregiEmulator
+
+share_tls_contexts()  # one default TLS context for the many gateways and clients
 
 START = datetime(2025, 3, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
 BASE = "http://127.0.0.1:8765"

@@ -10,9 +10,11 @@ import pytest
 
 from paygate.adapter import Flow, OpContext, drive
 from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
-from paygate.testing import EmulatorClient, EmulatorResponder
+from paygate.testing import EmulatorClient, EmulatorResponder, share_tls_contexts
 from paygate_univapay import UnivapayProvider, UnivapaySettings
 from paygate_univapay._emulator import UnivapayEmulator
+
+share_tls_contexts()  # one default TLS context for the many gateways and clients
 
 T0 = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
 BASE = "http://127.0.0.1"
