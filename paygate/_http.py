@@ -16,6 +16,9 @@ Recorded cassettes keep working: vcrpy patches the transports' ``handle_request`
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
+import threading
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -108,12 +111,33 @@ class _Routes(Generic[T]):
         return transport
 
 
+#: The default-verification TLS contexts built so far, by the environment's CA settings.
+_DEFAULT_TLS: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_DEFAULT_TLS_LOCK = threading.Lock()
+
+
 def _tls(options: Mapping[str, Any]) -> Any:
-    # One TLS context for every transport of the account: building one costs
-    # milliseconds. ``verify`` may already be a context (a custom CA bundle) or False.
-    return httpx.create_ssl_context(
-        verify=options.get("verify", True), cert=options.get("cert"), trust_env=True
-    )
+    """The TLS context of an account's transports.
+
+    Building the default one (full verification against the CA bundle, no client
+    certificate) loads the whole bundle, tens of milliseconds: it is built once per
+    process (per ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``) and shared by every account, as
+    httpx advises for many clients; nothing changes a context once built. Anything else
+    (``verify`` a context for a custom CA bundle, a client certificate, or False, which
+    `Provider.http_options` allows only when asked twice) is built for the account.
+    """
+    verify = options.get("verify", True)
+    cert = options.get("cert")
+    if verify is not True or cert is not None:
+        return httpx.create_ssl_context(verify=verify, cert=cert, trust_env=True)
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _DEFAULT_TLS.get(key)
+    if context is None:
+        with _DEFAULT_TLS_LOCK:
+            context = _DEFAULT_TLS.get(key)
+            if context is None:
+                context = _DEFAULT_TLS[key] = httpx.create_ssl_context(trust_env=True)
+    return context
 
 
 class SyncSender:

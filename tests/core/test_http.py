@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import httpx
@@ -199,3 +200,20 @@ def test_a_returned_lane_is_kept_while_requests_wait() -> None:
 
     asyncio.run(scenario())
     assert len(made) == 1
+
+
+def test_default_tls_context_is_built_once_and_shared() -> None:
+    """Full verification with no client certificate: one context per process (loading
+    the CA bundle costs tens of milliseconds); anything else is the account's own."""
+    from paygate._http import _tls
+
+    first, second = _tls({}), _tls({"verify": True})
+    assert first is second
+    assert first.verify_mode is ssl.CERT_REQUIRED
+    assert first.check_hostname
+    own = ssl.create_default_context()
+    assert _tls({"verify": own}) is not first
+    insecure = _tls({"verify": False})
+    assert insecure is not first
+    assert insecure.verify_mode is ssl.CERT_NONE
+    assert first.verify_mode is ssl.CERT_REQUIRED  # the shared one is untouched
