@@ -425,35 +425,43 @@ class Receiver:
         return Response(status_code=200)
 
 
-@pytest.fixture
-def deliveries(sandbox: Any, gw: Gateway) -> dict[str, tuple[dict[str, str], bytes]]:
-    """One genuine delivery per provider with webhooks, caught before paygate sees it."""
+@pytest.fixture(scope="module")
+def receiving() -> Iterator[tuple[Receiver, str]]:
+    """A receiver served for the whole module (starting and stopping a server is slow)."""
     receiver = Receiver()
     app = Starlette(routes=[Route("/{account}", receiver.receive, methods=["POST"])])
     with serve_app(app) as url:
-        for provider in ("payjp", "univapay", "elepay"):
-            sandbox.set_webhook_url(f"{url}/{provider}", provider)
-        try:
-            gw.charge(
-                "payjp",
-                amount=Money.jpy(1000),
-                method=Card(token="tok_success"),
-                idempotency_key="w1",
-            )
-            slip = gw.charge(
-                "univapay",
-                amount=Money.jpy(1000),
-                method=Konbini(store="lawson", customer_name="受信 太郎", phone="0364413400"),
-                idempotency_key="w2",
-            )
-            sandbox.control("univapay", "pay_konbini", charge_id=slip.provider_ref)
-            code = gw.charge(
-                "elepay", amount=Money.jpy(1000), method=QRCode(), idempotency_key="w3"
-            )
-            sandbox.control("elepay", "pay_code", code_id=code.provider_ref.split(":", 1)[1])
-            sandbox.flush_webhooks()
-        finally:
-            sandbox.set_webhook_url(None)
+        yield receiver, url
+
+
+@pytest.fixture
+def deliveries(
+    sandbox: Any, gw: Gateway, receiving: tuple[Receiver, str]
+) -> dict[str, tuple[dict[str, str], bytes]]:
+    """One genuine delivery per provider with webhooks, caught before paygate sees it."""
+    receiver, url = receiving
+    receiver.deliveries.clear()
+    for provider in ("payjp", "univapay", "elepay"):
+        sandbox.set_webhook_url(f"{url}/{provider}", provider)
+    try:
+        gw.charge(
+            "payjp",
+            amount=Money.jpy(1000),
+            method=Card(token="tok_success"),
+            idempotency_key="w1",
+        )
+        slip = gw.charge(
+            "univapay",
+            amount=Money.jpy(1000),
+            method=Konbini(store="lawson", customer_name="受信 太郎", phone="0364413400"),
+            idempotency_key="w2",
+        )
+        sandbox.control("univapay", "pay_konbini", charge_id=slip.provider_ref)
+        code = gw.charge("elepay", amount=Money.jpy(1000), method=QRCode(), idempotency_key="w3")
+        sandbox.control("elepay", "pay_code", code_id=code.provider_ref.split(":", 1)[1])
+        sandbox.flush_webhooks()
+    finally:
+        sandbox.set_webhook_url(None)
     found: dict[str, tuple[dict[str, str], bytes]] = {}
     for account, headers, body in receiver.deliveries:
         found.setdefault(account, (headers, body))
