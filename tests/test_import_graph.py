@@ -9,6 +9,7 @@ set of modules that import each other at load time.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,7 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules and m != name}
 
 
+@functools.cache  # read once for the tests below (nothing changes it)
 def _graph() -> dict[str, set[str]]:
     files = {
         _module_name(p): p
