@@ -168,6 +168,27 @@ def architecture_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbo
     assert callable(ns["status"])
 
 
+def architecture_kit_drivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
+    from paygate.testing._plugin import accounts_for
+
+    ns = run(code("docs/architecture.md", "python", 1))
+    ns["charge_on_both_drivers"](accounts_for(sandbox))
+    assert len(sandbox.ledger()["payjp"]) >= 2
+
+
+def architecture_kit_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
+    ns = run(code("docs/architecture.md", "python", 2))
+    assert ns["script"].answers == []
+
+
+def architecture_kit_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any
+) -> None:
+    ns = run(code("docs/architecture.md", "python", 3))
+    assert ns["charge"].amount.amount == 1000
+    assert len(ns["deliveries"]) == 1  # charge.succeeded, not sent anywhere
+
+
 def sandbox_fixtures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
     from paygate.sandbox import running
 
@@ -226,6 +247,9 @@ RUN: dict[tuple[str, str, int], Callable[[Path, pytest.MonkeyPatch, Any], None]]
     ("docs/testing.md", "python", 0): doc_testing_checkout,
     ("docs/testing.md", "python", 1): doc_testing_offline,
     ("docs/architecture.md", "python", 0): architecture_adapter,
+    ("docs/architecture.md", "python", 1): architecture_kit_drivers,
+    ("docs/architecture.md", "python", 2): architecture_kit_script,
+    ("docs/architecture.md", "python", 3): architecture_kit_emulator,
     ("docs/sandbox.md", "python", 1): sandbox_fixtures,
     ("docs/sandbox.md", "python", 2): sandbox_client_cert,
     ("docs/sandbox.md", "python", 3): sandbox_faults,
