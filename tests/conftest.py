@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from fakepay import FakeEmulator, FakeProvider
 from paygate._redact import forget_secrets
 from paygate._registry import register_provider
 from paygate._retry import RetryPolicy
-from paygate.sandbox import running
+from paygate.sandbox import running, serve_app
 from paygate.testing import DRIVERS, Gateways, share_tls_contexts
 
 register_provider(FakeProvider)
@@ -67,6 +68,54 @@ def gateway_factory(
             return gateways(fake_config(mode), store=store, retry=retry or RetryPolicy.no_wait())
 
         yield make
+
+
+class _Switch:
+    """An ASGI app handing each request to the app of the test running now."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                done = message["type"].replace(".startup", ".startup.complete")
+                await send({"type": done.replace(".shutdown", ".shutdown.complete")})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if self.app is None:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def _app_server() -> Iterator[tuple[_Switch, str]]:
+    switch = _Switch()
+    with serve_app(switch) as url:
+        yield switch, url
+
+
+@pytest.fixture
+def serve(
+    _app_server: tuple[_Switch, str],
+) -> Callable[[Any], AbstractContextManager[str]]:
+    """``with serve(app) as url``: ``app`` on loopback HTTP for the block, as
+    `paygate.sandbox.serve_app` does, on one server kept for the run (starting and
+    stopping a server per test is slow)."""
+    switch, url = _app_server
+
+    @contextmanager
+    def serving(app: Any) -> Iterator[str]:
+        switch.app = app
+        try:
+            yield url
+        finally:
+            switch.app = None
+
+    return serving
 
 
 @pytest.fixture(autouse=True)

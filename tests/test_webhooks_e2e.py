@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from paygate import Card, ChargeStatus, Event, Gateway, Konbini, Money, QRCode, RetryPolicy
-from paygate.sandbox import serve_app
 
 
 def _pay(sandbox: Any, provider: str, charge: Any) -> None:
@@ -33,7 +32,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("provider", sorted(CASES))
-def test_webhooks_with_retries_and_polling_converge(sandbox: Any, provider: str) -> None:
+def test_webhooks_with_retries_and_polling_converge(
+    sandbox: Any, provider: str, serve: Any
+) -> None:
     config = {"store": "memory://", "accounts": {provider: sandbox.account_settings(provider)}}
     gw = Gateway.from_config(config, retry=RetryPolicy.no_wait())
     ran: Counter[str] = Counter()
@@ -48,7 +49,7 @@ def test_webhooks_with_retries_and_polling_converge(sandbox: Any, provider: str)
                 raise RuntimeError("order service briefly down")
             ran[event.charge_id or ""] += 1
 
-    with serve_app(gw.webhooks.asgi()) as url:
+    with serve(gw.webhooks.asgi()) as url:
         sandbox.set_webhook_url(f"{url}/{provider}", provider=provider)
         try:
             charge = gw.charge(

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from paygate import ChargeStatus, Event, Money, QRCode, WebhookVerificationError
-from paygate.sandbox import serve_app
 
 TOKEN = {"x-fake-token": "whk_fake_token_abcdef"}
 
@@ -72,7 +71,7 @@ def test_late_webhook_cannot_undo_a_final_status(gateway_factory: Any) -> None:
     assert gw.store.get_charge(charge.id).status is ChargeStatus.CANCELED
 
 
-def test_asgi_app_status_codes(gateway_factory: Any, driver: str) -> None:
+def test_asgi_app_status_codes(gateway_factory: Any, driver: str, serve: Any) -> None:
     gw = gateway_factory()
     charge = gw.charge("fake", amount=Money.jpy(500), method=QRCode(), idempotency_key="wh-5")
     failing = {"on": False}
@@ -83,7 +82,7 @@ def test_asgi_app_status_codes(gateway_factory: Any, driver: str) -> None:
 
     gw.webhooks.on("*")(handler)
     app = gw.gateway.webhooks.asgi() if driver == "async" else gw.webhooks.asgi()
-    with serve_app(app) as url:
+    with serve(app) as url:
         with httpx.Client(base_url=url) as client:
             assert (
                 client.post(

@@ -607,13 +607,13 @@ def test_deeply_nested_webhook_body(
 
 
 def test_oversized_webhook_bodies(
-    gw: Gateway, deliveries: dict[str, tuple[dict[str, str], bytes]]
+    gw: Gateway, deliveries: dict[str, tuple[dict[str, str], bytes]], serve: Any
 ) -> None:
     headers, _ = deliveries["payjp"]
     big = b'{"padding": "' + b"x" * (gw.webhook_max_body + 10) + b'"}'
     with pytest.raises(InvalidRequest):
         gw.webhooks.handle("payjp", headers, big)
-    with serve_app(gw.webhooks.asgi()) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with serve(gw.webhooks.asgi()) as url, httpx.Client(base_url=url, timeout=30) as client:
         _oversized_over_http(client, headers, big, gw.webhook_max_body)
 
 
@@ -642,9 +642,9 @@ def _oversized_over_http(
 
 
 def test_webhook_app_answers_hostile_deliveries_without_500(
-    gw: Gateway, deliveries: dict[str, tuple[dict[str, str], bytes]]
+    gw: Gateway, deliveries: dict[str, tuple[dict[str, str], bytes]], serve: Any
 ) -> None:
-    with serve_app(gw.webhooks.asgi()) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with serve(gw.webhooks.asgi()) as url, httpx.Client(base_url=url, timeout=30) as client:
         statuses = _post_all(client, deliveries)
     assert statuses[500] == 0, statuses
     assert statuses[401] >= 1

@@ -32,7 +32,6 @@ from paygate import _operations as ops
 from paygate._adapter import ChargeRequest
 from paygate._flow import StoreCall
 from paygate._stores import open_store
-from paygate.sandbox import serve_app
 
 ONE_ATTEMPT = RetryPolicy.no_wait(attempts=1)
 
@@ -74,8 +73,10 @@ def test_b2_refund_retried_after_unknown_outcome_recovers(gw: Gateway, sandbox: 
     assert refund.amount == Money.jpy(1000)
 
 
-def test_b3_refund_webhook_records_the_refunded_amount(gw: Gateway, sandbox: Any) -> None:
-    with serve_app(gw.webhooks.asgi()) as url:
+def test_b3_refund_webhook_records_the_refunded_amount(
+    gw: Gateway, sandbox: Any, serve: Any
+) -> None:
+    with serve(gw.webhooks.asgi()) as url:
         sandbox.set_webhook_url(f"{url}/payjp", "payjp")
         try:
             charge = gw.charge(
