@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -12,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
@@ -83,6 +86,37 @@ def make_tls(directory: Path, *, client_cert_required: bool = False) -> SandboxT
     return tls
 
 
+@functools.cache
+def _server_class() -> type[Any]:
+    """uvicorn's server, whose idle loop `ServerThread.stop` wakes at once (uvicorn looks
+    at ``should_exit`` only every 0.1 s, and test suites stop dozens of servers). Made
+    on first use: importing the sandbox does not import uvicorn."""
+    import uvicorn
+
+    class WakeableServer(uvicorn.Server):
+        _loop: asyncio.AbstractEventLoop | None = None
+        _wake: asyncio.Event | None = None
+
+        async def main_loop(self) -> None:
+            self._loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                counter = (counter + 1) % 864_000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.1)
+                should_exit = await self.on_tick(counter)
+
+        def wake(self) -> None:
+            loop, wake = self._loop, self._wake
+            if loop is not None and wake is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                    loop.call_soon_threadsafe(wake.set)
+
+    return WakeableServer
+
+
 class ServerThread:
     """uvicorn serving ``app`` on ``host:port`` in a daemon thread.
 
@@ -142,7 +176,7 @@ class ServerThread:
             ws="none",
             timeout_graceful_shutdown=3,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _server_class()(config)
         self._thread = threading.Thread(
             target=self._run, name=f"paygate-sandbox-{self.port}", daemon=True
         )
@@ -178,6 +212,7 @@ class ServerThread:
     def stop(self) -> None:
         """Ask the server to exit and wait for its thread."""
         self._server.should_exit = True
+        self._server.wake()
         if self._thread.is_alive():
             self._thread.join(_STOP_TIMEOUT)
         if self._thread.is_alive():
