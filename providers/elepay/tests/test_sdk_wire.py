@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
 
-from paygate.sandbox import ControlError, EmulatorContext, WebhookDelivery
+from paygate.sandbox import EmulatorContext, ServerThread, WebhookDelivery
+from paygate.testing import emulator_app
 from paygate_elepay._emulator import SECRET_KEY, ElepayEmulator
 
 elepay = pytest.importorskip("elepay")
@@ -39,38 +33,11 @@ def served(clock):
     emulator = ElepayEmulator(
         EmulatorContext(clock=clock, base_url=lambda: box["url"], deliver=deliveries.append)
     )
-
-    async def control(request: Request) -> JSONResponse:
-        # The emulator is driven from the server's event loop only (it takes no locks).
-        try:
-            result = await emulator.control(request.path_params["action"], await request.json())
-        except ControlError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        return JSONResponse(result)
-
-    app = Starlette(
-        routes=[
-            Mount("/elepay", routes=list(emulator.routes())),
-            Route("/_sandbox/elepay/{action}", control, methods=["POST"]),
-        ]
-    )
-    # Bound and listening before the server starts: the first request simply waits in
-    # the backlog, so no polling for readiness is needed.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    host, port = sock.getsockname()
-    root = f"http://{host}:{port}"
-    box["url"] = f"{root}/elepay"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield Served(root, emulator)
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
+    # The emulator is driven from the server's event loop only (it takes no locks).
+    server = ServerThread(emulator_app(emulator, control=True))
+    box["url"] = f"{server.url}/elepay"
+    with server:
+        yield Served(server.url, emulator)
 
 
 @pytest.fixture
