@@ -28,12 +28,13 @@ from paygate import (
     RefundStatus,
 )
 from paygate.sandbox import serve_app
+from paygate.testing import DRIVERS
 from paygate_elepay._wire import from_millis
 
 ACCOUNT = "elepay"
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request, make_gateway):
     return make_gateway(driver=request.param)
 
