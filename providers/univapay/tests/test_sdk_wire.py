@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from paygate.sandbox import EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.sandbox import EmulatorContext, SandboxClock, ServerThread, WebhookDelivery
+from paygate.testing import emulator_app
 from paygate_univapay._emulator import JWT, SECRET, STORE_ID, UnivapayEmulator
 
 sdk = pytest.importorskip("univapayclientsdk")
@@ -45,31 +41,20 @@ class Served:
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    # The socket is bound before the server starts, so the port is known at once and
-    # early connections wait in the backlog: no polling for readiness.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/univapay"
+    box: dict[str, str] = {}
     deliveries: list[WebhookDelivery] = []
     emulator = UnivapayEmulator(
         EmulatorContext(
             clock=SandboxClock(start=datetime(2026, 1, 1, 1, 0, tzinfo=UTC)),
-            base_url=lambda: url,
+            base_url=lambda: box["url"],
             deliver=deliveries.append,
         )
     )
-    app = Starlette(routes=[Mount("/univapay", routes=list(emulator.routes()))])
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield Served(emulator, url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    # The socket is bound in the constructor, so the URL is known before the server starts.
+    server = ServerThread(emulator_app(emulator))
+    box["url"] = f"{server.url}/univapay"
+    with server:
+        yield Served(emulator, box["url"])
 
 
 def client_for(url: str, secret: str = SECRET) -> Any:
