@@ -29,10 +29,11 @@ from paygate import (
     Refund,
     RetryPolicy,
 )
+from paygate.testing import DRIVERS
 from paygate_payjp import Statement, StatementUrl
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request: pytest.FixtureRequest, make_gateway: Any) -> Any:
     return make_gateway(driver=request.param)
 
