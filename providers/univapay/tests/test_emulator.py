@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from paygate.sandbox import ControlError, EmulatorContext, SandboxClock, WebhookDelivery
+from paygate.testing import emulator_app
 from paygate_univapay import UnivapayProvider
 from paygate_univapay._emulator import (
     JWT,
@@ -390,7 +391,7 @@ async def test_polling_hold_waits_for_the_slip(emulator: UnivapayEmulator) -> No
 
     assert isinstance(emulator, _E)
     await emulator.control("configure", {"auto_issue": False, "poll_hold_seconds": 30})
-    app = _app(emulator)
+    app = emulator_app(emulator)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
     ) as c:
@@ -418,7 +419,7 @@ async def test_polling_hold_waits_for_the_slip(emulator: UnivapayEmulator) -> No
 @pytest.mark.anyio
 async def test_polling_returns_at_once_when_not_pending(emulator: UnivapayEmulator) -> None:
     await emulator.control("configure", {"poll_hold_seconds": 30})
-    app = _app(emulator)
+    app = emulator_app(emulator)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
     ) as c:
@@ -446,13 +447,6 @@ def _konbini_body() -> dict[str, Any]:
             "phone_number": {"country_code": "81", "local_number": "0364413400"},
         },
     }
-
-
-def _app(emulator: UnivapayEmulator) -> Any:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    return Starlette(routes=[Mount("/univapay", routes=list(emulator.routes()))])
 
 
 # ---------------------------------------------------------------------------- cards
