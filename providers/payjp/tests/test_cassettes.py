@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from paygate import (
-    AsyncGateway,
     AuthenticationError,
     Card,
     ChargeStatus,
@@ -38,7 +37,7 @@ from paygate import (
     RetryPolicy,
 )
 from paygate._redact import register_secret
-from paygate.testing import BlockingAsyncGateway, cassette_secrets
+from paygate.testing import DRIVERS, Gateways, cassette_secrets
 from paygate.testing import vcr_config as paygate_vcr_config
 from paygate_payjp import PayjpProvider, PayjpSettings, Statement, StatementUrl
 from paygate_payjp._emulator import PUBLIC_KEY, SECRET_KEY, WEBHOOK_TOKEN
@@ -153,23 +152,15 @@ def recorded_at(name: str) -> datetime | None:
     return parsedate_to_datetime(found.group(1)).astimezone(UTC) if found else None
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request: pytest.FixtureRequest, target: Target, default_cassette_name: str) -> Iterator[Any]:
-    def provider() -> PayjpProvider:
-        return PayjpProvider(PayjpSettings(**target.settings), account="card")
-
-    retry = RetryPolicy.no_wait()
+    provider = PayjpProvider(PayjpSettings(**target.settings), account="card")
     # A replay runs at the recording's time: statuses that depend on time (an
     # authorisation's expired_at, a 3-D Secure flow's timeout) read as they did then.
     at = None if _recording(request.config) else recorded_at(default_cassette_name)
     clock: dict[str, Any] = {"clock": (lambda: at)} if at is not None else {}
-    gateway: Any
-    if request.param == "async":
-        gateway = BlockingAsyncGateway(AsyncGateway({"card": provider()}, retry=retry, **clock))
-    else:
-        gateway = Gateway({"card": provider()}, retry=retry, **clock)
-    yield gateway
-    gateway.close()
+    with Gateways(request.param, retry=RetryPolicy.no_wait(), **clock) as gateways:
+        yield gateways(providers={"card": provider})
     if target.secrets and CASSETTES.is_dir():
         for path in CASSETTES.glob("*.yaml"):
             assert cassette_secrets(path.read_text(), target.secrets) == [], path
