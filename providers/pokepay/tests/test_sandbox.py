@@ -27,6 +27,7 @@ from paygate import (
     Wallet,
 )
 from paygate._retry import RetryPolicy
+from paygate.testing import DRIVERS
 from paygate_pokepay import SANDBOX, EnvelopeCipher
 from paygate_pokepay._crypto import decode_client_secret
 
@@ -35,7 +36,7 @@ LOW = SANDBOX.customers["low_balance"][0]
 SUSPENDED = SANDBOX.customers["suspended"][0]
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request: pytest.FixtureRequest, make_gateway: Callable[..., Any]) -> Any:
     return make_gateway(driver=request.param)
 
