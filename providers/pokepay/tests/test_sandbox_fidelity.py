@@ -19,12 +19,13 @@ from paygate import (
     ProviderUnavailable,
     Wallet,
 )
+from paygate.testing import DRIVERS
 from paygate_pokepay import SANDBOX
 
 FUNDED = SANDBOX.customers["funded"][0]
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request: pytest.FixtureRequest, make_gateway: Callable[..., Any]) -> Any:
     return make_gateway(driver=request.param)
 
