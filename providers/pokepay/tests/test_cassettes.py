@@ -36,7 +36,7 @@ from paygate import (
 )
 from paygate._retry import RetryPolicy
 from paygate.sandbox import SandboxClient
-from paygate.testing import BlockingAsyncGateway, cassette_secrets
+from paygate.testing import DRIVERS, Gateways, cassette_secrets
 from paygate_pokepay import SANDBOX
 from paygate_pokepay.testing import cassette_config
 
@@ -135,22 +135,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # A cassette is recorded once (blocking driver); both drivers replay it.
     if "gw" in metafunc.fixturenames:
         recording = (metafunc.config.getoption("--record-mode") or "none") != "none"
-        metafunc.parametrize("gw", ["sync"] if recording else ["sync", "async"], indirect=True)
+        metafunc.parametrize("gw", ["sync"] if recording else list(DRIVERS), indirect=True)
 
 
 @pytest.fixture
 def gw(request: pytest.FixtureRequest, target: Target) -> Iterator[Any]:
     config = {"store": "memory://", "accounts": {"pokepay": target.account}}
-    policy = RetryPolicy.no_wait()
-    gateway: Any
-    if request.param == "async":
-        from paygate import AsyncGateway
-
-        gateway = BlockingAsyncGateway(AsyncGateway.from_config(config, retry=policy))
-    else:
-        gateway = Gateway.from_config(config, retry=policy)
-    yield gateway
-    gateway.close()
+    with Gateways(request.param, retry=RetryPolicy.no_wait()) as gateways:
+        yield gateways(config)
 
 
 def wallet(
