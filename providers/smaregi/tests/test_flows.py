@@ -43,6 +43,7 @@ from paygate.adapter import (
     TransportFailure,
     drive,
 )
+from paygate.testing import ScriptedResponder
 from paygate_smaregi import (
     ALREADY_REGISTERED,
     AccessToken,
@@ -98,19 +99,18 @@ def token_reply(value: str = "tok-1", expires_in: int = 3600) -> Reply:
 Answer = Reply | Callable[[Call], Reply]
 
 
-class Script:
+class Script(ScriptedResponder):
     """Answers calls in order, checking each call's step."""
 
     def __init__(self, *answers: tuple[str, Answer]) -> None:
-        self.answers = list(answers)
-        self.calls: list[Call] = []
+        super().__init__(*answers, provider="smaregi")
 
-    def __call__(self, call: Call) -> Reply:
-        self.calls.append(call)
-        assert self.answers, f"unexpected call {call!r}"
+    def next_answer(self, request: Any, where: str) -> Answer:
+        if not self.answers:
+            raise self.unscripted(f"{where} ({request!r})")
         step, answer = self.answers.pop(0)
-        assert call.step == step, (call.step, step)
-        return answer(call) if callable(answer) else answer
+        assert request.step == step, (request.step, step)
+        return answer
 
     def done(self) -> None:
         assert not self.answers, f"unused answers: {[s for s, _ in self.answers]}"
