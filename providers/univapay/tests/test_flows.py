@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +42,7 @@ from paygate.adapter import (
     default_outcome,
     drive,
 )
+from paygate.testing import ScriptedResponder
 from paygate_univapay import UnivapayProvider, UnivapaySettings
 
 STORE = "11f0c0de-5702-4000-8000-70617967a7e0"
@@ -112,15 +112,24 @@ def issued(**kw: Any) -> dict[str, Any]:
 Script = dict[tuple[str, str], list[Reply]]
 
 
-def scripted(script: Script, seen: list[Any]) -> Callable[[Any], Reply]:
-    def respond(call: Any) -> Reply:
-        seen.append(call)
-        path = urlsplit(call.url).path
-        queue = script.get((call.method, path))
-        assert queue, f"unexpected call {call.method} {path}"
+class Routed(ScriptedResponder):
+    """Answers each call with the next reply scripted for its method and path."""
+
+    def __init__(self, script: Script) -> None:
+        super().__init__()
+        self.script = script
+
+    def next_answer(self, request: Any, where: str) -> Reply:
+        method, path = where.split(" ", 1)
+        queue = self.script.get((method, path))
+        assert queue, f"unexpected call {where}"
         return queue.pop(0)
 
-    return respond
+
+def scripted(script: Script, seen: list[Any]) -> Routed:
+    responder = Routed(script)
+    responder.calls = seen
+    return responder
 
 
 def konbini_request(**kw: Any) -> ChargeRequest:
