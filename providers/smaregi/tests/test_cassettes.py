@@ -44,12 +44,11 @@ from paygate import (
     ProviderUnavailable,
 )
 from paygate._driver import AsyncDriver, SyncDriver
-from paygate._gateway import AsyncGateway, Gateway
 from paygate._retry import RetryPolicy
 from paygate._stores import open_store
 from paygate.adapter import ChargeRef, ChargeRequest, Flow, OpContext
 from paygate.sandbox import offline_accounts
-from paygate.testing import BlockingAsyncGateway, cassette_secrets, path_matcher
+from paygate.testing import DRIVERS, Gateways, cassette_secrets, path_matcher
 from paygate.testing import scrub_request as paygate_scrub_request
 from paygate.testing import scrub_response as paygate_scrub_response
 from paygate.testing import vcr_config as paygate_vcr_config
@@ -169,7 +168,7 @@ class Tape:
         self._vcr = vcr.VCR(serializer="quoted-uri-yaml", **config)
         self._vcr.register_matcher("paygate_path", path_matcher)
         self._vcr.register_serializer("quoted-uri-yaml", QuotedUriYaml)
-        self._made: list[Any] = []
+        self._gateways = Gateways(driver, retry=RetryPolicy.no_wait(), clock=lambda: FIXED_NOW)
 
     @property
     def recording(self) -> bool:
@@ -204,17 +203,7 @@ class Tape:
             fn()
 
     def gateway(self, store: str = "memory://", **overrides: Any) -> Any:
-        config = {"store": store, "accounts": {"pos": {**self.account, **overrides}}}
-        policy = RetryPolicy.no_wait()
-        gw: Any
-        if self.driver == "async":
-            gw = BlockingAsyncGateway(
-                AsyncGateway.from_config(config, retry=policy, clock=lambda: FIXED_NOW)
-            )
-        else:
-            gw = Gateway.from_config(config, retry=policy, clock=lambda: FIXED_NOW)
-        self._made.append(gw)
-        return gw
+        return self._gateways({"store": store, "accounts": {"pos": {**self.account, **overrides}}})
 
     def provider(self) -> SmaregiProvider:
         settings = SmaregiSettings(**{k: v for k, v in self.account.items() if k != "provider"})
@@ -246,11 +235,10 @@ class Tape:
             sync.close()
 
     def close(self) -> None:
-        for gw in self._made:
-            gw.close()
+        self._gateways.close()
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def tape(request: pytest.FixtureRequest, record_mode: str) -> Iterator[Tape]:
     driver = request.param
     if record_mode == "none":
