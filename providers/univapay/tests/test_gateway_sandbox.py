@@ -35,13 +35,13 @@ from paygate import (
     WebhookVerificationError,
 )
 from paygate.sandbox import serve_app
-from paygate.testing import VirtualTime
+from paygate.testing import DRIVERS, VirtualTime
 from paygate_univapay._emulator import SEED_CARD_TOKENS, WEBHOOK_AUTH_TOKEN, UnivapayEmulator
 
 ACCOUNT = "univapay"
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=DRIVERS)
 def gw(request: pytest.FixtureRequest, make_gateway: Any) -> Any:
     return make_gateway(driver=request.param)
 
