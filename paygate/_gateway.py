@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from . import _checks as checks
 from . import _ledger as ledger
 from . import _operations as ops
-from ._adapter import ChargeRequest, OpContext, Provider
+from ._adapter import ChargeRequest, Provider
 from ._errors import ConfigurationError, InvalidRequest, NotSupported
 from ._exactly_once import Env
 from ._flow import Flow
@@ -209,11 +209,25 @@ class _GatewayBase:
         provider.validate_charge(checks.as_sent(req, caps.methods[method_type]))
         return provider, req
 
-    def _charge_flow(
-        self, account: str, provider: Provider, req: ChargeRequest, key: str
-    ) -> Flow[Charge]:
+    # -- each operation's checks and flow, shared by both gateways -------------------
+    # Every check runs here, before the driver sees the flow; the sync and the async
+    # gateway only run what these return (``flow``, ``timeout``).
+
+    def _charge_op(
+        self,
+        account: str,
+        amount: object,
+        method: object,
+        idempotency_key: object,
+        description: object,
+        metadata: object,
+        timeout: object,
+    ) -> tuple[Flow[Charge], float | None]:
+        key = checks.key(idempotency_key)
+        limit = checks.operation_timeout(timeout)
+        provider, req = self._charge_request(account, amount, method, description, metadata)
         caps = self._caps[account].methods[req.method.type]
-        return ops.charge(
+        flow = ops.charge(
             provider,
             self._env,
             req,
@@ -221,9 +235,88 @@ class _GatewayBase:
             carries_metadata=caps.metadata,
             carries_description=caps.description,
         )
+        return flow, limit
 
-    def _ext_ctx(self, provider: Provider) -> OpContext:
-        return ops._ctx(provider, self._env, key=None, charge_id=None)
+    def _status_op(
+        self, account: str, charge_id: str, timeout: object
+    ) -> tuple[Flow[Charge], float | None]:
+        limit = checks.operation_timeout(timeout)
+        return ops.status(self.provider(account), self._env, charge_id), limit
+
+    def _wait_op(self, account: str, charge_id: str, timeout: object) -> tuple[Flow[Charge], float]:
+        seconds = checks.timeout(timeout)
+        flow = ops.wait(
+            self.provider(account), self._env, charge_id, seconds, monotonic=self._monotonic
+        )
+        return flow, seconds + WAIT_GRACE
+
+    def _refund_op(
+        self,
+        account: str,
+        charge_id: str,
+        idempotency_key: object,
+        amount: object,
+        reason: object,
+        timeout: object,
+    ) -> tuple[Flow[Refund], float | None]:
+        key = checks.key(idempotency_key)
+        money = checks.optional_money(amount)
+        why = checks.reason(reason)
+        limit = checks.operation_timeout(timeout)
+        return ops.refund(self.provider(account), self._env, charge_id, money, why, key), limit
+
+    def _cancel_op(
+        self, account: str, charge_id: str, idempotency_key: object, timeout: object
+    ) -> tuple[Flow[Charge], float | None]:
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
+        limit = checks.operation_timeout(timeout)
+        return ops.cancel(self.provider(account), self._env, charge_id, key), limit
+
+    def _capture_op(
+        self,
+        account: str,
+        charge_id: str,
+        amount: object,
+        idempotency_key: object,
+        timeout: object,
+    ) -> tuple[Flow[Charge], float | None]:
+        key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
+        limit = checks.operation_timeout(timeout)
+        money = checks.optional_money(amount)
+        return ops.capture(self.provider(account), self._env, charge_id, money, key), limit
+
+    def _payout_balance_op(
+        self, account: str, timeout: object
+    ) -> tuple[Flow[PayoutBalance], float | None]:
+        limit = checks.operation_timeout(timeout)
+        return ops.payout_balance(self.provider(account), self._env), limit
+
+    def _extension_op(
+        self, account: str, name: str, timeout: object, kwargs: Mapping[str, Any]
+    ) -> tuple[Flow[Any], float | None]:
+        limit = checks.operation_timeout(timeout)
+        provider = self.provider(account)
+        fn = getattr(provider, name, None)
+        if fn is None or name.startswith("_"):
+            raise NotSupported(name, provider=provider.name)
+        ctx = ops._ctx(provider, self._env, key=None, charge_id=None)
+        return fn(ctx, **kwargs), limit
+
+    @staticmethod
+    def _from_config_args(
+        source: Any, store: Any, retry: RetryPolicy | None, webhook_max_body: int | None
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The accounts and settings ``from_config`` passes to ``__init__``."""
+        from ._config import LoadedConfig, load_config
+
+        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
+        return list(cfg.accounts.values()), {
+            "store": store if store is not None else cfg.store,
+            "retry": retry or cfg.retry,
+            "webhook_max_body": (
+                cfg.webhook_max_body if webhook_max_body is None else webhook_max_body
+            ),
+        }
 
 
 class Gateway(_GatewayBase):
@@ -282,21 +375,15 @@ class Gateway(_GatewayBase):
 
         >>> gw = Gateway.from_config("paygate.toml")  # doctest: +SKIP
         """
-        from ._config import LoadedConfig, load_config
-
-        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
+        accounts, settings = cls._from_config_args(source, store, retry, webhook_max_body)
         return cls(
-            list(cfg.accounts.values()),
-            store=store if store is not None else cfg.store,
-            retry=retry or cfg.retry,
+            accounts,
             clock=clock,
             lease=lease,
-            webhook_max_body=(
-                cfg.webhook_max_body if webhook_max_body is None else webhook_max_body
-            ),
             monotonic=monotonic,
             transport=transport,
             sleep=sleep,
+            **settings,
         )
 
     @property
@@ -333,19 +420,16 @@ class Gateway(_GatewayBase):
         `ProviderUnavailable` (retryable) is raised; after it was sent, the outcome is
         resolved as for any lost answer (lookup, else `OutcomeUnknown`).
         """
-        key = checks.key(idempotency_key)
-        limit = checks.operation_timeout(timeout)
-        provider, req = self._charge_request(account, amount, method, description, metadata)
-        return self._run(account, "charge", self._charge_flow(account, provider, req, key), limit)
+        flow, limit = self._charge_op(
+            account, amount, method, idempotency_key, description, metadata, timeout
+        )
+        return self._run(account, "charge", flow, limit)
 
     def status(self, account: str, charge_id: str, *, timeout: float | None = None) -> Charge:
         """The charge as the provider sees it now (never moving a final status back).
 
         ``timeout``: as for `charge` (a read: `ProviderUnavailable` when it runs out)."""
-        limit = checks.operation_timeout(timeout)
-        return self._run(
-            account, "status", ops.status(self.provider(account), self._env, charge_id), limit
-        )
+        return self._run(account, "status", *self._status_op(account, charge_id, timeout))
 
     def wait(self, account: str, charge_id: str, *, timeout: float = 600.0) -> Charge:
         """Until the charge leaves pending / requires_action (long poll or backoff), or timeout.
@@ -354,19 +438,7 @@ class Gateway(_GatewayBase):
         wait makes: its timeouts are capped by what is left of it (plus `WAIT_GRACE`
         seconds for the answer to a long poll that ends with it).
         """
-        seconds = checks.timeout(timeout)
-        return self._run(
-            account,
-            "wait",
-            ops.wait(
-                self.provider(account),
-                self._env,
-                charge_id,
-                seconds,
-                monotonic=self._monotonic,
-            ),
-            seconds + WAIT_GRACE,
-        )
+        return self._run(account, "wait", *self._wait_op(account, charge_id, timeout))
 
     def refund(
         self,
@@ -381,16 +453,8 @@ class Gateway(_GatewayBase):
         """Refund ``amount`` (default: everything refundable), exactly once per key.
 
         ``timeout``: as for `charge`."""
-        key = checks.key(idempotency_key)
-        amount = checks.optional_money(amount)
-        reason = checks.reason(reason)
-        limit = checks.operation_timeout(timeout)
-        return self._run(
-            account,
-            "refund",
-            ops.refund(self.provider(account), self._env, charge_id, amount, reason, key),
-            limit,
-        )
+        flow, limit = self._refund_op(account, charge_id, idempotency_key, amount, reason, timeout)
+        return self._run(account, "refund", flow, limit)
 
     def cancel(
         self,
@@ -403,11 +467,8 @@ class Gateway(_GatewayBase):
         """Cancel an unpaid charge or void an authorisation.
 
         ``timeout``: as for `charge`."""
-        key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
-        limit = checks.operation_timeout(timeout)
-        return self._run(
-            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key), limit
-        )
+        flow, limit = self._cancel_op(account, charge_id, idempotency_key, timeout)
+        return self._run(account, "cancel", flow, limit)
 
     def capture(
         self,
@@ -421,25 +482,14 @@ class Gateway(_GatewayBase):
         """Capture an authorised charge (all of it, or ``amount``).
 
         ``timeout``: as for `charge`."""
-        key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
-        limit = checks.operation_timeout(timeout)
-        return self._run(
-            account,
-            "capture",
-            ops.capture(
-                self.provider(account), self._env, charge_id, checks.optional_money(amount), key
-            ),
-            limit,
-        )
+        flow, limit = self._capture_op(account, charge_id, amount, idempotency_key, timeout)
+        return self._run(account, "capture", flow, limit)
 
     def payout_balance(self, account: str, *, timeout: float | None = None) -> PayoutBalance:
         """What the provider will pay out to the merchant, and when.
 
         ``timeout``: as for `status`."""
-        limit = checks.operation_timeout(timeout)
-        return self._run(
-            account, "payout_balance", ops.payout_balance(self.provider(account), self._env), limit
-        )
+        return self._run(account, "payout_balance", *self._payout_balance_op(account, timeout))
 
     # -- the local ledger (no provider call) ---------------------------------------
 
@@ -509,12 +559,7 @@ class Gateway(_GatewayBase):
 
         >>> gw.extension("card", "statement_urls", statement_id="st_...")  # doctest: +SKIP
         """
-        limit = checks.operation_timeout(timeout)
-        provider = self.provider(account)
-        fn = getattr(provider, name, None)
-        if fn is None or name.startswith("_"):
-            raise NotSupported(name, provider=provider.name)
-        return self._run(account, name, fn(self._ext_ctx(provider), **kwargs), limit)
+        return self._run(account, name, *self._extension_op(account, name, timeout, kwargs))
 
     def close(self) -> None:
         """Close HTTP clients (and the store when the gateway opened it)."""
@@ -578,21 +623,15 @@ class AsyncGateway(_GatewayBase):
 
         >>> gw = AsyncGateway.from_config("paygate.toml")  # doctest: +SKIP
         """
-        from ._config import LoadedConfig, load_config
-
-        cfg = source if isinstance(source, LoadedConfig) else load_config(source)
+        accounts, settings = cls._from_config_args(source, store, retry, webhook_max_body)
         return cls(
-            list(cfg.accounts.values()),
-            store=store if store is not None else cfg.store,
-            retry=retry or cfg.retry,
+            accounts,
             clock=clock,
             lease=lease,
-            webhook_max_body=(
-                cfg.webhook_max_body if webhook_max_body is None else webhook_max_body
-            ),
             monotonic=monotonic,
             transport=transport,
             sleep=sleep,
+            **settings,
         )
 
     @property
@@ -617,12 +656,10 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.charge`."""
-        key = checks.key(idempotency_key)
-        limit = checks.operation_timeout(timeout)
-        provider, req = self._charge_request(account, amount, method, description, metadata)
-        return await self._run(
-            account, "charge", self._charge_flow(account, provider, req, key), limit
+        flow, limit = self._charge_op(
+            account, amount, method, idempotency_key, description, metadata, timeout
         )
+        return await self._run(account, "charge", flow, limit)
 
     async def status(
         self,
@@ -632,26 +669,11 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.status`."""
-        limit = checks.operation_timeout(timeout)
-        return await self._run(
-            account, "status", ops.status(self.provider(account), self._env, charge_id), limit
-        )
+        return await self._run(account, "status", *self._status_op(account, charge_id, timeout))
 
     async def wait(self, account: str, charge_id: str, *, timeout: float = 600.0) -> Charge:  # noqa: ASYNC109
         """See `Gateway.wait`."""
-        seconds = checks.timeout(timeout)
-        return await self._run(
-            account,
-            "wait",
-            ops.wait(
-                self.provider(account),
-                self._env,
-                charge_id,
-                seconds,
-                monotonic=self._monotonic,
-            ),
-            seconds + WAIT_GRACE,
-        )
+        return await self._run(account, "wait", *self._wait_op(account, charge_id, timeout))
 
     async def refund(
         self,
@@ -664,16 +686,8 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Refund:
         """See `Gateway.refund`."""
-        key = checks.key(idempotency_key)
-        amount = checks.optional_money(amount)
-        reason = checks.reason(reason)
-        limit = checks.operation_timeout(timeout)
-        return await self._run(
-            account,
-            "refund",
-            ops.refund(self.provider(account), self._env, charge_id, amount, reason, key),
-            limit,
-        )
+        flow, limit = self._refund_op(account, charge_id, idempotency_key, amount, reason, timeout)
+        return await self._run(account, "refund", flow, limit)
 
     async def cancel(
         self,
@@ -684,11 +698,8 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.cancel`."""
-        key = checks.key(idempotency_key) if idempotency_key is not None else f"cancel:{charge_id}"
-        limit = checks.operation_timeout(timeout)
-        return await self._run(
-            account, "cancel", ops.cancel(self.provider(account), self._env, charge_id, key), limit
-        )
+        flow, limit = self._cancel_op(account, charge_id, idempotency_key, timeout)
+        return await self._run(account, "cancel", flow, limit)
 
     async def capture(
         self,
@@ -700,16 +711,8 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Charge:
         """See `Gateway.capture`."""
-        key = checks.key(idempotency_key) if idempotency_key is not None else f"capture:{charge_id}"
-        limit = checks.operation_timeout(timeout)
-        return await self._run(
-            account,
-            "capture",
-            ops.capture(
-                self.provider(account), self._env, charge_id, checks.optional_money(amount), key
-            ),
-            limit,
-        )
+        flow, limit = self._capture_op(account, charge_id, amount, idempotency_key, timeout)
+        return await self._run(account, "capture", flow, limit)
 
     async def payout_balance(
         self,
@@ -718,9 +721,8 @@ class AsyncGateway(_GatewayBase):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> PayoutBalance:
         """See `Gateway.payout_balance`."""
-        limit = checks.operation_timeout(timeout)
         return await self._run(
-            account, "payout_balance", ops.payout_balance(self.provider(account), self._env), limit
+            account, "payout_balance", *self._payout_balance_op(account, timeout)
         )
 
     # -- the local ledger (no provider call) ---------------------------------------
@@ -789,12 +791,7 @@ class AsyncGateway(_GatewayBase):
         **kwargs: Any,
     ) -> Any:
         """See `Gateway.extension`."""
-        limit = checks.operation_timeout(timeout)
-        provider = self.provider(account)
-        fn = getattr(provider, name, None)
-        if fn is None or name.startswith("_"):
-            raise NotSupported(name, provider=provider.name)
-        return await self._run(account, name, fn(self._ext_ctx(provider), **kwargs), limit)
+        return await self._run(account, name, *self._extension_op(account, name, timeout, kwargs))
 
     async def aclose(self) -> None:
         """Close HTTP clients (and the store when the gateway opened it)."""
