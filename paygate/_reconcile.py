@@ -18,6 +18,7 @@ from ._errors import OutcomeUnknown, PaygateError
 from ._gateway import Gateway
 from ._models import Card, ChargeStatus, Konbini, PosSale, QRCode, Wallet
 from ._money import Money
+from ._stores import ChargeRecord, IdempotencyRecord
 
 __all__ = ["ReconcileRow", "reconcile"]
 
@@ -72,174 +73,115 @@ def reconcile(
             and record.lease_until > now
         ):
             continue  # in flight right now
-        acct, operation, key = record.key.split("\x1f", 2)
-        ref = record.charge_id or key
-        if acct not in gateway.accounts:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    "unknown outcome",
-                    ref,
-                    record.state,
-                    record.state,
-                    "account not configured",
-                )
-            )
-            continue
-        provider = gateway.provider(acct)
-        if operation != Operation.CHARGE:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    f"unknown {operation}",
-                    ref,
-                    record.state,
-                    record.state,
-                    f"retry the {operation} with the same key (the provider deduplicates)",
-                )
-            )
-            continue
-        policy = provider.policy(Operation.CHARGE)
-        if dry_run:
-            action = "would ask the provider's lookup" if policy.lookup else "no lookup"
-            rows.append(
-                ReconcileRow(acct, "unknown outcome", ref, record.state, record.state, action)
-            )
-            continue
-        if not policy.lookup:
-            if policy.key_window == "unknown":
-                window = " (its key window is not stated: check its dashboard first)"
-            elif policy.key_window:
-                window = f" within {policy.key_window}"
-            else:
-                window = ""
-            action = (
-                f"{provider.name} has no lookup: retry with the same key{window}"
-                if policy.keyed
-                else f"{provider.name} can neither deduplicate nor look up: check its dashboard"
-            )
-            rows.append(
-                ReconcileRow(acct, "unknown outcome", ref, record.state, record.state, action)
-            )
-            continue
-        hint = record.lookup or {}
-        method_cls = _METHODS.get(str(hint.get("method")))
-        if method_cls is None or "amount" not in hint:
-            rows.append(
-                ReconcileRow(
-                    acct, "unknown outcome", ref, record.state, record.state, "no lookup hint kept"
-                )
-            )
-            continue
-        fields = hint.get("method_fields")
-        fields = dict(fields) if isinstance(fields, dict) else {}
-        fields["type"] = hint["method"]
-        # Personal fields were never kept; a lookup that needs them fails below, per row.
-        method = method_cls.model_construct(**fields)
-        if "lines" in fields and isinstance(fields["lines"], list):
-            from ._models import PosLine
-
-            lines = tuple(PosLine.model_validate(line) for line in fields["lines"])
-            method = method_cls.model_construct(**{**fields, "lines": lines})
-        req = ChargeRequest(
-            amount=Money(amount=int(hint["amount"]), currency=str(hint.get("currency", "JPY"))),
-            method=method,
-        )
-        try:
-            found = gateway._run(
-                acct,
-                "reconcile",
-                ops.resolve_charge(provider, gateway._env, key, record.fingerprint, req),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    "unknown outcome",
-                    ref,
-                    record.state,
-                    record.state,
-                    f"lookup needs data that is not kept ({type(exc).__name__}): "
-                    "retry with the same key",
-                )
-            )
-            continue
-        except PaygateError as exc:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    "unknown outcome",
-                    ref,
-                    record.state,
-                    record.state,
-                    f"still unknown: {exc.message}"
-                    if isinstance(exc, OutcomeUnknown)
-                    else f"still unknown ({exc.code})",
-                )
-            )
-            continue
-        if found is None:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    "unknown outcome",
-                    ref,
-                    record.state,
-                    "not created",
-                    "released: a retry creates it",
-                )
-            )
-        else:
-            rows.append(
-                ReconcileRow(
-                    acct,
-                    "unknown outcome",
-                    found.id,
-                    record.state,
-                    found.status.value,
-                    f"found {found.provider_ref}: a retry replays it",
-                )
-            )
+        rows.append(_unknown(gateway, record, dry_run))
     for charge in gateway.store.charges(
         account=account, statuses=_WAITING, updated_before=now - stale_after
     ):
-        if charge.account not in gateway.accounts:
-            continue
-        if dry_run:
-            rows.append(
-                ReconcileRow(
-                    charge.account,
-                    "stale charge",
-                    charge.charge_id,
-                    charge.status.value,
-                    charge.status.value,
-                    "would refresh its status",
-                )
-            )
-            continue
-        try:
-            fresh = gateway.status(charge.account, charge.charge_id)
-        except PaygateError as exc:
-            rows.append(
-                ReconcileRow(
-                    charge.account,
-                    "stale charge",
-                    charge.charge_id,
-                    charge.status.value,
-                    charge.status.value,
-                    f"status failed ({exc.code})",
-                )
-            )
-            continue
-        changed = fresh.status != charge.status
-        rows.append(
-            ReconcileRow(
-                charge.account,
-                "stale charge",
-                charge.charge_id,
-                charge.status.value,
-                fresh.status.value,
-                "updated" if changed else "unchanged",
-            )
-        )
+        if charge.account in gateway.accounts:
+            rows.append(_stale(gateway, charge, dry_run))
     return rows
+
+
+def _unknown(gateway: Gateway, record: IdempotencyRecord, dry_run: bool) -> ReconcileRow:
+    """The row of a key whose outcome is unknown (asking the lookup unless ``dry_run``)."""
+    acct, operation, key = record.key.split("\x1f", 2)
+    ref = record.charge_id or key
+
+    def stays(action: str, kind: str = "unknown outcome") -> ReconcileRow:
+        return ReconcileRow(acct, kind, ref, record.state, record.state, action)
+
+    if acct not in gateway.accounts:
+        return stays("account not configured")
+    provider = gateway.provider(acct)
+    if operation != Operation.CHARGE:
+        return stays(
+            f"retry the {operation} with the same key (the provider deduplicates)",
+            kind=f"unknown {operation}",
+        )
+    policy = provider.policy(Operation.CHARGE)
+    if dry_run:
+        return stays("would ask the provider's lookup" if policy.lookup else "no lookup")
+    if not policy.lookup:
+        if policy.key_window == "unknown":
+            window = " (its key window is not stated: check its dashboard first)"
+        elif policy.key_window:
+            window = f" within {policy.key_window}"
+        else:
+            window = ""
+        return stays(
+            f"{provider.name} has no lookup: retry with the same key{window}"
+            if policy.keyed
+            else f"{provider.name} can neither deduplicate nor look up: check its dashboard"
+        )
+    req = _request_from(record.lookup or {})
+    if req is None:
+        return stays("no lookup hint kept")
+    try:
+        found = gateway._run(
+            acct,
+            "reconcile",
+            ops.resolve_charge(provider, gateway._env, key, record.fingerprint, req),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return stays(
+            f"lookup needs data that is not kept ({type(exc).__name__}): retry with the same key"
+        )
+    except PaygateError as exc:
+        return stays(
+            f"still unknown: {exc.message}"
+            if isinstance(exc, OutcomeUnknown)
+            else f"still unknown ({exc.code})"
+        )
+    if found is None:
+        return ReconcileRow(
+            acct,
+            "unknown outcome",
+            ref,
+            record.state,
+            "not created",
+            "released: a retry creates it",
+        )
+    return ReconcileRow(
+        acct,
+        "unknown outcome",
+        found.id,
+        record.state,
+        found.status.value,
+        f"found {found.provider_ref}: a retry replays it",
+    )
+
+
+def _request_from(hint: dict[str, Any]) -> ChargeRequest | None:
+    """The charge request a lookup asks about, from what the key kept (None: not enough).
+
+    Personal fields were never kept; a lookup that needs them fails, per row."""
+    method_cls = _METHODS.get(str(hint.get("method")))
+    if method_cls is None or "amount" not in hint:
+        return None
+    fields = hint.get("method_fields")
+    fields = dict(fields) if isinstance(fields, dict) else {}
+    fields["type"] = hint["method"]
+    if isinstance(fields.get("lines"), list):
+        from ._models import PosLine
+
+        fields["lines"] = tuple(PosLine.model_validate(line) for line in fields["lines"])
+    return ChargeRequest(
+        amount=Money(amount=int(hint["amount"]), currency=str(hint.get("currency", "JPY"))),
+        method=method_cls.model_construct(**fields),
+    )
+
+
+def _stale(gateway: Gateway, charge: ChargeRecord, dry_run: bool) -> ReconcileRow:
+    """The row of a charge left waiting too long (its status refreshed unless ``dry_run``)."""
+    before = charge.status.value
+
+    def row(after: str, action: str) -> ReconcileRow:
+        return ReconcileRow(charge.account, "stale charge", charge.charge_id, before, after, action)
+
+    if dry_run:
+        return row(before, "would refresh its status")
+    try:
+        fresh = gateway.status(charge.account, charge.charge_id)
+    except PaygateError as exc:
+        return row(before, f"status failed ({exc.code})")
+    return row(fresh.status.value, "updated" if fresh.status != charge.status else "unchanged")
