@@ -29,6 +29,7 @@ from ._documented import (
     Exchange,
     ScriptedTransport,
     assert_shape,
+    documented_outcome,
     load_cases,
     request_body,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "VirtualTime",
     "assert_shape",
     "cassette_secrets",
+    "documented_outcome",
     "embedded_postgres",
     "emulator_app",
     "gateway_on",

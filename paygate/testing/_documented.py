@@ -27,10 +27,10 @@ documents unnoticed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import httpx
@@ -43,6 +43,7 @@ __all__ = [
     "Exchange",
     "ScriptedTransport",
     "assert_shape",
+    "documented_outcome",
     "load_cases",
     "request_body",
 ]
@@ -222,6 +223,37 @@ class ScriptedTransport(ScriptedResponder):
         if self.answers:
             left = ", ".join(f"{ex.method} {ex.path}" for ex in self.answers)
             raise AssertionError(f"documented exchanges never requested: {left}")
+
+
+T = TypeVar("T")
+
+
+def documented_outcome(expect: Mapping[str, Any], run: Callable[[], T]) -> T | None:
+    """Run ``run`` and hold it to a case's ``expect`` when that names an error.
+
+    With ``"error"`` in ``expect``, ``run`` must raise a `paygate.PaygateError` of that
+    class name, with the ``provider_code`` and ``retryable`` the case gives (if any), and
+    None is returned; otherwise ``run``'s result is returned for the caller's checks::
+
+        result = documented_outcome(case.expect, lambda: gw.status("card", charge.id))
+        if "error" not in case.expect:
+            assert str(result.status) == case.expect["status"]
+    """
+    if "error" not in expect:
+        return run()
+    import pytest
+
+    from .._errors import PaygateError
+
+    with pytest.raises(PaygateError) as raised:
+        run()
+    error = raised.value
+    assert type(error).__name__ == expect["error"], error
+    if "provider_code" in expect:
+        assert error.provider_code == expect["provider_code"]
+    if "retryable" in expect:
+        assert error.retryable is expect["retryable"]
+    return None
 
 
 def _type_name(value: Any) -> str:
