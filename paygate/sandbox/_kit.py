@@ -117,18 +117,6 @@ class KeyedReplies:
         self._replies[key] = kept
         return kept
 
-    def forget(self, key: str) -> None:
-        """Forget ``key`` now (unknown keys are ignored): the next request with it acts
-        again, as after its window.
-
-        >>> replies = KeyedReplies(SandboxClock(), None)
-        >>> _ = replies.keep("k", fingerprint=None, status=200, body={})
-        >>> replies.forget("k")
-        >>> replies.get("k") is None
-        True
-        """
-        self._replies.pop(key, None)
-
     def clear(self) -> None:
         """Forget every key (an emulator's reset)."""
         self._replies.clear()

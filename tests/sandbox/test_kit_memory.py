@@ -1,4 +1,4 @@
-"""The sandbox kit: forgetting a kept key, a settable window, account tables."""
+"""The sandbox kit: a settable window, account tables."""
 
 from __future__ import annotations
 
@@ -14,20 +14,6 @@ def _kept(window: timedelta | None) -> tuple[SandboxClock, KeyedReplies]:
     replies.keep("k1", fingerprint="a", status=200, body={"id": "ch_1"})
     replies.keep("k2", fingerprint="b", status=200, body={"id": "ch_2"})
     return clock, replies
-
-
-def test_forget_drops_one_key_and_ignores_unknown_ones() -> None:
-    _, replies = _kept(None)
-    replies.forget("k1")
-    replies.forget("never-seen")
-    assert replies.get("k1") is None
-    assert replies.get("k2") is not None
-    assert len(replies) == 1
-    # The key acts again: a new reply can be kept under it.
-    replies.keep("k1", fingerprint="c", status=201, body={"id": "ch_3"})
-    kept = replies.get("k1")
-    assert kept is not None
-    assert kept.body == {"id": "ch_3"}
 
 
 def test_window_can_be_set_and_is_applied_on_reading() -> None:
