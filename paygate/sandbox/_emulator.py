@@ -162,14 +162,16 @@ class Emulator(ABC):
     async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Perform a customer-side or operator action (pay a slip, scan a QR, ...).
 
-        Runs the method ``control_<action>(params)`` (sync or async, returning a dict);
-        an action without one is a `ControlError` 404 naming the known actions.
-        Emulators define those methods rather than override this one::
+        First `catch_up` applies what the sandbox clock has made due, then the method
+        ``control_<action>(params)`` runs (sync or async, returning a dict); an action
+        without one is a `ControlError` 404 naming the known actions. Emulators define
+        those methods rather than override this one::
 
             def control_pay(self, params: Mapping[str, Any]) -> dict[str, Any]:
                 # its docstring's first line is what `actions` lists
                 ...
         """
+        self.catch_up()
         method = getattr(self, CONTROL_PREFIX + action, None) if action.isidentifier() else None
         if method is None or not callable(method):
             known = ", ".join(sorted(self.actions())) or "none"
@@ -180,6 +182,10 @@ class Emulator(ABC):
         if inspect.isawaitable(result):
             result = await result
         return cast("dict[str, Any]", result)
+
+    def catch_up(self) -> None:  # noqa: B027
+        """Apply what the sandbox clock has made due (expiries, closings) before a control
+        action acts on the emulator's state; default: nothing."""
 
     @classmethod
     def actions(cls) -> dict[str, str]:

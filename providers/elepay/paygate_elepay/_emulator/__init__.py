@@ -28,9 +28,6 @@ elepay's error bodies), `._control` (the ``control_<action>`` methods).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from ._control import ElepayControl
 from ._routes import ElepayRoutes
 from ._state import APP_ID, PUBLIC_KEY, SECRET_KEY, WEBHOOK_SCHEDULE
@@ -52,7 +49,6 @@ class ElepayEmulator(ElepayControl, ElepayRoutes):
     ['busy', 'complete_refund', 'expired_flag']
     """
 
-    async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Close the codes whose expiry the clock passed, then run ``control_<action>``."""
+    def catch_up(self) -> None:
+        """Close the codes whose expiry the clock passed."""
         self._sweep()
-        return await super().control(action, params)

@@ -20,10 +20,9 @@ __all__ = ["PayjpControl"]
 class PayjpControl(PayjpState):
     """Customer- and operator-side actions; each first runs what the clock made due."""
 
-    async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Run closings and expiries now due, then the action (`Emulator.control`)."""
+    def catch_up(self) -> None:
+        """Run the closings and expiries now due."""
         self._catch_up(self._ts())
-        return await super().control(action, params)
 
     def control_reading(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """How facts PAY.JP does not document are played (see Readings)."""

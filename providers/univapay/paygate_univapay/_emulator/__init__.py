@@ -58,9 +58,6 @@ The package: `._state` (credentials, tables, lifecycle), `._routes` (the HTTP AP
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from ._control import UnivapayControl
 from ._routes import UnivapayRoutes
 from ._state import (
@@ -92,7 +89,6 @@ class UnivapayEmulator(UnivapayControl, UnivapayRoutes):
     ['card_token', 'complete_pending', 'configure']
     """
 
-    async def control(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Expire the slips whose deadline the clock passed, then run ``control_<action>``."""
+    def catch_up(self) -> None:
+        """Expire the slips whose deadline the clock passed."""
         self._expire(self.now)
-        return await super().control(action, params)
