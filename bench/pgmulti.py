@@ -23,17 +23,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import ROOT
+from .stores import RESULT, begin
 
 __all__ = ["PgMultiRow", "measure_pg_multi"]
 
 PROCESSES = 4
 THREADS = 4
-_LEASE = timedelta(minutes=5)
-_RESULT = {"id": "ch_bench", "status": "succeeded", "amount": {"amount": 1200, "currency": "JPY"}}
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         owner = new_owner()
         for _ in range(20):
             key = f"warm\x1f{uuid.uuid4().hex}"
-            _begin(store, key, owner)
-            store.complete(key, owner, _RESULT, provider_ref="ch_bench")
+            begin(store, key, owner)
+            store.complete(key, owner, RESULT, provider_ref="ch_bench")
         while time.time() < spec["start_at"]:
             time.sleep(0.001)
         samples: list[list[float]] = [[] for _ in range(THREADS)]
@@ -77,9 +75,9 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             todo = keys if storm else [f"bench\x1f{uuid.uuid4().hex}" for _ in keys]
             for key in todo:
                 t0 = time.perf_counter_ns()
-                outcome = _begin(store, key, mine)
+                outcome = begin(store, key, mine)
                 if outcome is BeginOutcome.STARTED:
-                    store.complete(key, mine, _RESULT, provider_ref="ch_bench")
+                    store.complete(key, mine, RESULT, provider_ref="ch_bench")
                     started[i].append(key)
                 samples[i].append((time.perf_counter_ns() - t0) / 1000)
                 outcomes[i][outcome.value] = outcomes[i].get(outcome.value, 0) + 1
@@ -103,19 +101,6 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         }
     finally:
         store.close()
-
-
-def _begin(store: Any, key: str, owner: str) -> Any:
-    return store.begin(
-        key,
-        account="bench",
-        operation="charge",
-        fingerprint="f" * 64,
-        owner=owner,
-        lease=_LEASE,
-        now=datetime.now(UTC),
-        charge_id=f"ch_{key[-32:]}",
-    ).outcome
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -32,8 +32,9 @@ from ._stats import Summary, summarize
 __all__ = ["StoreRow", "measure_store", "open_bench_store"]
 
 THREADS = 8
-_LEASE = timedelta(minutes=5)
-_RESULT = {"id": "ch_bench", "status": "succeeded", "amount": {"amount": 1200, "currency": "JPY"}}
+LEASE = timedelta(minutes=5)
+#: The result every benchmark key completes with.
+RESULT = {"id": "ch_bench", "status": "succeeded", "amount": {"amount": 1200, "currency": "JPY"}}
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,17 @@ class StoreRow:
     outcomes: dict[str, int]
 
 
-def _begin(store: Store, key: str, owner: str) -> BeginOutcome:
+def begin(store: Store, key: str, owner: str) -> BeginOutcome:
+    """``store.begin`` of a benchmark charge key (the same fingerprint every time)."""
     return store.begin(
         key,
         account="bench",
         operation="charge",
         fingerprint="f" * 64,
         owner=owner,
-        lease=_LEASE,
+        lease=LEASE,
         now=datetime.now(UTC),
-        charge_id=f"ch_{key}",
+        charge_id=f"ch_{key[-32:]}",
     ).outcome
 
 
@@ -67,8 +69,8 @@ def _key() -> str:
 def _cycle(store: Store, owner: str) -> float:
     key = _key()
     start = time.perf_counter_ns()
-    _begin(store, key, owner)
-    store.complete(key, owner, _RESULT, provider_ref="ch_bench")
+    begin(store, key, owner)
+    store.complete(key, owner, RESULT, provider_ref="ch_bench")
     return (time.perf_counter_ns() - start) / 1000.0
 
 
@@ -128,11 +130,11 @@ def _race(store: Store, rounds: int) -> tuple[list[float], float, dict[str, int]
         for key in keys:
             barrier.wait()
             start = time.perf_counter_ns()
-            outcome = _begin(store, key, owner)
+            outcome = begin(store, key, owner)
             samples[i].append((time.perf_counter_ns() - start) / 1000.0)
             outcomes[i][outcome.value] = outcomes[i].get(outcome.value, 0) + 1
             if outcome is BeginOutcome.STARTED:
-                store.complete(key, owner, _RESULT, provider_ref="ch_bench")
+                store.complete(key, owner, RESULT, provider_ref="ch_bench")
         spans.append((began, time.perf_counter()))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
@@ -152,8 +154,8 @@ def _race(store: Store, rounds: int) -> tuple[list[float], float, dict[str, int]
 def _replay(store: Store, n: int) -> tuple[list[float], float, dict[str, int]]:
     owner = new_owner()
     key = _key()
-    _begin(store, key, owner)
-    store.complete(key, owner, _RESULT, provider_ref="ch_bench")
+    begin(store, key, owner)
+    store.complete(key, owner, RESULT, provider_ref="ch_bench")
     per = max(1, n // THREADS)
     samples: list[list[float]] = [[] for _ in range(THREADS)]
     outcomes: list[dict[str, int]] = [{} for _ in range(THREADS)]
@@ -167,7 +169,7 @@ def _replay(store: Store, n: int) -> tuple[list[float], float, dict[str, int]]:
         began = time.perf_counter()
         for _ in range(per):
             start = time.perf_counter_ns()
-            outcome = _begin(store, key, mine)
+            outcome = begin(store, key, mine)
             samples[i].append((time.perf_counter_ns() - start) / 1000.0)
             outcomes[i][outcome.value] = outcomes[i].get(outcome.value, 0) + 1
         spans.append((began, time.perf_counter()))
