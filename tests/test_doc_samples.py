@@ -13,28 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _doc_fences import samples
 
 from paygate import Gateway, RetryPolicy
 from paygate.testing import VirtualTime
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```(python|toml)\n(.*?)^```", re.M | re.S)
 
 
-def samples() -> dict[tuple[str, str, int], str]:
-    found: dict[tuple[str, str, int], str] = {}
-    for path in FILES:
-        counts: dict[str, int] = {}
-        for match in FENCE.finditer(path.read_text(encoding="utf-8")):
-            lang = match.group(1)
-            index = counts.get(lang, 0)
-            counts[lang] = index + 1
-            found[(path.relative_to(ROOT).as_posix(), lang, index)] = match.group(2)
-    return found
-
-
-SAMPLES = samples()
+SAMPLES = samples(FILES, ROOT, ("python", "toml"))
 
 # Samples that are fragments or need what a test cannot have, with the reason.
 SKIPPED = {

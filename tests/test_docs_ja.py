@@ -12,26 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _doc_fences import samples
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "ja"
 FILES = sorted(DOCS.rglob("*.md"))
-FENCE = re.compile(r"^```(python|toml|sh|console)\n(.*?)^```", re.M | re.S)
 
 
-def samples() -> dict[tuple[str, str, int], str]:
-    found: dict[tuple[str, str, int], str] = {}
-    for path in FILES:
-        counts: dict[str, int] = {}
-        for match in FENCE.finditer(path.read_text(encoding="utf-8")):
-            lang = match.group(1)
-            index = counts.get(lang, 0)
-            counts[lang] = index + 1
-            found[(path.relative_to(ROOT).as_posix(), lang, index)] = match.group(2)
-    return found
-
-
-SAMPLES = samples()
+SAMPLES = samples(FILES, ROOT, ("python", "toml", "sh", "console"))
 QUICKSTART = "docs/ja/quickstart.md"
 
 # The quickstart's samples, run in this order in one namespace by test_quickstart_runs.
