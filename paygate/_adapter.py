@@ -53,9 +53,12 @@ from ._models import (
     Capabilities,
     Charge,
     ChargeStatus,
+    Failure,
+    NextAction,
     PaymentMethod,
     PayoutBalance,
     Refund,
+    RefundStatus,
 )
 from ._money import Money
 from ._redact import register_secret
@@ -290,7 +293,8 @@ class OpContext:
 
     ``recovering`` is True when an earlier attempt with the same idempotency key may have
     reached the provider (a crash, a lost response). ``now`` and ``new_uuid`` come from
-    injected sources so flows stay deterministic under test.
+    injected sources so flows stay deterministic under test. `charge` and `refund` build
+    a flow's result with the operation's own fields (ids, account, provider) filled in.
     """
 
     account: str
@@ -312,6 +316,96 @@ class OpContext:
         if self.idempotency_key is None:
             raise ValueError("operation has no idempotency key")
         return uuid.uuid5(PAYGATE_NAMESPACE, f"{self.account}\0{scope}\0{self.idempotency_key}")
+
+    def charge(
+        self,
+        provider_ref: str,
+        *,
+        method: str,
+        status: ChargeStatus,
+        amount: Money,
+        amount_refunded: Money,
+        created_at: datetime,
+        amount_captured: Money | None = None,
+        next_action: NextAction | None = None,
+        failure: Failure | None = None,
+        updated_at: datetime | None = None,
+        raw: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        id: str | None = None,
+    ) -> Charge:
+        """The `Charge` a flow returns, with this operation's account and provider.
+
+        Its ``id`` is ``id`` when given (non-empty), else this operation's ``charge_id``,
+        else ``provider_ref`` (an operation with no paygate id yet, such as a webhook).
+        The other fields are the `Charge` fields of the same names.
+
+        >>> ctx = OpContext(account="card", provider="acmepay", charge_id="ch_1")
+        >>> charge = ctx.charge("ac_9", method="card", status=ChargeStatus.SUCCEEDED,
+        ...                     amount=Money.jpy(1200), amount_refunded=Money.jpy(0),
+        ...                     created_at=ctx.now())
+        >>> charge.id, charge.account, charge.provider, charge.provider_ref
+        ('ch_1', 'card', 'acmepay', 'ac_9')
+        """
+        return Charge(
+            id=id or self.charge_id or provider_ref,
+            account=self.account,
+            provider=self.provider,
+            provider_ref=provider_ref,
+            method=method,
+            status=status,
+            amount=amount,
+            amount_refunded=amount_refunded,
+            amount_captured=amount_captured,
+            next_action=next_action,
+            failure=failure,
+            created_at=created_at,
+            updated_at=updated_at,
+            raw={} if raw is None else raw,
+            metadata={} if metadata is None else metadata,
+        )
+
+    def refund(
+        self,
+        charge_id: str,
+        provider_ref: str,
+        *,
+        amount: Money,
+        status: RefundStatus,
+        created_at: datetime,
+        reason: str | None = None,
+        raw: Mapping[str, Any] | None = None,
+        kind: Literal["refund", "void"] = "refund",
+        charge_refunded_total: Money | None = None,
+        id: str | None = None,
+    ) -> Refund:
+        """The `Refund` of charge ``charge_id`` a flow returns, with this operation's
+        account and provider.
+
+        Its ``id`` is ``id`` when given (the provider's own scheme: a refund id is kept
+        once recorded, so an adapter never changes how it makes one), else
+        ``provider_ref``. The other fields are the `Refund` fields of the same names.
+
+        >>> ctx = OpContext(account="card", provider="acmepay", charge_id="ch_1")
+        >>> refund = ctx.refund("ch_1", "re_9", amount=Money.jpy(500),
+        ...                     status=RefundStatus.SUCCEEDED, created_at=ctx.now())
+        >>> refund.id, refund.charge_id, refund.account, refund.provider
+        ('re_9', 'ch_1', 'card', 'acmepay')
+        """
+        return Refund(
+            id=provider_ref if id is None else id,
+            charge_id=charge_id,
+            account=self.account,
+            provider=self.provider,
+            provider_ref=provider_ref,
+            amount=amount,
+            status=status,
+            reason=reason,
+            created_at=created_at,
+            raw={} if raw is None else raw,
+            kind=kind,
+            charge_refunded_total=charge_refunded_total,
+        )
 
 
 @dataclass(frozen=True, slots=True)
