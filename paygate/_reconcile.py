@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import _operations as ops
-from ._adapter import ChargeRequest, Operation
+from ._adapter import ChargeRequest, Operation, OperationPolicy
 from ._errors import OutcomeUnknown, PaygateError
 from ._gateway import Gateway
 from ._models import Card, ChargeStatus, Konbini, PosSale, QRCode, Wallet
@@ -94,25 +94,18 @@ def _unknown(gateway: Gateway, record: IdempotencyRecord, dry_run: bool) -> Reco
         return stays("account not configured")
     provider = gateway.provider(acct)
     if operation != Operation.CHARGE:
+        # A refund, cancel or capture: a retry with the same key runs the operation's
+        # own lookup and deduplication, so the advice follows that operation's policy.
         return stays(
-            f"retry the {operation} with the same key (the provider deduplicates)",
+            _retry_advice(provider.name, provider.policy(Operation(operation)), operation),
             kind=f"unknown {operation}",
         )
     policy = provider.policy(Operation.CHARGE)
     if dry_run:
         return stays("would ask the provider's lookup" if policy.lookup else "no lookup")
     if not policy.lookup:
-        if policy.key_window == "unknown":
-            window = " (its key window is not stated: check its dashboard first)"
-        elif policy.key_window:
-            window = f" within {policy.key_window}"
-        else:
-            window = ""
-        return stays(
-            f"{provider.name} has no lookup: retry with the same key{window}"
-            if policy.keyed
-            else f"{provider.name} can neither deduplicate nor look up: check its dashboard"
-        )
+        advice = _retry_advice(provider.name, policy)
+        return stays(f"{provider.name} has no lookup: {advice}" if policy.keyed else advice)
     req = _request_from(record.lookup or {})
     if req is None:
         return stays("no lookup hint kept")
@@ -149,6 +142,32 @@ def _unknown(gateway: Gateway, record: IdempotencyRecord, dry_run: bool) -> Reco
         found.status.value,
         f"found {found.provider_ref}: a retry replays it",
     )
+
+
+def _retry_advice(provider: str, policy: OperationPolicy, operation: str = "") -> str:
+    """What the merchant can safely do about an unknown outcome under ``policy``."""
+    what = f"the {operation}" if operation else ""
+    if not policy.keyed:
+        return f"{provider} can neither deduplicate nor look up: check its dashboard"
+    if policy.lookup:
+        return f"retry {what or 'it'} with the same key (the provider's lookup tells)"
+    if policy.key_window == "unknown":
+        window = " (its key window is not stated: check its dashboard first)"
+    elif policy.key_window:
+        window = f" within {_duration(policy.key_window)}"
+    else:
+        window = ""
+    return f"retry {what + ' ' if what else ''}with the same key{window}"
+
+
+def _duration(span: timedelta) -> str:
+    """``span`` in words: "24 hours", "30 minutes" (else timedelta's own form)."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return str(span)
 
 
 def _request_from(hint: dict[str, Any]) -> ChargeRequest | None:

@@ -18,7 +18,9 @@ from paygate import (
     QRCode,
     RetryPolicy,
 )
-from paygate._reconcile import reconcile
+from paygate._operations import store_key
+from paygate._reconcile import _retry_advice, reconcile
+from paygate.adapter import Operation, OperationPolicy
 
 
 def test_unknown_outcome_found_by_lookup(
@@ -82,3 +84,60 @@ def test_stale_charges_are_refreshed(fake_config: Any, fake_sandbox: Any) -> Non
         assert [(r.kind, r.before, r.after) for r in rows] == [
             ("stale charge", "requires_action", "succeeded")
         ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "advice"),
+    [
+        (OperationPolicy(), "fake can neither deduplicate nor look up: check its dashboard"),
+        (
+            OperationPolicy(key="header", lookup=True),
+            "retry the refund with the same key (the provider's lookup tells)",
+        ),
+        (
+            OperationPolicy(key="header", key_window=timedelta(hours=24)),
+            "retry the refund with the same key within 24 hours",
+        ),
+        (
+            OperationPolicy(key="body", key_window=timedelta(minutes=1)),
+            "retry the refund with the same key within 1 minute",
+        ),
+        (
+            OperationPolicy(key="body", key_window="unknown"),
+            "retry the refund with the same key "
+            "(its key window is not stated: check its dashboard first)",
+        ),
+        (OperationPolicy(key="path"), "retry the refund with the same key"),
+    ],
+)
+def test_unknown_refund_advice_follows_the_refund_policy(
+    policy: OperationPolicy, advice: str
+) -> None:
+    """An unknown refund is not promised deduplication the provider does not give."""
+    assert _retry_advice("fake", policy, "refund") == advice
+
+
+def test_unknown_refund_row_names_the_refund_window(
+    fake_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with Gateway.from_config(fake_config("none"), store="memory://") as gw:
+        provider = gw.provider("fake")
+        windowed = OperationPolicy(key="header", key_window=timedelta(hours=24))
+        policies = {**provider.policies, Operation.REFUND: windowed}
+        monkeypatch.setattr(type(provider), "policies", policies)
+        key = store_key(provider.account, Operation.REFUND, "rf-1")
+        gw.store.begin(
+            key,
+            account=provider.account,
+            operation="refund",
+            fingerprint="f",
+            owner="o",
+            lease=timedelta(seconds=1),
+            now=now,
+            charge_id="ch_1",
+        )
+        gw.store.mark_unknown(key, "o", "no answer")
+        rows = reconcile(gw, now=now + timedelta(minutes=5))
+    assert [(r.kind, r.reference, r.after) for r in rows] == [("unknown refund", "ch_1", "unknown")]
+    assert rows[0].action == "retry the refund with the same key within 24 hours"
