@@ -98,10 +98,21 @@ def async_client(provider: Provider, policy: RetryPolicy | None = None) -> httpx
     )
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response, provider: Provider) -> Any:
+    """The answer as a raw client must read it to learn the outcome.
+
+    For most providers that is the JSON body. Pokepay's Partner API encrypts every answer
+    (``response_data``, AES under the client secret), so a raw client decrypts it too:
+    without that it has learnt nothing, and the comparison would charge paygate for
+    work the wire protocol demands of every client.
+    """
     if response.status_code >= 400:
         raise RuntimeError(f"raw call failed: HTTP {response.status_code} {response.text[:200]}")
-    return response.json() if response.content else None
+    data = response.json() if response.content else None
+    wire = getattr(provider, "wire", None)
+    if isinstance(data, dict) and "response_data" in data and hasattr(wire, "decrypt_object"):
+        return wire.decrypt_object(data["response_data"], response.status_code)
+    return data
 
 
 class _RawBase:
@@ -180,7 +191,7 @@ class SyncRaw(_RawBase):
                     response = self.client.request(
                         effect.method, effect.url, headers=effect.headers, content=effect.content
                     )
-                    data = _decode(response)
+                    data = _decode(response, self.provider)
                     remaining -= 1
                     if remaining <= 0:
                         flow.close()
@@ -240,7 +251,7 @@ class AsyncRaw(_RawBase):
             while True:
                 if isinstance(effect, Call):
                     response = await self._send(effect)
-                    data = _decode(response)
+                    data = _decode(response, self.provider)
                     remaining -= 1
                     if remaining <= 0:
                         flow.close()
