@@ -341,11 +341,8 @@ def _charge(
     next_action: DisplayQR | None = None,
 ) -> Charge:
     currency = amount.currency
-    return Charge(
-        id=ctx.charge_id or ref,
-        account=ctx.account,
-        provider=NAME,
-        provider_ref=ref,
+    return ctx.charge(
+        ref,
         method=METHOD,
         status=status,
         amount=amount,
@@ -362,12 +359,9 @@ def refund_from_wire(refund: Mapping[str, Any], req: RefundRequest, ctx: OpConte
     """paygate's `Refund` of an elepay refund object."""
     refund_id = text(refund, "id")
     status = refund.get("status")
-    return Refund(
-        id=refund_id,
-        charge_id=ctx.charge_id or req.charge.charge_id,
-        account=ctx.account,
-        provider=NAME,
-        provider_ref=refund_id,
+    return ctx.refund(
+        ctx.charge_id or req.charge.charge_id,
+        refund_id,
         amount=Money(integer(refund, "amount"), currency_of(refund)),
         status=_REFUND_STATUS.get(status, RefundStatus.PENDING)
         if isinstance(status, str)

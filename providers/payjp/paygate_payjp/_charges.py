@@ -190,7 +190,7 @@ def charge_from_wire(
     obj: Mapping[str, Any],
     ctx: OpContext,
     *,
-    provider: str,
+    provider: str | None = None,
     tds_url: str | None = None,
     memo: CaptureMemo | None = None,
     status: ChargeStatus | None = None,
@@ -200,7 +200,8 @@ def charge_from_wire(
 
     ``tds_url`` is the 3-D Secure start page, given when the adapter knows the public
     key; ``memo`` the capture memo; ``status`` / ``failure`` override what the object
-    alone says (a 3-D Secure flow that ended at ``tds_finish``).
+    alone says (a 3-D Secure flow that ended at ``tds_finish``). The charge's provider is
+    the context's; ``provider`` is not used (it is still accepted from the webhook parser).
     """
     currency = str(obj.get("currency") or "jpy").upper()
     jpy(obj.get("amount"), currency)  # refuses a missing or non-integer amount
@@ -218,11 +219,8 @@ def charge_from_wire(
     if status is ChargeStatus.REQUIRES_ACTION and tds_url:
         next_action = Redirect(url=tds_url)
     created = from_ts(obj.get("created")) or ctx.now()
-    return Charge(
-        id=ctx.charge_id or str(obj.get("id")),
-        account=ctx.account,
-        provider=provider,
-        provider_ref=str(obj.get("id")),
+    return ctx.charge(
+        str(obj.get("id")),
         method="card",
         status=status,
         amount=Money(amount=amounts.authorized, currency=currency),

@@ -306,7 +306,6 @@ class PayjpProvider(Provider):
         return charge_from_wire(
             obj,
             ctx,
-            provider=self.name,
             tds_url=self._tds_url(str(obj.get("id"))),
             memo=memo,
             status=status,
@@ -574,12 +573,10 @@ class PayjpProvider(Provider):
             amount = req.amount
         else:
             amount = Money(amount=max(0, after - before), currency=currency)
-        return Refund(
+        return ctx.refund(
+            req.charge.charge_id,
+            f"{req.charge.provider_ref}:{key}",
             id=f"{ctx.charge_id or req.charge.charge_id}:{key}",
-            charge_id=req.charge.charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=f"{req.charge.provider_ref}:{key}",
             amount=amount,
             status=RefundStatus.SUCCEEDED,
             reason=req.reason,

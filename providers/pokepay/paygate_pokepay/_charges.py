@@ -137,11 +137,9 @@ def transaction_charge(
     amount = Money.jpy(paid_amount(data))
     refunded = bool(data.get("is_modified"))
     ref = provider_ref or f"transaction:{txn_id}"
-    return Charge(
-        id=charge_id or ctx.charge_id or ref,
-        account=ctx.account,
-        provider=PROVIDER,
-        provider_ref=ref,
+    return ctx.charge(
+        ref,
+        id=charge_id,
         method=method,
         status=ChargeStatus.REFUNDED if refunded else ChargeStatus.SUCCEEDED,
         amount=amount,
@@ -212,26 +210,19 @@ def cashtray_charge(
     attempt = data.get("attempt")
     transaction = data.get("transaction")
     ref = f"cashtray:{cashtray_id}"
-    base: dict[str, Any] = {
-        "id": charge_id or ctx.charge_id or ref,
-        "account": ctx.account,
-        "provider": PROVIDER,
-        "method": "qr",
-        "amount": amount,
-        "created_at": created_at or ctx.now(),
-        "raw": data,
-    }
-    if isinstance(transaction, Mapping) and transaction.get("id"):
-        refunded = bool(transaction.get("is_modified"))
-        return Charge(
-            provider_ref=f"{ref}/transaction:{transaction['id']}",
-            status=ChargeStatus.REFUNDED if refunded else ChargeStatus.SUCCEEDED,
-            amount_refunded=amount if refunded else Money.jpy(0),
-            updated_at=as_time(transaction.get("done_at")),
-            **base,
-        )
+    created = created_at or ctx.now()
     zero = Money.jpy(0)
-    if isinstance(attempt, Mapping):
+    provider_ref, refunded = ref, zero
+    updated: datetime | None = None
+    failure: Failure | None = None
+    next_action: DisplayQR | None = None
+    if isinstance(transaction, Mapping) and transaction.get("id"):
+        provider_ref = f"{ref}/transaction:{transaction['id']}"
+        modified = bool(transaction.get("is_modified"))
+        status = ChargeStatus.REFUNDED if modified else ChargeStatus.SUCCEEDED
+        refunded = amount if modified else zero
+        updated = as_time(transaction.get("done_at"))
+    elif isinstance(attempt, Mapping):
         error_type = attempt.get("error_type") or None
         message = attempt.get("error_message") or None
         updated = as_time(attempt.get("created_at"))
@@ -243,42 +234,32 @@ def cashtray_charge(
             status = ChargeStatus.EXPIRED
         else:
             status = ChargeStatus.FAILED
-        return Charge(
-            provider_ref=ref,
-            status=status,
-            amount_refunded=zero,
-            failure=Failure(code=error_type, message=message),
-            updated_at=updated,
-            **base,
-        )
-    if canceled_at is not None:
-        return Charge(
-            provider_ref=ref,
-            status=ChargeStatus.CANCELED,
-            amount_refunded=zero,
-            updated_at=canceled_at,
-            **base,
-        )
-    if expires_at is not None and expires_at < answer.now(ctx):
-        return Charge(
-            provider_ref=ref,
-            status=ChargeStatus.EXPIRED,
-            amount_refunded=zero,
-            updated_at=expires_at,
-            **base,
-        )
-    token = data.get("token")
-    if not isinstance(token, str) or not token:
-        raise MalformedResponse(
-            "pokepay: the Cashtray has no token", provider=PROVIDER, http_status=200
-        )
-    return Charge(
-        provider_ref=ref,
-        status=ChargeStatus.REQUIRES_ACTION,
-        amount_refunded=zero,
+        failure = Failure(code=error_type, message=message)
+    elif canceled_at is not None:
+        status, updated = ChargeStatus.CANCELED, canceled_at
+    elif expires_at is not None and expires_at < answer.now(ctx):
+        status, updated = ChargeStatus.EXPIRED, expires_at
+    else:
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise MalformedResponse(
+                "pokepay: the Cashtray has no token", provider=PROVIDER, http_status=200
+            )
+        status = ChargeStatus.REQUIRES_ACTION
         # The token is the URL the QR code encodes.
-        next_action=DisplayQR(url=token, expires_at=expires_at),
-        **base,
+        next_action = DisplayQR(url=token, expires_at=expires_at)
+    return ctx.charge(
+        provider_ref,
+        id=charge_id,
+        method="qr",
+        status=status,
+        amount=amount,
+        amount_refunded=refunded,
+        next_action=next_action,
+        failure=failure,
+        created_at=created,
+        updated_at=updated,
+        raw=data,
     )
 
 
@@ -306,12 +287,10 @@ def refund_from(answer: Answer, req: RefundRequest, ctx: OpContext) -> Refund:
         amount = paid_amount(data)
         provider_ref = f"transaction:{txn_id}"
         created = None
-    return Refund(
+    return ctx.refund(
+        req.charge.charge_id,
+        provider_ref,
         id=f"refund:{txn_id}",
-        charge_id=req.charge.charge_id,
-        account=ctx.account,
-        provider=PROVIDER,
-        provider_ref=provider_ref,
         amount=Money.jpy(amount),
         # Pokepay refunds whole transactions: the refund is the charge's refunded total.
         charge_refunded_total=Money.jpy(amount),

@@ -210,11 +210,9 @@ def charge_from_wire(tran: Mapping[str, Any], ctx: OpContext, charge_id: str | N
         or ctx.now()
     )
     updated = parse_datetime(tran.get("cancelDateTime")) or parse_datetime(tran.get("updDateTime"))
-    return Charge(
+    return ctx.charge(
+        head_id,
         id=charge_id or f"smaregi_{head_id}",
-        account=ctx.account,
-        provider=PROVIDER,
-        provider_ref=head_id,
         method="pos",
         # A sale reversed in full (取消 or 返品取消) is refunded (see the module note).
         status=ChargeStatus.REFUNDED if reversed_ else ChargeStatus.SUCCEEDED,
@@ -231,12 +229,10 @@ def refund_from_wire(
 ) -> Refund:
     """The `Refund` (kind ``"void"``) of a whole sale voided at Smaregi."""
     charge = charge_from_wire(tran, ctx, req.charge.charge_id)
-    return Refund(
+    return ctx.refund(
+        req.charge.charge_id,
+        head_id,
         id=f"{req.charge.charge_id}-refund",
-        charge_id=req.charge.charge_id,
-        account=ctx.account,
-        provider=PROVIDER,
-        provider_ref=head_id,
         amount=charge.amount,
         status=RefundStatus.SUCCEEDED,
         reason=req.reason,

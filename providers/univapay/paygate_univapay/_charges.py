@@ -341,11 +341,8 @@ def charge_from_wire(
     failure = (
         payment_failure(obj) if status in (ChargeStatus.FAILED, ChargeStatus.EXPIRED) else None
     )
-    return Charge(
-        id=ctx.charge_id or charge_id,
-        account=ctx.account,
-        provider=PROVIDER,
-        provider_ref=charge_id,
+    return ctx.charge(
+        charge_id,
         method=kind,
         status=status,
         amount=amount,

@@ -542,12 +542,9 @@ class UnivapayProvider(Provider):
         refund_id = obj.get("id")
         if not isinstance(refund_id, str) or not refund_id:
             raise MalformedResponse("UnivaPay sent a refund without id", provider=self.name)
-        return Refund(
-            id=refund_id,
-            charge_id=ref.charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=refund_id,
+        return ctx.refund(
+            ref.charge_id,
+            refund_id,
             amount=money(
                 obj.get("amount", amount.amount), obj.get("currency") or amount.currency, "refund"
             ),
