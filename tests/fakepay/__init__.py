@@ -143,7 +143,7 @@ class FakeProvider(Provider):
             provider_message=body.get("message", ""),
         )
 
-    def _charge(self, data: dict[str, Any], ctx: OpContext, ref: ChargeRef | None = None) -> Charge:
+    def _charge(self, data: dict[str, Any], ctx: OpContext) -> Charge:
         amount = Money(amount=data["amount"], currency=data["currency"])
         status = _STATUS[data["status"]]
         if data["refunded"] and status is ChargeStatus.SUCCEEDED:
@@ -152,11 +152,8 @@ class FakeProvider(Provider):
                 if data["refunded"] >= data["amount"]
                 else ChargeStatus.PARTIALLY_REFUNDED
             )
-        return Charge(
-            id=ref.charge_id if ref else (ctx.charge_id or ""),
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=data["id"],
+        return ctx.charge(
+            data["id"],
             method=data["method"],
             status=status,
             amount=amount,
@@ -210,7 +207,7 @@ class FakeProvider(Provider):
         )
         if not reply.ok:
             raise self._error(reply)
-        return self._charge(reply.json_object(), ctx, ref)
+        return self._charge(reply.json_object(), ctx)
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
         # No amount: fakepay refunds what is left (the same body on every re-send).
@@ -229,12 +226,9 @@ class FakeProvider(Provider):
         if not reply.ok:
             raise self._error(reply)
         data = reply.json_object()
-        return Refund(
-            id=data["id"],
-            charge_id=req.charge.charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=data["id"],
+        return ctx.refund(
+            req.charge.charge_id,
+            data["id"],
             amount=Money(amount=data["amount"], currency=currency),
             status=RefundStatus.SUCCEEDED,
             reason=req.reason,
@@ -252,7 +246,7 @@ class FakeProvider(Provider):
         )
         if not reply.ok:
             raise self._error(reply)
-        return self._charge(reply.json_object(), ctx, req.charge)
+        return self._charge(reply.json_object(), ctx)
 
     def payout_balance(self, ctx: OpContext) -> Flow[PayoutBalance]:
         reply = yield HttpCall(

@@ -97,12 +97,9 @@ class Classy(Provider):
             retryable=True if body.get("temporary") else None,
         )
 
-    def _charge(self, data: Mapping[str, Any], ctx: OpContext, ref: ChargeRef | None) -> Charge:
-        return Charge(
-            id=ref.charge_id if ref else (ctx.charge_id or ""),
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=data["id"],
+    def _charge(self, data: Mapping[str, Any], ctx: OpContext) -> Charge:
+        return ctx.charge(
+            data["id"],
             method="card",
             status=ChargeStatus(data["status"]),
             amount=Money.jpy(data["amount"]),
@@ -126,33 +123,30 @@ class Classy(Provider):
 
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
         reply = yield from self._post("/charges", ctx, {"amount": req.amount.amount})
-        return self._charge(reply.json_object(), ctx, None)
+        return self._charge(reply.json_object(), ctx)
 
     def lookup_charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge | None]:
         reply: Reply = yield Call("GET", f"{BASE}/lookup", step="lookup")
         if reply.status == 404:
             return None
-        return self._charge(reply.json_object(), ctx, None)
+        return self._charge(reply.json_object(), ctx)
 
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
         reply: Reply = yield Call("GET", f"{BASE}/charges/{ref.provider_ref}", step="get")
-        return self._charge(reply.json_object(), ctx, ref)
+        return self._charge(reply.json_object(), ctx)
 
     def cancel(self, req: CancelRequest, ctx: OpContext) -> Flow[Charge]:
         reply = yield from self._post(f"/charges/{req.charge.provider_ref}/cancel", ctx, {})
-        return self._charge(reply.json_object(), ctx, req.charge)
+        return self._charge(reply.json_object(), ctx)
 
     def refund(self, req: RefundRequest, ctx: OpContext) -> Flow[Refund]:
         amount = req.amount.amount if req.amount else req.charge.amount.amount  # type: ignore[union-attr]
         reply = yield from self._post("/refunds", ctx, {"amount": amount})
         data = reply.json_object()
         total = data.get("charge_refunded")
-        return Refund(
-            id="",
-            charge_id=req.charge.charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=data["id"],
+        return ctx.refund(
+            req.charge.charge_id,
+            data["id"],
             amount=Money.jpy(amount),
             status=RefundStatus.SUCCEEDED,
             created_at=T0,
@@ -164,12 +158,9 @@ class Classy(Provider):
         if reply.status == 404:
             return None
         data = reply.json_object()
-        return Refund(
-            id="",
-            charge_id=req.charge.charge_id,
-            account=ctx.account,
-            provider=self.name,
-            provider_ref=data["id"],
+        return ctx.refund(
+            req.charge.charge_id,
+            data["id"],
             amount=Money.jpy(data["amount"]),
             status=RefundStatus.SUCCEEDED,
             created_at=T0,
