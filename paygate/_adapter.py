@@ -382,8 +382,7 @@ class OpContext:
         """The `Refund` of charge ``charge_id`` a flow returns, with this operation's
         account and provider.
 
-        Its ``id`` is ``id`` when given (the provider's own scheme: a refund id is kept
-        once recorded, so an adapter never changes how it makes one), else
+        Its ``id`` is ``id`` when given (the adapter's own scheme, kept as given), else
         ``provider_ref``. The other fields are the `Refund` fields of the same names.
 
         >>> ctx = OpContext(account="card", provider="acmepay", charge_id="ch_1")
