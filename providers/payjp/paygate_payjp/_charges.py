@@ -190,7 +190,6 @@ def charge_from_wire(
     obj: Mapping[str, Any],
     ctx: OpContext,
     *,
-    provider: str | None = None,
     tds_url: str | None = None,
     memo: CaptureMemo | None = None,
     status: ChargeStatus | None = None,
@@ -201,7 +200,7 @@ def charge_from_wire(
     ``tds_url`` is the 3-D Secure start page, given when the adapter knows the public
     key; ``memo`` the capture memo; ``status`` / ``failure`` override what the object
     alone says (a 3-D Secure flow that ended at ``tds_finish``). The charge's provider is
-    the context's; ``provider`` is not used (it is still accepted from the webhook parser).
+    the context's.
     """
     currency = str(obj.get("currency") or "jpy").upper()
     jpy(obj.get("amount"), currency)  # refuses a missing or non-integer amount

@@ -111,7 +111,7 @@ def parse_event(
         if isinstance(resource.get("amount"), int):
             amount = jpy(resource["amount"], str(resource.get("currency") or "jpy"))
         if ctx is not None and isinstance(resource.get("amount"), int):
-            charge = charge_from_wire(resource, ctx, provider=PROVIDER, memo=memo, status=status)
+            charge = charge_from_wire(resource, ctx, memo=memo, status=status)
             amount = charge.amount
             refunded = charge.amount_refunded
             captured = charge.amount_captured
