@@ -293,8 +293,12 @@ class OpContext:
 
     ``recovering`` is True when an earlier attempt with the same idempotency key may have
     reached the provider (a crash, a lost response). ``now`` and ``new_uuid`` come from
-    injected sources so flows stay deterministic under test. `charge` and `refund` build
-    a flow's result with the operation's own fields (ids, account, provider) filled in.
+    injected sources so flows stay deterministic under test. ``started_at`` is when the
+    operation's idempotency key was first begun: the same on every attempt under that
+    key, also after a crash, so a flow can derive a value that must not change between
+    re-sends (a deadline in the request body) from it instead of storing one; None when
+    the flow runs outside a keyed gateway operation. `charge` and `refund` build a
+    flow's result with the operation's own fields (ids, account, provider) filled in.
     """
 
     account: str
@@ -302,6 +306,7 @@ class OpContext:
     idempotency_key: str | None = None
     charge_id: str | None = None
     recovering: bool = False
+    started_at: datetime | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     new_uuid: Callable[[], uuid.UUID] = uuid.uuid4
 

@@ -191,6 +191,7 @@ def _ctx(
     key: str | None,
     charge_id: str | None,
     recovering: bool = False,
+    started_at: datetime | None = None,
 ) -> OpContext:
     return OpContext(
         account=provider.account,
@@ -198,6 +199,7 @@ def _ctx(
         idempotency_key=key,
         charge_id=charge_id,
         recovering=recovering,
+        started_at=started_at,
         now=env.clock,
         new_uuid=env.new_uuid,
     )
@@ -237,7 +239,14 @@ def charge(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    ctx = _ctx(
+        provider,
+        env,
+        key=key,
+        charge_id=charge_id,
+        recovering=begin.recovering,
+        started_at=begin.record.created_at,
+    )
     policy = provider.policy(Operation.CHARGE)
     sent = req
     if not carries_metadata or not carries_description:
@@ -402,7 +411,14 @@ def refund(
     except PaygateError:
         yield ReleaseKey(skey, env.owner)
         raise
-    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    ctx = _ctx(
+        provider,
+        env,
+        key=key,
+        charge_id=charge_id,
+        recovering=begin.recovering,
+        started_at=begin.record.created_at,
+    )
     req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
     policy = provider.policy(Operation.REFUND)
     result = yield from once.Attempt(
@@ -491,7 +507,14 @@ def _state_change(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=begin.recovering)
+    ctx = _ctx(
+        provider,
+        env,
+        key=key,
+        charge_id=charge_id,
+        recovering=begin.recovering,
+        started_at=begin.record.created_at,
+    )
     ref = ref_of(record)
     policy = provider.policy(operation)
     result = yield from once.Attempt(
@@ -598,7 +621,14 @@ def resolve_charge(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(provider, env, key=key, charge_id=charge_id, recovering=True)
+    ctx = _ctx(
+        provider,
+        env,
+        key=key,
+        charge_id=charge_id,
+        recovering=True,
+        started_at=begin.record.created_at,
+    )
     try:
         found = yield from provider.lookup_charge(req, ctx)
     except GeneratorExit:

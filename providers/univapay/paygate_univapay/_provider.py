@@ -343,16 +343,26 @@ class UnivapayProvider(Provider):
         return {str(k): str(v) for k, v in facts.items() if v is not None}
 
     def _konbini_deadline(self, expires_in: timedelta | None, ctx: OpContext) -> Flow[str]:
-        """The slip's deadline, computed once per key and remembered: a re-send after a
-        lost answer (maybe a day later) must send the same ``capture_at``, or UnivaPay
-        would see another request under the same idempotency key."""
+        """The slip's deadline, the same on every attempt under one key: a re-send after
+        a lost answer (maybe a day later) must send the same ``capture_at``, or UnivaPay
+        would see another request under the same idempotency key.
+
+        Under the gateway it is computed from when the key was first begun
+        (``ctx.started_at``), which every attempt shares, so nothing is stored. A
+        recovering attempt first reads the deadline an earlier paygate may have
+        remembered for the key; a flow run without ``started_at`` remembers its own.
+        """
+        period = expires_in or DEFAULT_KONBINI_PERIOD
         memo = f"univapay:konbini-deadline:{ctx.account}:{ctx.provider_key('charge')}"
-        remembered = yield CacheGet(memo)
-        if isinstance(remembered, str) and parse_time(remembered) is not None:
-            return remembered
-        deadline = konbini_deadline(ctx.now(), expires_in or DEFAULT_KONBINI_PERIOD)
-        text = deadline.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
-        yield CachePut(memo, text)
+        if ctx.started_at is None or ctx.recovering:
+            remembered = yield CacheGet(memo)
+            if isinstance(remembered, str) and parse_time(remembered) is not None:
+                return remembered
+        text = konbini_deadline(ctx.started_at or ctx.now(), period).strftime(
+            "%Y-%m-%dT%H:%M:%S.000000Z"
+        )
+        if ctx.started_at is None:
+            yield CachePut(memo, text)
         return text
 
     def _find_charges(

@@ -993,6 +993,51 @@ def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) ->
     assert bodies[0]["capture_at"] == bodies[1]["capture_at"] == "2026-01-08T14:59:59.000000Z"
 
 
+def test_konbini_deadline_comes_from_when_the_key_was_begun(prov: UnivapayProvider) -> None:
+    """Under the gateway every attempt shares ``started_at``: the same capture_at on a
+    re-send a day later, and nothing written to or read from the store for it."""
+    cache: dict[str, Any] = {}
+    bodies: list[dict[str, Any]] = []
+
+    def respond(call: Any) -> Reply:
+        if urlsplit(call.url).path == "/charges":
+            bodies.append(json.loads(call.content))
+            return reply(201, issued())
+        return reply(201, {"id": "tok-1"})
+
+    first = ctx(started_at=NOW)
+    drive(prov.charge(konbini_request(), first), respond, cache)
+    later = OpContext(
+        account="konbini",
+        provider="univapay",
+        idempotency_key="order-1042",
+        charge_id="pgch_1",
+        started_at=NOW,
+        now=lambda: NOW + timedelta(days=1),
+    )
+    drive(prov.charge(konbini_request(), later), respond, cache)
+    assert bodies[0]["capture_at"] == bodies[1]["capture_at"] == "2026-01-08T14:59:59.000000Z"
+    assert not [key for key in cache if "konbini-deadline" in key]
+
+
+def test_a_recovering_attempt_keeps_a_deadline_an_older_paygate_remembered(
+    prov: UnivapayProvider,
+) -> None:
+    """A key begun by a paygate that stored the deadline is re-sent with that deadline."""
+    memo = f"univapay:konbini-deadline:konbini:{ctx().provider_key('charge')}"
+    cache: dict[str, Any] = {memo: "2026-01-09T14:59:59.000000Z"}
+    bodies: list[dict[str, Any]] = []
+
+    def respond(call: Any) -> Reply:
+        if urlsplit(call.url).path == "/charges":
+            bodies.append(json.loads(call.content))
+            return reply(201, issued())
+        return reply(201, {"id": "tok-1"})
+
+    drive(prov.charge(konbini_request(), ctx(started_at=NOW, recovering=True)), respond, cache)
+    assert bodies[0]["capture_at"] == "2026-01-09T14:59:59.000000Z"
+
+
 def test_sub_day_expiry_becomes_whole_days(prov: UnivapayProvider) -> None:
     seen: list[Any] = []
     script: Script = {

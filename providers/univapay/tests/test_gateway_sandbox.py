@@ -37,6 +37,7 @@ from paygate import (
 from paygate.sandbox import serve_app
 from paygate.testing import DRIVERS, VirtualTime
 from paygate_univapay._emulator import SEED_CARD_TOKENS, WEBHOOK_AUTH_TOKEN, UnivapayEmulator
+from paygate_univapay._wire import parse_time
 
 ACCOUNT = "univapay"
 
@@ -126,6 +127,36 @@ def test_lost_response_is_resent_with_the_same_key(gw: Any, sandbox: Any) -> Non
     assert len(emulator(sandbox).charges) == 1
     (entry,) = sandbox.ledger()["univapay"]
     assert entry.key == "pg-charge-order-4"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_retry_a_day_later_resends_the_same_deadline(
+    make_gateway: Any, sandbox: Any, tmp_path: Any, driver: str
+) -> None:
+    """The slip's deadline comes from when the key was first begun (kept by the store), so
+    the merchant's retry on the next day, in a new gateway, works with the deadline
+    UnivaPay holds: a re-send carries the same body under the same Idempotency-Key
+    (another body is 409 IDEMPOTENCY_KEY_CONFLICT), a lookup shows the same slip."""
+    from paygate import OutcomeUnknown, ProviderUnavailable, RetryPolicy
+
+    store = f"sqlite:///{tmp_path / 'deadline.db'}"
+    now = [sandbox.now()]
+    sandbox.fault("univapay", "drop_after_commit", path="^/charges$", method="POST", count=1)
+    sandbox.fault("univapay", "status", path="charges", method="GET", status=503, count=50)
+    first = make_gateway(
+        driver=driver, store=store, clock=lambda: now[0], retry=RetryPolicy.no_wait(attempts=1)
+    )
+    with pytest.raises((OutcomeUnknown, ProviderUnavailable)):
+        slip_charge(first, "order-4d", expires_in=timedelta(days=7))
+    sandbox.clear_faults()
+    now[0] += timedelta(days=1)  # the retry comes on another (Japan) day
+    again = make_gateway(driver=driver, store=store, clock=lambda: now[0])
+    charge = slip_charge(again, "order-4d", expires_in=timedelta(days=7))
+    assert charge.status is ChargeStatus.REQUIRES_ACTION
+    (held,) = emulator(sandbox).charges.values()
+    # The slip paygate shows carries the deadline UnivaPay holds, the first day's.
+    assert isinstance(charge.next_action, KonbiniSlip)
+    assert charge.next_action.expires_at == parse_time(held.wire["capture_at"]) == held.deadline
 
 
 def test_lost_answer_without_idempotency_is_looked_up_not_charged_twice(
