@@ -19,11 +19,10 @@ Every cell (one contender at one concurrency) runs in a fresh interpreter
   connections the client holds open at the window's end.
 
 Contenders: `AsyncGateway` (memory store; SQLite and PostgreSQL stores on PAY.JP; and on
-PAY.JP ``paygate+fix``, an experiment: the driver with the lane change proposed in
-docs/bench.md), raw
-httpx async (one shared ``AsyncClient``, and one single-connection client per request in
-flight as paygate's driver sends: ``raw+lanes``), and each official SDK in a thread pool
-as large as the concurrency.
+PAY.JP ``paygate+again``, the same contender a second time, whose gap to the first shows
+the cell-to-cell spread), raw httpx async (one shared ``AsyncClient``, and one
+single-connection client per request in flight as paygate's driver sends:
+``raw+lanes``), and each official SDK in a thread pool as large as the concurrency.
 """
 
 from __future__ import annotations
@@ -380,20 +379,6 @@ async def _paygate_cell(spec: Mapping[str, Any], probe: _Probe) -> dict[str, Any
         defaults = _http.AsyncSender.__init__.__kwdefaults__
         assert defaults is not None
         defaults["keep"] = defaults["limit"]
-    elif spec["contender"] == "paygate+fix":
-        # Experiment, the change proposed for `paygate._http._Lanes.give`: a returned
-        # lane stays idle while any request waits for a slot (it is about to be taken),
-        # instead of being closed once 64 are idle.
-        from paygate import _http
-
-        def give(self: Any, lane: Any) -> None:
-            if len(self._idle) < self._keep or self._slots.locked():
-                self._idle.append(lane)
-            else:
-                self._surplus.append(lane)
-            self._slots.release()
-
-        _http._Lanes.give = give  # type: ignore[method-assign]
     gw = AsyncGateway.from_config(
         {"store": spec["store"], "accounts": {provider: dict(spec["account"])}}
     )
@@ -465,7 +450,7 @@ def contenders_for(provider: str, postgres_url: str | None) -> list[tuple[str, s
     """``(contender, store URL or "")`` measured for ``provider``."""
     out = [("paygate", "memory://")]
     if provider == "payjp":
-        out.append(("paygate+fix", "memory://"))
+        out.append(("paygate+again", "memory://"))
         out.append(("paygate+sqlite", "sqlite"))
         if postgres_url:
             out.append(("paygate+postgres", "postgres"))

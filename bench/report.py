@@ -668,6 +668,7 @@ _LAT_NAMES = {
     "paygate+postgres": "paygate AsyncGateway (PostgreSQL)",
     "paygate+keepall": "experiment: AsyncGateway, driver keeping every lane (memory)",
     "paygate+fix": "experiment: AsyncGateway, lanes kept while requests queue (memory)",
+    "paygate+again": "AsyncGateway (memory), second sample",
     "raw": "raw httpx async (one shared client)",
     "raw+lanes": "raw httpx async (client per connection)",
 }
