@@ -174,6 +174,7 @@ def _run(
                 calls={"univapay": 3},
                 log=_log,
                 skipped=results.skipped,
+                repeats=1 if quick else 3,
             )
 
     if {"overhead", "throughput", "memory"} & set(sections):

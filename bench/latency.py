@@ -49,6 +49,10 @@ from . import ROOT
 __all__ = ["LatencyRow", "LatencyServer", "latency_server", "measure_latency"]
 
 CONCURRENCIES = (1, 16, 256, 1024)
+# Contenders whose cells run `repeats` times (the row is the median by CPU per charge):
+# a cell's CPU per charge moves ±15% between runs of the same code, as much as the
+# margins the targets judge. The SDK cells are slow and far from the margins: once.
+REPEATED = frozenset({"paygate", "raw", "raw+lanes"})
 PROVIDERS = {"payjp": "payjp", "elepay": "elepay", "univapay": "univapayclientsdk"}
 
 
@@ -72,6 +76,8 @@ class LatencyRow:
     client_busy: float  # client CPU / wall time over the window (1.0 = one core)
     server_busy: float | None  # the latency server's, likewise
     p50_ms: float  # median time per charge
+    # CPU µs per charge of every repeat of the cell (the row is the median one's)
+    cpu_samples: tuple[float, ...] = ()
 
     @property
     def handshakes_per_1000(self) -> float:
@@ -471,8 +477,10 @@ def measure_latency(
     log: Callable[[str], None] = lambda message: None,
     skipped: dict[str, str] | None = None,
     only: set[str] | None = None,
+    repeats: int = 3,
 ) -> list[LatencyRow]:
-    """Every contender of every provider at every concurrency, one process per cell."""
+    """Every contender of every provider at every concurrency, one process per cell;
+    the `REPEATED` contenders' cells ``repeats`` times, keeping the median one."""
     from ._sdks import SDK_CALLS
 
     rows: list[LatencyRow] = []
@@ -506,14 +514,20 @@ def measure_latency(
                         "window": window,
                     }
                     log(f"latency {provider} {contender} c={concurrency}")
+                    runs = max(1, repeats) if contender in REPEATED else 1
                     try:
-                        got = _run_cell(spec, timeout=150 + 4 * (warmup + window))
+                        cells = [
+                            _run_cell(spec, timeout=150 + 4 * (warmup + window))
+                            for _ in range(runs)
+                        ]
                     except Exception as exc:
                         if skipped is not None:
                             skipped[f"latency {provider} {contender} c={concurrency}"] = str(exc)[
                                 :300
                             ]
                         continue
+                    cells.sort(key=lambda cell: cell["cpu_us"])
+                    got = cells[len(cells) // 2]
                     n_calls = (
                         SDK_CALLS[contender]
                         if contender in SDK_CALLS
@@ -541,6 +555,7 @@ def measure_latency(
                             client_busy=got["client_busy"],
                             server_busy=got["server_busy"],
                             p50_ms=got["p50_ms"],
+                            cpu_samples=tuple(cell["cpu_us"] for cell in cells),
                         )
                     )
     return rows
@@ -559,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--contenders", default="", help="only these contenders")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each paygate / raw httpx cell (median)"
+    )
     args = parser.parse_args(argv)
     if args.cell:
         from ._fake import fake_classes
@@ -577,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda m: print(m, file=sys.stderr, flush=True),
             skipped=(skipped := {}),
             only=set(filter(None, args.contenders.split(","))),
+            repeats=args.repeats,
         )
     for row in rows:
         print(json.dumps(asdict(row)))

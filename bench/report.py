@@ -674,6 +674,14 @@ _LAT_NAMES = {
 }
 
 
+def _cpu_cell(row: Any) -> str:
+    """CPU µs per charge, with every repeat's figure when the cell ran more than once."""
+    samples = getattr(row, "cpu_samples", ())
+    if len(samples) < 2:
+        return f"{row.cpu_us:,.0f}"
+    return f"{row.cpu_us:,.0f} ({', '.join(f'{x:,.0f}' for x in sorted(samples))})"
+
+
 def write_latency_markdown(r: Results, add: Any) -> None:
     """The latency-bound tables (called by `write_markdown`)."""
     if r.latency:
@@ -682,7 +690,9 @@ def write_latency_markdown(r: Results, add: Any) -> None:
         add(r.latency_setup)
         add("")
         add(
-            "Each row is one fresh process. *bound*: the lesser of concurrency / (calls × "
+            "Each row is one fresh process; paygate's and raw httpx's cells run three times "
+            "and the row is the one with the median CPU per charge (the three figures in "
+            "brackets). *bound*: the lesser of concurrency / (calls × "
             "latency) and one core / CPU per charge. *CPU*: user + system time of the client "
             "process per charge (all threads). *handshakes*: new TLS connections the server "
             "accepted during the window, per 1,000 charges; *held*: connections open at its "
@@ -700,7 +710,7 @@ def write_latency_markdown(r: Results, add: Any) -> None:
             add(
                 f"| {row.provider} | {_LAT_NAMES.get(row.contender, f'SDK `{row.contender}`')} "
                 f"| {row.calls} | {row.concurrency:,} | {row.rate:,.0f} | {bound:,.0f} "
-                f"| {row.cpu_us:,.0f} | {row.rss_mb:,.0f} ({row.rss_base_mb:,.0f}) "
+                f"| {_cpu_cell(row)} | {row.rss_mb:,.0f} ({row.rss_base_mb:,.0f}) "
                 f"| {row.handshakes_per_1000:,.1f} "
                 f"| {row.held:,} | {row.p50_ms:,.0f} | {row.client_busy:.2f} / {server} "
                 f"| {row.errors} |"
