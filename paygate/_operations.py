@@ -45,7 +45,7 @@ from ._exactly_once import Env
 from ._flow import Flow, Sleep, TransportFailure
 from ._models import Charge, ChargeStatus, PayoutBalance, Refund
 from ._money import Money
-from ._stores import BeginOutcome, ChargeRecord, ChargeUpdate
+from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate
 
 T = TypeVar("T")
 
@@ -190,16 +190,18 @@ def _ctx(
     *,
     key: str | None,
     charge_id: str | None,
+    begin: Begin | None = None,
     recovering: bool = False,
-    started_at: datetime | None = None,
 ) -> OpContext:
+    """The flow's context; under a key, ``begin`` (the store's answer) tells whether an
+    earlier attempt may have reached the provider and when the key was first begun."""
     return OpContext(
         account=provider.account,
         provider=provider.name,
         idempotency_key=key,
         charge_id=charge_id,
-        recovering=recovering,
-        started_at=started_at,
+        recovering=recovering or (begin is not None and begin.recovering),
+        started_at=None if begin is None else begin.record.created_at,
         now=env.clock,
         new_uuid=env.new_uuid,
     )
@@ -239,14 +241,7 @@ def charge(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(
-        provider,
-        env,
-        key=key,
-        charge_id=charge_id,
-        recovering=begin.recovering,
-        started_at=begin.record.created_at,
-    )
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, begin=begin)
     policy = provider.policy(Operation.CHARGE)
     sent = req
     if not carries_metadata or not carries_description:
@@ -411,14 +406,7 @@ def refund(
     except PaygateError:
         yield ReleaseKey(skey, env.owner)
         raise
-    ctx = _ctx(
-        provider,
-        env,
-        key=key,
-        charge_id=charge_id,
-        recovering=begin.recovering,
-        started_at=begin.record.created_at,
-    )
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, begin=begin)
     req = RefundRequest(charge=ref_of(record), amount=amount, reason=reason)
     policy = provider.policy(Operation.REFUND)
     result = yield from once.Attempt(
@@ -507,14 +495,7 @@ def _state_change(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(
-        provider,
-        env,
-        key=key,
-        charge_id=charge_id,
-        recovering=begin.recovering,
-        started_at=begin.record.created_at,
-    )
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, begin=begin)
     ref = ref_of(record)
     policy = provider.policy(operation)
     result = yield from once.Attempt(
@@ -621,14 +602,7 @@ def resolve_charge(
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
-    ctx = _ctx(
-        provider,
-        env,
-        key=key,
-        charge_id=charge_id,
-        recovering=True,
-        started_at=begin.record.created_at,
-    )
+    ctx = _ctx(provider, env, key=key, charge_id=charge_id, begin=begin, recovering=True)
     try:
         found = yield from provider.lookup_charge(req, ctx)
     except GeneratorExit:
