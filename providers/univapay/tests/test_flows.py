@@ -970,10 +970,8 @@ def test_payment_error_311_is_a_throttle_not_a_decline(prov: UnivapayProvider) -
     assert info.value.provider_code == "TOO_MANY_CHARGE_REQUESTS"
 
 
-def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) -> None:
-    """A re-send a day later sends the same capture_at (UnivaPay compares the request)."""
-    cache: dict[str, Any] = {}
-    bodies: list[dict[str, Any]] = []
+def recording(bodies: list[dict[str, Any]]) -> Any:
+    """A responder issuing a token and a konbini charge, keeping every charge body sent."""
 
     def respond(call: Any) -> Reply:
         if urlsplit(call.url).path == "/charges":
@@ -981,7 +979,15 @@ def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) ->
             return reply(201, issued())
         return reply(201, {"id": "tok-1"})
 
-    drive(prov.charge(konbini_request(), ctx()), respond, cache)
+    return respond
+
+
+def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) -> None:
+    """A re-send a day later sends the same capture_at (UnivaPay compares the request)."""
+    cache: dict[str, Any] = {}
+    bodies: list[dict[str, Any]] = []
+
+    drive(prov.charge(konbini_request(), ctx()), recording(bodies), cache)
     later = OpContext(
         account="konbini",
         provider="univapay",
@@ -989,7 +995,7 @@ def test_konbini_deadline_is_remembered_under_the_key(prov: UnivapayProvider) ->
         charge_id="pgch_1",
         now=lambda: NOW + timedelta(days=1),
     )
-    drive(prov.charge(konbini_request(), later), respond, cache)
+    drive(prov.charge(konbini_request(), later), recording(bodies), cache)
     assert bodies[0]["capture_at"] == bodies[1]["capture_at"] == "2026-01-08T14:59:59.000000Z"
 
 
@@ -999,14 +1005,8 @@ def test_konbini_deadline_comes_from_when_the_key_was_begun(prov: UnivapayProvid
     cache: dict[str, Any] = {}
     bodies: list[dict[str, Any]] = []
 
-    def respond(call: Any) -> Reply:
-        if urlsplit(call.url).path == "/charges":
-            bodies.append(json.loads(call.content))
-            return reply(201, issued())
-        return reply(201, {"id": "tok-1"})
-
     first = ctx(started_at=NOW)
-    drive(prov.charge(konbini_request(), first), respond, cache)
+    drive(prov.charge(konbini_request(), first), recording(bodies), cache)
     later = OpContext(
         account="konbini",
         provider="univapay",
@@ -1015,7 +1015,7 @@ def test_konbini_deadline_comes_from_when_the_key_was_begun(prov: UnivapayProvid
         started_at=NOW,
         now=lambda: NOW + timedelta(days=1),
     )
-    drive(prov.charge(konbini_request(), later), respond, cache)
+    drive(prov.charge(konbini_request(), later), recording(bodies), cache)
     assert bodies[0]["capture_at"] == bodies[1]["capture_at"] == "2026-01-08T14:59:59.000000Z"
     assert not [key for key in cache if "konbini-deadline" in key]
 
@@ -1028,13 +1028,11 @@ def test_a_recovering_attempt_keeps_a_deadline_an_older_paygate_remembered(
     cache: dict[str, Any] = {memo: "2026-01-09T14:59:59.000000Z"}
     bodies: list[dict[str, Any]] = []
 
-    def respond(call: Any) -> Reply:
-        if urlsplit(call.url).path == "/charges":
-            bodies.append(json.loads(call.content))
-            return reply(201, issued())
-        return reply(201, {"id": "tok-1"})
-
-    drive(prov.charge(konbini_request(), ctx(started_at=NOW, recovering=True)), respond, cache)
+    drive(
+        prov.charge(konbini_request(), ctx(started_at=NOW, recovering=True)),
+        recording(bodies),
+        cache,
+    )
     assert bodies[0]["capture_at"] == "2026-01-09T14:59:59.000000Z"
 
 
