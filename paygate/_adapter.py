@@ -306,9 +306,10 @@ class OpContext:
     idempotency_key: str | None = None
     charge_id: str | None = None
     recovering: bool = False
-    started_at: datetime | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     new_uuid: Callable[[], uuid.UUID] = uuid.uuid4
+    # Last, so a context built with positional arguments means what it did before.
+    started_at: datetime | None = None
 
     def provider_key(self, scope: str = "", *, max_len: int = 64, alphabet: str = "") -> str:
         """`derive_key` of this operation's merchant key."""
