@@ -417,7 +417,13 @@ def refund(
         started=begin,
         create=lambda: provider.refund(req, ctx),
         lookup=(lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
-        hint=None,
+        # What reconcile needs to retry this refund under its key (the fingerprint's
+        # own fields, so the retry matches it).
+        hint={
+            "amount": None if amount is None else amount.amount,
+            "currency": record.currency,
+            "reason": reason,
+        },
         classify=once.classifier(provider),
     ).run()
     result = result.model_copy(
@@ -506,7 +512,7 @@ def _state_change(
         started=begin,
         create=lambda: make(ref, ctx),
         lookup=(lambda: look(ref, ctx)) if policy.lookup else None,
-        hint=None,
+        hint={**payload, "currency": record.currency},
         classify=once.classifier(provider),
     ).run()
     result = _local(result, record)

@@ -1,7 +1,8 @@
 """Reconciliation: resolve unknown outcomes and refresh stale charges.
 
 Unknown outcomes (a request that may have reached the provider, no answer) are asked
-for through the provider's lookup. Providers without a lookup cannot tell; the row then
+for through the provider's lookup, or for a refund, cancel or capture retried under
+its own key. Providers without a lookup cannot tell; the row then
 says what the merchant can do (retry with the same key inside the provider's window).
 Stale non-terminal charges are refreshed with a status call.
 """
@@ -56,7 +57,10 @@ def reconcile(
 
     Unknown charge outcomes are asked of the provider's lookup (found: the key completes
     and a retry replays the charge; not found inside the key window: the key is released;
-    otherwise it stays unknown with what to do next). Stale pending charges are refreshed.
+    otherwise it stays unknown with what to do next). An unknown refund, cancel or
+    capture is retried under its own key with what the key kept, where the provider
+    deduplicates or looks it up (past a key window the gateway does not re-send).
+    Stale pending charges are refreshed.
     ``dry_run`` only lists what would be asked, changing nothing and calling no provider.
 
     >>> from paygate import Gateway, reconcile
@@ -94,12 +98,7 @@ def _unknown(gateway: Gateway, record: IdempotencyRecord, dry_run: bool) -> Reco
         return stays("account not configured")
     provider = gateway.provider(acct)
     if operation != Operation.CHARGE:
-        # A refund, cancel or capture: a retry with the same key runs the operation's
-        # own lookup and deduplication, so the advice follows that operation's policy.
-        return stays(
-            _retry_advice(provider.name, provider.policy(Operation(operation)), operation),
-            kind=f"unknown {operation}",
-        )
+        return _unknown_change(gateway, record, acct, Operation(operation), key, dry_run)
     policy = provider.policy(Operation.CHARGE)
     if dry_run:
         return stays("would ask the provider's lookup" if policy.lookup else "no lookup")
@@ -142,6 +141,71 @@ def _unknown(gateway: Gateway, record: IdempotencyRecord, dry_run: bool) -> Reco
         found.status.value,
         f"found {found.provider_ref}: a retry replays it",
     )
+
+
+def _unknown_change(
+    gateway: Gateway,
+    record: IdempotencyRecord,
+    acct: str,
+    operation: Operation,
+    key: str,
+    dry_run: bool,
+) -> ReconcileRow:
+    """The row of a refund, cancel or capture whose outcome is unknown.
+
+    Where the provider deduplicates it or can look it up, it is retried under its own
+    key with what the key kept (the same request, so the same fingerprint): the gateway
+    then asks the operation's lookup or re-sends inside the key window, and refuses to
+    re-send past it. Otherwise the row says what the merchant can do.
+    """
+    provider = gateway.provider(acct)
+    policy = provider.policy(operation)
+    kind = f"unknown {operation.value}"
+    ref = record.charge_id or key
+    advice = _retry_advice(provider.name, policy, operation.value)
+
+    def stays(action: str) -> ReconcileRow:
+        return ReconcileRow(acct, kind, ref, record.state, record.state, action)
+
+    hint = record.lookup
+    if not (policy.keyed or policy.lookup) or record.charge_id is None or hint is None:
+        return stays(advice)
+    if dry_run:
+        return stays(f"would retry the {operation.value} under its key")
+    amount = hint.get("amount")
+    money = (
+        None
+        if amount is None
+        else Money(amount=int(amount), currency=str(hint.get("currency", "JPY")))
+    )
+    try:
+        if operation is Operation.REFUND:
+            refund = gateway.refund(
+                acct,
+                record.charge_id,
+                idempotency_key=key,
+                amount=money,
+                reason=hint.get("reason"),
+            )
+            after, done = refund.status.value, f"retried under its key: refund {refund.id}"
+        elif operation is Operation.CAPTURE:
+            charge = gateway.capture(acct, record.charge_id, amount=money, idempotency_key=key)
+            after, done = charge.status.value, "retried under its key: captured"
+        else:
+            charge = gateway.cancel(acct, record.charge_id, idempotency_key=key)
+            after, done = charge.status.value, "retried under its key: cancelled"
+    except OutcomeUnknown as exc:
+        return stays(f"still unknown: {exc.message}")
+    except PaygateError as exc:
+        # A refusal ends the key (failed); a provider still failing leaves it open.
+        now = gateway.store.get(record.key)
+        state = now.state if now is not None else "released"
+        if state in ("unknown", "started"):
+            return stays(f"still unknown ({exc.code}): {advice}")
+        return ReconcileRow(
+            acct, kind, ref, record.state, state, f"retried under its key: {exc.code}"
+        )
+    return ReconcileRow(acct, kind, ref, record.state, after, done)
 
 
 def _retry_advice(provider: str, policy: OperationPolicy, operation: str = "") -> str:

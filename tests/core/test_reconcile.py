@@ -141,3 +141,58 @@ def test_unknown_refund_row_names_the_refund_window(
         rows = reconcile(gw, now=now + timedelta(minutes=5))
     assert [(r.kind, r.reference, r.after) for r in rows] == [("unknown refund", "ch_1", "unknown")]
     assert rows[0].action == "retry the refund with the same key within 24 hours"
+
+
+def test_an_unknown_refund_is_retried_under_its_key_once(
+    fake_config: Any, fake_sandbox: Any, fake_emulator: Any, tmp_path: Path
+) -> None:
+    """A refund whose answer was lost is finished by reconcile with what its key kept;
+    the provider holds one refund, and the merchant's own retry then replays it."""
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    with Gateway.from_config(fake_config(), store=store, retry=RetryPolicy.no_wait()) as gw:
+        charge = gw.charge(
+            "fake", amount=Money.jpy(1000), method=Card(token="t"), idempotency_key="rf-o"
+        )
+    fake_sandbox.fault("fakepay", "drop_after_commit", path="/refunds$", method="POST", count=20)
+    one_try = RetryPolicy.no_wait(attempts=1)
+    with Gateway.from_config(fake_config(), store=store, retry=one_try) as gw:
+        with pytest.raises((OutcomeUnknown, ProviderUnavailable)):
+            gw.refund(
+                "fake", charge.id, amount=Money.jpy(300), reason="damaged", idempotency_key="rf-1"
+            )
+    fake_sandbox.clear_faults()
+    with Gateway.from_config(fake_config(), store=store, retry=RetryPolicy.no_wait()) as gw:
+        assert [r.action for r in reconcile(gw, dry_run=True)] == [
+            "would retry the refund under its key"
+        ]
+        rows = reconcile(gw)
+        assert [(r.kind, r.reference, r.before, r.after) for r in rows] == [
+            ("unknown refund", charge.id, "unknown", "succeeded")
+        ]
+        assert fake_emulator.charges[charge.provider_ref]["refunded"] == 300
+        posts = len(fake_emulator.requests)
+        again = gw.refund(
+            "fake", charge.id, amount=Money.jpy(300), reason="damaged", idempotency_key="rf-1"
+        )
+        assert again.amount == Money.jpy(300)
+        assert len(fake_emulator.requests) == posts
+        assert gw.status("fake", charge.id).amount_refunded == Money.jpy(300)
+        assert reconcile(gw) == []
+
+
+def test_an_unknown_cancel_is_retried_under_its_key(
+    fake_config: Any, fake_sandbox: Any, fake_emulator: Any, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    with Gateway.from_config(fake_config(), store=store, retry=RetryPolicy.no_wait()) as gw:
+        charge = gw.charge("fake", amount=Money.jpy(800), method=QRCode(), idempotency_key="cn-o")
+    fake_sandbox.fault("fakepay", "drop_after_commit", path="/cancel$", method="POST", count=20)
+    one_try = RetryPolicy.no_wait(attempts=1)
+    with Gateway.from_config(fake_config(), store=store, retry=one_try) as gw:
+        with pytest.raises((OutcomeUnknown, ProviderUnavailable)):
+            gw.cancel("fake", charge.id, idempotency_key="cn-1")
+    fake_sandbox.clear_faults()
+    with Gateway.from_config(fake_config(), store=store, retry=RetryPolicy.no_wait()) as gw:
+        rows = reconcile(gw)
+        assert [(r.kind, r.after) for r in rows] == [("unknown cancel", "canceled")]
+        assert gw.status("fake", charge.id).status is ChargeStatus.CANCELED
