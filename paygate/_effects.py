@@ -50,6 +50,7 @@ class BeginKey(StoreCall["Begin"]):
     lease: timedelta
     now: datetime
     charge_id: str | None = None
+    lookup: dict[str, Any] | None = None
 
     def apply(self, store: Store) -> Begin:
         return store.begin(
@@ -61,6 +62,7 @@ class BeginKey(StoreCall["Begin"]):
             lease=self.lease,
             now=self.now,
             charge_id=self.charge_id,
+            lookup=self.lookup,
         )
 
 

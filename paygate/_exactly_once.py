@@ -65,9 +65,19 @@ def classifier(provider: Provider) -> Classify:
 
 
 def begin(
-    env: Env, key: str, *, account: str, operation: str, fp: str, charge_id: str | None
+    env: Env,
+    key: str,
+    *,
+    account: str,
+    operation: str,
+    fp: str,
+    charge_id: str | None,
+    lookup: dict[str, Any] | None = None,
 ) -> Flow[Begin]:
-    """Record the intent under ``key``; refuse a conflicting or concurrent use of it."""
+    """Record the intent under ``key``; refuse a conflicting or concurrent use of it.
+
+    ``lookup`` (no personal data) is what reconcile needs to resolve the key later,
+    kept from the start so that a crash before any answer leaves it too."""
     started: Begin = yield BeginKey(
         key=key,
         account=account,
@@ -77,6 +87,7 @@ def begin(
         lease=env.lease,
         now=env.clock(),
         charge_id=charge_id,
+        lookup=lookup,
     )
     if started.outcome is BeginOutcome.CONFLICT:
         raise IdempotencyConflict(

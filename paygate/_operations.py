@@ -227,17 +227,27 @@ def charge(
     account = provider.account
     charge_id = charge_id_for(account, key)
     skey = store_key(account, Operation.CHARGE, key)
+    method = req.method.model_dump(mode="json")
     fp = fingerprint(
         {
             "amount": req.amount.amount,
             "currency": req.amount.currency,
-            "method": req.method.model_dump(mode="json"),
+            "method": method,
             "description": req.description,
             "metadata": dict(req.metadata),
         }
     )
+    # What reconcile's lookup needs, kept from the start (a crash leaves it too); never
+    # the method's personal fields.
+    hint = {
+        "amount": req.amount.amount,
+        "currency": req.amount.currency,
+        "method": req.method.type,
+        "method_fields": {k: v for k, v in method.items() if k not in _PERSONAL},
+        "charge_id": charge_id,
+    }
     begin = yield from once.begin(
-        env, skey, account=account, operation="charge", fp=fp, charge_id=charge_id
+        env, skey, account=account, operation="charge", fp=fp, charge_id=charge_id, lookup=hint
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
@@ -258,13 +268,7 @@ def charge(
         started=begin,
         create=lambda: provider.charge(sent, ctx),
         lookup=(lambda: provider.lookup_charge(sent, ctx)) if policy.lookup else None,
-        hint=lambda: {
-            "amount": req.amount.amount,
-            "currency": req.amount.currency,
-            "method": req.method.type,
-            "method_fields": req.method.model_dump(mode="json", exclude=_PERSONAL),
-            "charge_id": charge_id,
-        },
+        hint=hint,
         classify=once.classifier(provider),
     ).run()
     answer = _local(result, req.metadata)
@@ -372,8 +376,15 @@ def refund(
     fp = fingerprint(
         {"charge": charge_id, "amount": None if amount is None else amount.amount, "reason": reason}
     )
+    # What reconcile needs to retry this refund under its key (the fingerprint's own
+    # fields, so the retry matches it), kept from the start.
+    hint = {
+        "amount": None if amount is None else amount.amount,
+        "currency": record.currency,
+        "reason": reason,
+    }
     begin = yield from once.begin(
-        env, skey, account=account, operation="refund", fp=fp, charge_id=charge_id
+        env, skey, account=account, operation="refund", fp=fp, charge_id=charge_id, lookup=hint
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Refund.model_validate(once.replayed(begin))
@@ -417,13 +428,7 @@ def refund(
         started=begin,
         create=lambda: provider.refund(req, ctx),
         lookup=(lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
-        # What reconcile needs to retry this refund under its key (the fingerprint's
-        # own fields, so the retry matches it).
-        hint={
-            "amount": None if amount is None else amount.amount,
-            "currency": record.currency,
-            "reason": reason,
-        },
+        hint=hint,
         classify=once.classifier(provider),
     ).run()
     result = result.model_copy(
@@ -491,6 +496,7 @@ def _state_change(
     account = provider.account
     record = yield from _tracked(account, charge_id)
     skey = store_key(account, operation, key)
+    hint = {**payload, "currency": record.currency}  # for reconcile's retry under the key
     begin = yield from once.begin(
         env,
         skey,
@@ -498,6 +504,7 @@ def _state_change(
         operation=operation.value,
         fp=fingerprint({"charge": charge_id, **payload}),
         charge_id=charge_id,
+        lookup=hint,
     )
     if begin.outcome is BeginOutcome.REPLAY:
         return Charge.model_validate(once.replayed(begin))
@@ -512,7 +519,7 @@ def _state_change(
         started=begin,
         create=lambda: make(ref, ctx),
         lookup=(lambda: look(ref, ctx)) if policy.lookup else None,
-        hint={**payload, "currency": record.currency},
+        hint=hint,
         classify=once.classifier(provider),
     ).run()
     result = _local(result, record)

@@ -171,8 +171,13 @@ class Store(ABC):
         lease: timedelta,
         now: datetime,
         charge_id: str | None = None,
+        lookup: dict[str, Any] | None = None,
     ) -> Begin:
         """Atomically record the intent to run ``key`` (before any I/O).
+
+        ``lookup`` is what a later lookup or retry of the operation needs (no personal
+        data), kept from the start so that a key left ``started`` by a crash can be
+        resolved too; a takeover keeps the first one.
 
         * no record: insert ``started`` owned by ``owner`` -> STARTED.
         * fingerprint differs -> CONFLICT (whatever the state).

@@ -160,6 +160,7 @@ class MemoryStore(Store):
         lease: timedelta,
         now: datetime,
         charge_id: str | None = None,
+        lookup: dict[str, Any] | None = None,
     ) -> Begin:
         if now.tzinfo is None:
             now = utc(now)
@@ -167,6 +168,7 @@ class MemoryStore(Store):
             row = self._idem.get(key)
             if row is None:
                 row = _Row(key, account, operation, fingerprint, owner, now + lease, now, charge_id)
+                row.lookup = lookup
                 self._idem[key] = row
                 return _begin(_STARTED, row.snapshot(), False)
             current = row.snapshot()
@@ -181,6 +183,8 @@ class MemoryStore(Store):
             row.result = None
             if row.charge_id is None:
                 row.charge_id = charge_id
+            if row.lookup is None:
+                row.lookup = lookup
             row.record = None
             return _begin(_STARTED, row.snapshot(), True)
 

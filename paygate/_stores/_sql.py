@@ -177,14 +177,15 @@ class _Queries:
         self.move_lookup = render("UPDATE {idem} SET detail = ?, lookup = ? WHERE key = ?")
         self.insert_started = render(
             "INSERT INTO {idem} (key, account, operation, fingerprint, state, owner,"
-            " lease_until, attempts, created_at, updated_at, charge_id)"
-            " VALUES (?, ?, ?, ?, 'started', ?, ?, 1, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+            " lease_until, attempts, created_at, updated_at, charge_id, lookup)"
+            " VALUES (?, ?, ?, ?, 'started', ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
         )
         self.record = render("SELECT {idem_columns} FROM {idem} WHERE key = ?")
         self.lock_record = self.record + lock
         self.take_over = render(
             "UPDATE {idem} SET state = 'started', owner = ?, lease_until = ?, attempts = ?,"
-            " updated_at = ?, result = NULL, charge_id = ? WHERE key = ?"
+            " updated_at = ?, result = NULL, charge_id = ?, lookup = COALESCE(lookup, ?)"
+            " WHERE key = ?"
         )
         self.finish = render(
             "UPDATE {idem} SET state = ?, lease_until = NULL, updated_at = ?, result = ?,"
@@ -388,9 +389,11 @@ class SQLStore(Store, Generic[C]):
         lease: timedelta,
         now: datetime,
         charge_id: str | None = None,
+        lookup: dict[str, Any] | None = None,
     ) -> Begin:
         now = utc(now)
         lease_until = now + lease
+        lookup_db = self._json_or_none(lookup)
         now_db = self._time_out(now)
         lease_db = self._time_out(lease_until)
         q = self._sql
@@ -413,6 +416,7 @@ class SQLStore(Store, Generic[C]):
                             now_db,
                             now_db,
                             charge_id,
+                            lookup_db,
                         ),
                     ).rowcount
                     if inserted == 1:
@@ -429,6 +433,7 @@ class SQLStore(Store, Generic[C]):
                             now,
                             None,
                             charge_id,
+                            lookup=lookup,
                         )
                         return Begin(BeginOutcome.STARTED, record)
                     row = conn.execute(q.record, (key,)).fetchone()
@@ -451,7 +456,8 @@ class SQLStore(Store, Generic[C]):
                     )
                     attempts = current.attempts + 1
                     conn.execute(
-                        q.take_over, (owner, lease_db, attempts, now_db, new_charge_id, key)
+                        q.take_over,
+                        (owner, lease_db, attempts, now_db, new_charge_id, lookup_db, key),
                     )
                 record = IdempotencyRecord(
                     key,
@@ -468,7 +474,7 @@ class SQLStore(Store, Generic[C]):
                     new_charge_id,
                     current.provider_ref,
                     current.detail,
-                    current.lookup,
+                    current.lookup if current.lookup is not None else lookup,
                 )
                 return Begin(BeginOutcome.STARTED, record, recovering=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 
 from paygate import (
+    AsyncGateway,
     Card,
     ChargeStatus,
     Gateway,
@@ -196,3 +199,40 @@ def test_an_unknown_cancel_is_retried_under_its_key(
         rows = reconcile(gw)
         assert [(r.kind, r.after) for r in rows] == [("unknown cancel", "canceled")]
         assert gw.status("fake", charge.id).status is ChargeStatus.CANCELED
+
+
+def test_a_key_left_started_is_resolved_by_the_lookup(
+    fake_config: Any, fake_sandbox: Any, fake_emulator: Any, tmp_path: Path
+) -> None:
+    """What reconcile needs is kept when the key begins: a charge abandoned while its
+    request was in flight (a cancelled task; a killed process leaves the same) has no
+    answer and no later record, and reconcile still resolves it once the lease is out."""
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    fake_sandbox.fault(
+        "fakepay", "latency", path="^/charges$", method="POST", latency_ms=300, count=1
+    )
+
+    async def abandoned() -> None:
+        async with AsyncGateway.from_config(fake_config("lookup"), store=store) as gw:
+            task = asyncio.create_task(
+                gw.charge(
+                    "fake", amount=Money.jpy(700), method=Card(token="t"), idempotency_key="k9"
+                )
+            )
+            await asyncio.sleep(0.1)  # the request is out, its answer held back
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(abandoned())
+    time.sleep(0.5)  # whatever the provider does with the request, it has done
+    later = datetime.now(UTC) + timedelta(hours=1)  # the lease has run out
+    with Gateway.from_config(fake_config("lookup"), store=store, clock=lambda: later) as gw:
+        (record,) = gw.store.records(states=["started"])
+        assert record.lookup is not None
+        assert "token" not in record.lookup["method_fields"]
+        (row,) = reconcile(gw, now=later)
+    made = len(fake_emulator.charges)
+    assert (row.kind, row.before) == ("unknown outcome", "started")
+    assert row.after == ("succeeded" if made == 1 else "not created")
+    assert made <= 1

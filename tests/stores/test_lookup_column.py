@@ -1,7 +1,8 @@
 """Conformance: what a later lookup needs is kept in its own column, not in words.
 
-`Store.mark_unknown` takes ``lookup`` (JSON-able data) beside ``detail`` (why, in
-words); `IdempotencyRecord.lookup` gives it back as it was given, through a takeover.
+`Store.begin` and `Store.mark_unknown` take ``lookup`` (JSON-able data) beside ``detail``
+(why, in words); `IdempotencyRecord.lookup` gives it back as it was given, through a
+takeover.
 A store of schema version 1 kept that data as JSON text in ``detail``; opening it moves
 the data to the column.
 """
@@ -12,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -20,7 +22,7 @@ import pytest
 from paygate._stores import BeginOutcome, Store
 
 from .conftest import StoreKit
-from .test_idempotency import begin
+from .test_idempotency import LEASE, T0, begin
 
 OWNER = "host:1:a"
 LOOKUP = {
@@ -54,6 +56,40 @@ def test_a_takeover_keeps_the_lookup(store: Store) -> None:
     record = store.get("k1")
     assert record is not None
     assert (record.detail, record.lookup) == ("timeout again", LOOKUP)
+
+
+def test_the_lookup_is_kept_from_begin_and_a_takeover_keeps_the_first(store: Store) -> None:
+    """A key left started (its owner killed before any answer) still has what reconcile
+    needs; a takeover that brings its own does not replace it."""
+    first = store.begin(
+        "k1",
+        account="acct",
+        operation="charge",
+        fingerprint="fp",
+        owner=OWNER,
+        lease=LEASE,
+        now=T0,
+        charge_id="ch_1",
+        lookup=LOOKUP,
+    )
+    assert first.record.lookup == LOOKUP
+    assert [(r.state, r.lookup) for r in store.records(states=["started"])] == [("started", LOOKUP)]
+    took = store.begin(
+        "k1",
+        account="acct",
+        operation="charge",
+        fingerprint="fp",
+        owner="host:2:b",
+        lease=LEASE,
+        now=T0 + LEASE + timedelta(seconds=1),
+        charge_id="ch_1",
+        lookup={"amount": 1},
+    )
+    assert took.recovering
+    assert took.record.lookup == LOOKUP
+    record = store.get("k1")
+    assert record is not None
+    assert record.lookup == LOOKUP
 
 
 def test_without_a_lookup_the_column_is_empty(store: Store) -> None:
