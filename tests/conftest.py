@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
+from _asgi_switch import SwitchApp
 from fakepay import FakeEmulator, FakeProvider
 
 from paygate._redact import forget_secrets
@@ -70,37 +71,16 @@ def gateway_factory(
         yield make
 
 
-class _Switch:
-    """An ASGI app handing each request to the app of the test running now."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                done = message["type"].replace(".startup", ".startup.complete")
-                await send({"type": done.replace(".shutdown", ".shutdown.complete")})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        if self.app is None:
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="session")
-def _app_server() -> Iterator[tuple[_Switch, str]]:
-    switch = _Switch()
+def _app_server() -> Iterator[tuple[SwitchApp, str]]:
+    switch = SwitchApp()
     with serve_app(switch) as url:
         yield switch, url
 
 
 @pytest.fixture
 def serve(
-    _app_server: tuple[_Switch, str],
+    _app_server: tuple[SwitchApp, str],
 ) -> Callable[[Any], AbstractContextManager[str]]:
     """``with serve(app) as url``: ``app`` on loopback HTTP for the block, as
     `paygate.sandbox.serve_app` does, on one server kept for the run (starting and

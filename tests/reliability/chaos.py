@@ -45,6 +45,7 @@ _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS) not in sys.path:  # run as a script: make the fake provider importable
     sys.path.insert(0, str(_TESTS))
 
+from _asgi_switch import SwitchApp  # noqa: E402
 from fakepay import FakeEmulator, FakeProvider  # noqa: E402
 
 from paygate import (  # noqa: E402
@@ -421,24 +422,6 @@ class ChargeState:
         return self.charge.status
 
 
-class _WebhookDispatch:
-    """The merchant's webhook endpoint: always the current gateway's ASGI app."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        await self.app(scope, receive, send)
-
-
 class Merchant:
     """Drives the gateway like a merchant app under faults, and keeps the op log."""
 
@@ -467,7 +450,7 @@ class Merchant:
         self.counter = 0
         self.handled: Counter[str] = Counter()
         self._handled_lock = threading.Lock()
-        self.webhook = _WebhookDispatch()
+        self.webhook = SwitchApp()
         self._old: list[Gateway] = []
         self.gw = self._new_gateway()
 
