@@ -16,7 +16,7 @@ exists once for sync and async.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -34,7 +34,7 @@ from ._errors import (
 from ._flow import Call, Flow, Retry, TransportFailure
 from ._stores import Begin, BeginOutcome
 
-__all__ = ["Attempt", "Classify", "Env", "Hint", "begin", "classifier", "replayed", "unknown"]
+__all__ = ["Attempt", "Classify", "Env", "begin", "classifier", "replayed", "unknown"]
 
 T = TypeVar("T")
 
@@ -42,7 +42,6 @@ T = TypeVar("T")
 Classify = Callable[[PaygateError], Outcome]
 
 #: What is kept with an unknown outcome for reconciliation (or a function making it).
-Hint = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +109,10 @@ def replayed(started: Begin) -> dict[str, Any]:
     return record.result
 
 
-def unknown(env: Env, key: str, detail: str, hint: Hint = None) -> Flow[None]:
-    """Keep the key as unknown, with what reconciliation needs to ask later."""
-    lookup = hint() if callable(hint) else hint
-    yield MarkUnknown(key, env.owner, detail, lookup=dict(lookup) if lookup else None)
+def unknown(env: Env, key: str, detail: str) -> Flow[None]:
+    """Keep the key as unknown (what reconciliation needs to ask later was kept when the
+    key began: `begin`'s ``lookup``)."""
+    yield MarkUnknown(key, env.owner, detail)
 
 
 class _Settled(Exception):
@@ -162,9 +161,8 @@ class Attempt(Generic[T]):
     """One run of a mutating provider flow under a merchant key.
 
     ``key`` is the store key; ``create`` makes the provider flow (called again for a
-    re-send); ``lookup`` (when the provider can tell) finds what an earlier send did;
-    ``hint`` (no personal data; or a function making it, called only when needed) is
-    kept with an unknown outcome so that reconciliation can ask the provider later.
+    re-send); ``lookup`` (when the provider can tell) finds what an earlier send did.
+    What reconciliation needs to ask the provider later was kept when the key began.
     """
 
     env: Env
@@ -174,7 +172,6 @@ class Attempt(Generic[T]):
     started: Begin
     create: Callable[[], Flow[T]]
     lookup: Callable[[], Flow[T | None]] | None = None
-    hint: Hint = None
     classify: Classify = default_outcome
     _sent: _Sent = field(default_factory=_Sent)
 
@@ -366,4 +363,4 @@ class Attempt(Generic[T]):
         )
 
     def _unknown(self, detail: str) -> Flow[None]:
-        return unknown(self.env, self.key, detail, self.hint)
+        return unknown(self.env, self.key, detail)

@@ -244,7 +244,6 @@ def charge(
         "currency": req.amount.currency,
         "method": req.method.type,
         "method_fields": {k: v for k, v in method.items() if k not in _PERSONAL},
-        "charge_id": charge_id,
     }
     begin = yield from once.begin(
         env, skey, account=account, operation="charge", fp=fp, charge_id=charge_id, lookup=hint
@@ -268,7 +267,6 @@ def charge(
         started=begin,
         create=lambda: provider.charge(sent, ctx),
         lookup=(lambda: provider.lookup_charge(sent, ctx)) if policy.lookup else None,
-        hint=hint,
         classify=once.classifier(provider),
     ).run()
     answer = _local(result, req.metadata)
@@ -428,7 +426,6 @@ def refund(
         started=begin,
         create=lambda: provider.refund(req, ctx),
         lookup=(lambda: provider.lookup_refund(req, ctx)) if policy.lookup else None,
-        hint=hint,
         classify=once.classifier(provider),
     ).run()
     result = result.model_copy(
@@ -519,7 +516,6 @@ def _state_change(
         started=begin,
         create=lambda: make(ref, ctx),
         lookup=(lambda: look(ref, ctx)) if policy.lookup else None,
-        hint=hint,
         classify=once.classifier(provider),
     ).run()
     result = _local(result, record)
