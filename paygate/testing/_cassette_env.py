@@ -71,9 +71,8 @@ class CassetteEnv:
         the gateway's clock (flows whose requests carry times replay byte-for-byte);
         ``overrides`` change account settings.
         """
-        from .._gateway import AsyncGateway, Gateway
         from .._retry import RetryPolicy
-        from ._runner import BlockingAsyncGateway
+        from ._kit import gateway_on
 
         name = account or provider
         table = {**self.account(provider), **(overrides or {})}
@@ -81,11 +80,7 @@ class CassetteEnv:
         kwargs: dict[str, Any] = {"store": "memory://", "retry": RetryPolicy.no_wait()}
         if clock is not None:
             kwargs["clock"] = clock
-        gw: Any
-        if driver == "async":
-            gw = BlockingAsyncGateway(AsyncGateway.from_config(config, **kwargs))
-        else:
-            gw = Gateway.from_config(config, **kwargs)
+        gw = gateway_on("async" if driver == "async" else "sync", config, **kwargs)
         self._gateways.append(gw)
         return gw
 
