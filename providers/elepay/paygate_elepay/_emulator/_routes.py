@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from paygate.sandbox import ControlError, EmulatorError, endpoint, paginate
+from paygate.sandbox import ControlError, EmulatorError, endpoint, json_response, paginate
 
 from .._errors import CATALOGUE
 from .._wire import (
@@ -35,7 +35,6 @@ from .._wire import (
     ORDER_NO_MAX,
     PAYMENT_METHODS,
     TEXT_MAX,
-    dumps,
     to_millis,
 )
 from ._state import (
@@ -78,7 +77,7 @@ def error(error_code: str) -> EmulatorError:
 
 def _json(body: Any, status: int = 200) -> Response:
     # The official SDK accepts exactly this media type, without a space.
-    return Response(dumps(body), status_code=status, media_type=CONTENT_TYPE)
+    return json_response(status, body, media_type=CONTENT_TYPE)
 
 
 class ElepayRoutes(ElepayState):
