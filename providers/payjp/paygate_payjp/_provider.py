@@ -312,14 +312,6 @@ class PayjpProvider(Provider):
             failure=failure,
         )
 
-    def read_charge(
-        self, charge_id: str, ctx: OpContext, ref: ChargeRef | None = None
-    ) -> Flow[Charge]:
-        """A charge read by id, with its capture memo (used by webhooks too)."""
-        memo = yield from self._capture_memo(ctx, ref, charge_id)
-        reply = yield self.api.get(f"/v1/charges/{quote(charge_id, safe='')}", step="charges.get")
-        return self._charge(self.api.read(reply, "charge"), ctx, memo)
-
     def status(self, ref: ChargeRef, ctx: OpContext) -> Flow[Charge]:
         """The charge's current state.
 
