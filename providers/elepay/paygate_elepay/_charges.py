@@ -30,6 +30,7 @@ from paygate import (
 )
 from paygate.adapter import ChargeRequest, OpContext, RefundRequest
 
+from ._errors import PROVIDER as NAME
 from ._wire import from_millis
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "was_paid",
 ]
 
-NAME: Final = "elepay"
 METHOD: Final = "qr"
 # elepay charge statuses of a paid charge.
 PAID: Final = frozenset({"captured", "partially_refunded", "refunded"})

@@ -27,12 +27,12 @@ from paygate._errors import WebhookVerificationError
 from paygate.adapter import OpContext, ParsedEvent, check_webhook_token
 
 from ._charges import CaptureMemo, charge_from_wire, charge_status
+from ._errors import PROVIDER
 from ._wire import from_ts, jpy
 
 __all__ = ["TOKEN_HEADER", "charge_id_of", "parse_event", "verify_token"]
 
 TOKEN_HEADER = "X-Payjp-Webhook-Token"  # noqa: S105 - a header name
-PROVIDER = "payjp"
 
 _CHARGE_TYPES = {
     ChargeStatus.SUCCEEDED: "charge.succeeded",

@@ -32,6 +32,7 @@ from paygate._models import Charge, ChargeStatus, Failure, KonbiniSlip, RefundSt
 from paygate._money import Money
 from paygate.adapter import ChargeRequest, OpContext
 
+from ._errors import PROVIDER
 from ._wire import (
     META_KONBINI_DEADLINE,
     PAY_EASY_INSTITUTION_NUMBER,
@@ -61,7 +62,6 @@ __all__ = [
     "with_facts",
 ]
 
-PROVIDER = "univapay"
 META_CHARGE_ID = "paygate_charge_id"
 META_KONBINI_STORE = "paygate_konbini_store"
 META_DESCRIPTION = "paygate_description"

@@ -24,6 +24,7 @@ from paygate._models import Card, Konbini
 from paygate._money import Money
 from paygate.adapter import ChargeRequest
 
+from ._errors import PROVIDER
 from ._wire import CONVENIENCE_STORES, normalize_store
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "validate_charge_request",
 ]
 
-PROVIDER = "univapay"
 KONBINI_MAX_AMOUNT = 299_999
 KONBINI_MIN_EXPIRY = timedelta(minutes=1)
 KONBINI_MAX_EXPIRY = timedelta(days=60)

@@ -33,11 +33,11 @@ from ._charges import (
     content_hash,
     with_facts,
 )
+from ._errors import PROVIDER
 from ._wire import parse_time
 
 __all__ = ["charge_id_of", "parse_event", "verify_token"]
 
-PROVIDER = "univapay"
 
 _CHARGE_TYPES: dict[ChargeStatus, str] = {
     ChargeStatus.SUCCEEDED: "charge.succeeded",
