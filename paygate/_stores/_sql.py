@@ -494,10 +494,10 @@ class SQLStore(Store, Generic[C]):
                 (
                     state,
                     self._time_out(self._clock()),
-                    None if result is None else self._json_out(result),
+                    self._json_or_none(result),
                     provider_ref,
                     detail,
-                    None if lookup is None else self._json_out(lookup),
+                    self._json_or_none(lookup),
                     key,
                     owner,
                 ),

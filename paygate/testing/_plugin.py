@@ -164,7 +164,7 @@ def make_gateway(
     ) -> Gateway | BlockingAsyncGateway:
         config = {"store": "memory://", "accounts": accounts or paygate_accounts}
         chosen = "async" if driver == "async" else "sync"  # as before: anything else is sync
-        gateways = made.setdefault(chosen, Gateways(chosen))
+        gateways = made.get(chosen) or made.setdefault(chosen, Gateways(chosen))
         gw = gateways(
             config,
             store=store,
