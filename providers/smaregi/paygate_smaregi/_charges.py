@@ -245,13 +245,13 @@ def refund_from_wire(
     )
 
 
-def search_window(intent: Any, now: datetime) -> tuple[datetime, datetime]:
+def search_window(when: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """The ``terminal_tran_date_time`` range a lookup searches.
 
-    ±`LOOKUP_MARGIN` around the terminal time recorded before sending (``intent``, the
-    entity-cache value); without a record the last `LOOKUP_FALLBACK`.
+    ±`LOOKUP_MARGIN` around the sale's terminal time (``when``: when the key was first
+    begun, or the time an earlier paygate recorded before sending); without one the
+    last `LOOKUP_FALLBACK`.
     """
-    when = parse_datetime(intent.get("terminalTranDateTime")) if isinstance(intent, dict) else None
     if when is not None:
         return when - LOOKUP_MARGIN, when + LOOKUP_MARGIN
     return now - LOOKUP_FALLBACK, now + LOOKUP_MARGIN

@@ -321,6 +321,22 @@ class SmaregiProvider(Provider):
         s = self.settings
         return f"smaregi:sale:{s.client_id}:{s.contract_id}:{ctx.key_uuid('smaregi.sale')}"
 
+    def _sale_time(self, ctx: OpContext) -> Flow[datetime | None]:
+        """The sale's terminal time, the same on every attempt under the key (None: not
+        known yet, and the flow runs outside the gateway).
+
+        Under the gateway it is when the key was first begun (``ctx.started_at``, which
+        the store keeps), so nothing is written for it; a recovering attempt first reads
+        the time an earlier paygate recorded for the key before sending.
+        """
+        if ctx.started_at is None or ctx.recovering:
+            intent = yield CacheGet(self._intent_key(ctx))
+            if isinstance(intent, dict):
+                recorded = parse_datetime(intent.get("terminalTranDateTime"))
+                if recorded is not None:
+                    return recorded
+        return ctx.started_at
+
     def charge(self, req: ChargeRequest, ctx: OpContext) -> Flow[Charge]:
         """Register the sale (`validate_charge` has checked it, before any I/O)."""
         _need_key(ctx)
@@ -329,16 +345,13 @@ class SmaregiProvider(Provider):
     def _charge(self, sale: Sale, ctx: OpContext) -> Flow[Charge]:
         tran_id = terminal_tran_id(ctx)
         uuid = transaction_uuid(ctx)
-        intent_key = self._intent_key(ctx)
-        intent = yield CacheGet(intent_key)
-        when = (
-            parse_datetime(intent.get("terminalTranDateTime")) if isinstance(intent, dict) else None
-        )
+        when = yield from self._sale_time(ctx)
         if when is None:
             when = ctx.now()
             # Written before sending: the lookup searches around this time.
             yield CachePut(
-                intent_key, {"terminalTranId": tran_id, "terminalTranDateTime": format_jst(when)}
+                self._intent_key(ctx),
+                {"terminalTranId": tran_id, "terminalTranDateTime": format_jst(when)},
             )
         pm, from_cache = yield from self._ensure(ctx)
         body = sale_body(
@@ -396,7 +409,7 @@ class SmaregiProvider(Provider):
     def _lookup(self, sale: Sale, ctx: OpContext) -> Flow[Charge | None]:
         tran_id = terminal_tran_id(ctx)
         uuid = transaction_uuid(ctx)
-        start, end = search_window((yield CacheGet(self._intent_key(ctx))), ctx.now())
+        start, end = search_window((yield from self._sale_time(ctx)), ctx.now())
         with_filter = True
         matches: list[Mapping[str, Any]] = []
         page = 1

@@ -637,6 +637,46 @@ def test_resend_reuses_terminal_time(
     assert second.body(0)["terminalTranId"] == first.body(2)["terminalTranId"]
 
 
+def test_under_the_gateway_the_terminal_time_is_when_the_key_began(
+    provider: SmaregiProvider, clock: Clock
+) -> None:
+    """Every attempt under a key shares ``started_at``: a re-send minutes later sends the
+    same terminal time, and nothing is written to the cache for it."""
+    began = replace_ctx(started_at=NOW - timedelta(seconds=5), now=clock)
+    cache: dict[str, Any] = {}
+    first = _charge_script(j(500, {}))
+    with pytest.raises(ProviderUnavailable):
+        drive(provider.charge(sale_request(), began), first, cache)
+    clock.now = NOW + timedelta(minutes=3)
+    second = Script(("transactions.create", j(200, head())))
+    drive(provider.charge(sale_request(), began), second, cache)
+    sent = {first.body(2)["terminalTranDateTime"], second.body(0)["terminalTranDateTime"]}
+    assert sent == {"2025-03-01T09:59:55+09:00"}
+    assert not [k for k in cache if k.startswith("smaregi:sale:")]
+
+
+def test_lookup_under_the_gateway_searches_around_the_key_begin(
+    provider: SmaregiProvider,
+) -> None:
+    recovering = replace_ctx(started_at=NOW - timedelta(minutes=2), recovering=True)
+    script = Script(("token", token_reply()), ("transactions.list", j(200, [])))
+    assert drive(provider.lookup_charge(sale_request(), recovering), script, {}) is None
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(script.calls[1].url).query)
+    assert query["terminal_tran_date_time-from"] == ["2025-03-01T09:48:00+09:00"]
+    assert query["terminal_tran_date_time-to"] == ["2025-03-01T10:08:00+09:00"]
+
+
+def replace_ctx(**kw: Any) -> OpContext:
+    fields: dict[str, Any] = {
+        "account": "pos",
+        "provider": "smaregi",
+        "idempotency_key": "order-1",
+        "charge_id": "ch_1",
+        "now": lambda: NOW,
+    }
+    return OpContext(**{**fields, **kw})
+
+
 def test_terminal_tran_id_is_deterministic_and_spread() -> None:
     def make(account: str, key: str) -> str:
         return terminal_tran_id(OpContext(account=account, provider="smaregi", idempotency_key=key))
