@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._exactly_once import Env
 from ._flow import Flow, Sleep, TransportFailure
+from ._kit import whole_refunds_only
 from ._models import Charge, ChargeStatus, PayoutBalance, Refund
 from ._money import Money
 from ._stores import Begin, BeginOutcome, ChargeRecord, ChargeUpdate
@@ -402,8 +403,7 @@ def refund(
                 f"refund amount exceeds the refundable {refundable}", param="amount"
             )
         elif caps.refund == "full" and amount is not None and amount.amount != record.amount:
-            raise NotSupported(
-                "partial refund",
+            raise whole_refunds_only(
                 provider=provider.name,
                 reason=f"{provider.name} refunds {record.method} charges only in full",
                 alternative="refund without an amount (the whole charge)",
