@@ -306,14 +306,7 @@ class SandboxHost:
         emulator = self.emulators.get(provider)
         if emulator is None:
             return _error(404, f"no emulator mounted for provider {provider!r}")
-        params = await _body(request)
-        if isinstance(params, Response):
-            return params
-        try:
-            result: Any = await emulator.control(action, params)
-        except ControlError as exc:
-            return _error(exc.status, str(exc))
-        return _json({} if result is None else result)
+        return await control_response(emulator, action, request)
 
     async def _clock_get(self, request: Request) -> Response:
         return _json({"now": self.clock.now()})
@@ -445,6 +438,21 @@ def json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     return str(value)
+
+
+async def control_response(emulator: Emulator, action: str, request: Request) -> Response:
+    """The answer to ``POST /_sandbox/<provider>/<action>`` (the sandbox host's, and the
+    test kit's bare emulator app's): the action's result, ``{}`` for none, or
+    ``{"error": ...}`` with the status of a `ControlError` or a body that is not a JSON
+    object."""
+    params = await _body(request)
+    if isinstance(params, Response):
+        return params
+    try:
+        result: Any = await emulator.control(action, params)
+    except ControlError as exc:
+        return _error(exc.status, str(exc))
+    return _json({} if result is None else result)
 
 
 def _json(data: Any, *, status: int = 200) -> Response:

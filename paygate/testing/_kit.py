@@ -285,26 +285,22 @@ def emulator_app(
 ) -> Starlette:
     """A bare Starlette app serving ``emulator`` under ``prefix`` (default ``/<name>``).
 
-    With ``control=True`` the app also answers ``POST /_sandbox/<name>/<action>`` as the
-    sandbox host does (a `ControlError` becomes ``{"error": ...}`` with its status).
+    With ``control=True`` the app also answers ``POST /_sandbox/<name>/<action>`` with
+    the sandbox host's own handler (a `ControlError` becomes ``{"error": ...}`` with its
+    status).
 
     >>> from paygate.testing import emulator_app
     >>> app = emulator_app(emulator)  # doctest: +SKIP
     """
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
     from starlette.routing import BaseRoute, Mount, Route
 
-    from ..sandbox import ControlError
+    from ..sandbox._host import control_response
 
     async def run_control(request: Request) -> Response:
-        params = await request.json() if (await request.body()) else {}
-        try:
-            result = await emulator.control(request.path_params["action"], params)
-        except ControlError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        return JSONResponse(result)
+        return await control_response(emulator, request.path_params["action"], request)
 
     routes: list[BaseRoute] = []
     if control:
