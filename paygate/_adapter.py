@@ -312,15 +312,15 @@ class OpContext:
     started_at: datetime | None = None
 
     def provider_key(self, scope: str = "", *, max_len: int = 64, alphabet: str = "") -> str:
-        """`derive_key` of this operation's merchant key."""
+        """`derive_key` of this operation's merchant key (`InvalidRequest` without one)."""
         if self.idempotency_key is None:
-            raise ValueError("operation has no idempotency key")
+            raise InvalidRequest("an idempotency key is required", param="idempotency_key")
         return derive_key(self.idempotency_key, scope=scope, max_len=max_len, alphabet=alphabet)
 
     def key_uuid(self, scope: str = "") -> uuid.UUID:
         """A UUIDv5 derived from the account, scope and merchant key (Pokepay request_id)."""
         if self.idempotency_key is None:
-            raise ValueError("operation has no idempotency key")
+            raise InvalidRequest("an idempotency key is required", param="idempotency_key")
         return uuid.uuid5(PAYGATE_NAMESPACE, f"{self.account}\0{scope}\0{self.idempotency_key}")
 
     def charge(

@@ -66,8 +66,7 @@ class OrderBook:
     @staticmethod
     def base(ctx: OpContext) -> str:
         """The key's first orderNo (``pg-code-…``); it also names the key's state."""
-        if ctx.idempotency_key is None:
-            raise InvalidRequest("an idempotency key is required", param="idempotency_key")
+        # No key: provider_key refuses (InvalidRequest).
         order_no = ctx.provider_key("code", max_len=ORDER_NO_MAX, alphabet="alnum")
         if len(order_no) > ORDER_NO_MAX:  # derive_key guarantees this; elepay insists
             raise InvalidRequest("orderNo too long", param="idempotency_key")

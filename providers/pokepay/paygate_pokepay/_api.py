@@ -30,7 +30,6 @@ from paygate.adapter import Call, ChargeRequest, Effect, OpContext, Reply, Retry
 from ._crypto import CryptoError, EnvelopeCipher
 from ._errors import error_from
 from ._settings import PokepaySettings
-from ._validate import invalid
 from ._wire import Answer, as_time, malformed
 
 __all__ = [
@@ -63,9 +62,8 @@ def payment_request_id(ctx: OpContext) -> str:
 
 
 def request_id(ctx: OpContext) -> str:
-    """`payment_request_id`, or `InvalidRequest` when the operation has no key."""
-    if ctx.idempotency_key is None:
-        raise invalid("a charge needs an idempotency key", "idempotency_key")
+    """`payment_request_id`, or `InvalidRequest` when the operation has no key (from
+    `OpContext.key_uuid`)."""
     return payment_request_id(ctx)
 
 
